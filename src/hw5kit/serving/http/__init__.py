@@ -1,0 +1,84 @@
+"""The Flask application factory for every backend flavour (v1, v2, v3).
+
+``apps/<service>/app.py`` is one line over this: ``app = create_app(flavor="v2")``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask
+
+from ..errors import ModelUnavailable
+from ..registry import ModelRegistry
+from ..service import PredictionService
+from ..settings import ServingSettings
+from . import handlers, routes
+
+log = logging.getLogger("hw5kit.serving")
+
+
+@dataclass
+class ServingState:
+    settings: ServingSettings
+    registry: ModelRegistry
+    service: PredictionService
+
+
+def _configure_torch(threads: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def create_app(
+    settings: ServingSettings | None = None,
+    *,
+    flavor: str | None = None,
+    registry: ModelRegistry | None = None,
+    start: bool = True,
+) -> Flask:
+    """Build a backend. ``settings`` default to the environment (see ``settings.py``).
+
+    With ``start`` the weights are checked at once (a missing file stops start-up with a message
+    naming it and how to provide it) and the models load, in the background unless
+    ``HW5_LOAD=sync``: ``/readyz`` answers 503 until they are all loaded.
+    """
+    if settings is None:
+        settings = ServingSettings.from_env(flavor or "v1")
+    elif flavor is not None and flavor != settings.flavor:
+        raise ValueError(f"flavor {flavor!r} contradicts settings.flavor {settings.flavor!r}")
+    _configure_torch(settings.torch_threads)
+    registry = registry or ModelRegistry(settings.models)
+    service = PredictionService(settings, registry)
+
+    app = Flask("hw5kit.serving")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        # the multipart envelope adds a little to the file itself
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 256 * 1024,
+        SESSION_COOKIE_NAME="hw5_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.json.sort_keys = False
+    app.extensions["hw5kit"] = ServingState(settings, registry, service)
+    app.register_blueprint(routes.common)
+    if settings.flavor == "v2":
+        app.register_blueprint(routes.v2)
+    if settings.flavor == "v3":
+        app.register_blueprint(routes.v3)
+    handlers.register(app)
+
+    if start:
+        try:
+            registry.start(background=settings.load == "background")
+        except ModelUnavailable as exc:
+            log.critical("cannot start: %s", exc.message)
+            raise
+    return app
+
+
+__all__ = ["ServingState", "create_app"]

@@ -1,0 +1,61 @@
+"""Every error leaves as ``{"error": {"code", "message"}}`` with the status ``errors.py`` gives."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..errors import ServingError
+
+log = logging.getLogger("hw5kit.serving")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+
+def error_response(status: int, code: str, message: str, *, details=None, headers=None):
+    body: dict = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ServingError)
+    def serving_error(exc: ServingError):
+        if exc.status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return error_response(
+            exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers()
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = exc.description or exc.name
+        if status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            message = f"the request body is larger than the limit of {limit:,} bytes"
+        headers = {}
+        if status == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return error_response(status, code, message, headers=headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal error; the server log has the details")

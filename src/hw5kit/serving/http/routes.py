@@ -1,0 +1,138 @@
+"""Thin route handlers: parse, call the service, return JSON.
+
+* ``common`` (every flavour): ``/``, ``/hello``, ``/healthz``, ``/readyz``, ``POST /predict``,
+  ``GET /models``, ``GET /models/<name>``.
+* ``v2``: ``PUT /model/<name>`` and ``GET /model``: the caller's choice lives in the caller's
+  own signed session cookie, never in process state.
+* ``v3``: ``POST /model/<name>/predict`` on a backend that serves exactly that model.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, session
+
+from ..errors import NotReady, UnknownModelInBody
+from ..service import PredictRequest
+from .parsing import parse_predict
+
+common = Blueprint("common", __name__)
+v2 = Blueprint("v2", __name__)
+v3 = Blueprint("v3", __name__)
+
+SESSION_KEY = "model"
+
+
+def state():
+    return current_app.extensions["hw5kit"]
+
+
+def _predict(model: str, url, data, top_k: int):
+    answer = state().service.predict(PredictRequest(model=model, url=url, data=data, top_k=top_k))
+    return jsonify(answer)
+
+
+# ---- every flavour ------------------------------------------------------------------------
+@common.get("/")
+def index():
+    st = state()
+    endpoints = [
+        "GET /hello",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /models",
+        "GET /models/<name>",
+        "POST /predict",
+    ]
+    if st.settings.flavor == "v2":
+        endpoints += ["GET /model", "PUT /model/<name>"]
+    if st.settings.flavor == "v3":
+        endpoints += ["POST /model/<name>/predict"]
+    return jsonify(
+        service=f"backend_{st.settings.flavor}",
+        models=list(st.registry.names),
+        default_model=st.settings.default_model,
+        ready=st.registry.ready,
+        endpoints=endpoints,
+    )
+
+
+@common.get("/hello")
+def hello():
+    return "Hello!"
+
+
+@common.get("/healthz")
+def healthz():
+    registry = state().registry
+    if registry.error:
+        return jsonify(status="failed", error=registry.error), 503
+    return jsonify(status="ok")
+
+
+@common.get("/readyz")
+def readyz():
+    registry = state().registry
+    body = registry.status()
+    if registry.ready:
+        return jsonify(body)
+    response = jsonify(body)
+    response.status_code = 503
+    response.headers["Retry-After"] = str(NotReady.retry_after)
+    return response
+
+
+@common.get("/models")
+def list_models():
+    st = state()
+    if st.settings.flavor == "v3" and st.settings.all_models:
+        return jsonify(list(st.settings.all_models))
+    return jsonify(list(st.registry.names))
+
+
+@common.get("/models/<name>")
+def describe_model(name: str):
+    st = state()
+    st.registry.check(name)
+    meta = st.registry.specs[name].metadata()
+    meta["loaded"] = st.registry.ready
+    meta["default"] = name == st.settings.default_model
+    return jsonify(meta)
+
+
+@common.post("/predict")
+def predict():
+    st = state()
+    url, data, model, top_k = parse_predict(request, st.settings.max_upload_bytes)
+    if model is not None:
+        st.registry.check(model, error=UnknownModelInBody)
+    else:
+        chosen = session.get(SESSION_KEY) if st.settings.flavor == "v2" else None
+        model = chosen if chosen in st.registry.names else st.settings.default_model
+    return _predict(model, url, data, top_k)
+
+
+# ---- v2: the model choice is the caller's own -------------------------------------------------
+@v2.put("/model/<name>")
+def choose_model(name: str):
+    session[SESSION_KEY] = state().registry.check(name)
+    return jsonify(model=name, scope="session")
+
+
+@v2.get("/model")
+def current_model():
+    st = state()
+    chosen = session.get(SESSION_KEY)
+    if chosen in st.registry.names:
+        return jsonify(model=chosen, source="session")
+    return jsonify(model=st.settings.default_model, source="default")
+
+
+# ---- v3: one backend per model --------------------------------------------------------------
+@v3.post("/model/<name>/predict")
+def predict_named(name: str):
+    st = state()
+    st.registry.check(name)
+    url, data, model, top_k = parse_predict(request, st.settings.max_upload_bytes)
+    if model is not None and model != name:
+        raise UnknownModelInBody(f"the body names model {model!r} but the path names {name!r}")
+    return _predict(name, url, data, top_k)

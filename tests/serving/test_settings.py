@@ -1,0 +1,79 @@
+"""Backend settings from the environment: defaults, precedence and precise errors."""
+
+import pytest
+
+from hw5kit.serving.settings import ServingSettings, SettingsError, serving_port
+
+
+def test_defaults_are_the_offline_models():
+    v1 = ServingSettings.from_env("v1", {})
+    assert v1.models == ("efficientnet_lite0",) and v1.port == 8000
+    assert not v1.fetch.allow_loopback
+    v2 = ServingSettings.from_env("v2", {})
+    assert v2.models == ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+    assert v2.default_model == "efficientnet_lite0"
+
+
+def test_port_precedence():
+    assert serving_port({"PORT": "9000", "SERVING_PORT": "8001"}) == 9000
+    assert serving_port({"SERVING_PORT": "8001"}) == 8001
+    assert serving_port({}) == 8000
+    with pytest.raises(SettingsError, match="PORT must be a port number"):
+        serving_port({"PORT": "http"})
+    with pytest.raises(SettingsError, match="SERVING_PORT"):
+        serving_port({"SERVING_PORT": "70000"})
+
+
+def test_model_variables():
+    s = ServingSettings.from_env("v2", {"MODELS": "efficientnet_lite2, efficientnet_lite0"})
+    assert s.models == ("efficientnet_lite2", "efficientnet_lite0")
+    assert s.default_model == "efficientnet_lite2"
+    s = ServingSettings.from_env(
+        "v2",
+        {"MODELS": "efficientnet_lite2,efficientnet_lite0", "DEFAULT_MODEL": "efficientnet_lite0"},
+    )
+    assert s.default_model == "efficientnet_lite0"
+    assert ServingSettings.from_env("v1", {"MODEL_NAME": "resnet152"}).models == ("resnet152",)
+
+
+@pytest.mark.parametrize(
+    ("flavor", "env", "message"),
+    [
+        (
+            "v1",
+            {"MODEL_NAME": "nope"},
+            r"MODEL_NAME: unknown model 'nope' \(known: efficientnet_lite0",
+        ),
+        (
+            "v1",
+            {"MODEL_NAME": "efficientnet_lite0,efficientnet_lite1"},
+            "MODEL_NAME names one model",
+        ),
+        ("v2", {"MODELS": "efficientnet_lite0,,x"}, "MODELS: expected a comma-separated list"),
+        ("v2", {"MODELS": "efficientnet_lite0,efficientnet_lite0"}, "MODELS: model listed twice"),
+        ("v2", {"DEFAULT_MODEL": "resnet152"}, "DEFAULT_MODEL: 'resnet152' is not one of MODELS"),
+        ("v1", {"HW5_ALLOW_LOOPBACK": "maybe"}, "HW5_ALLOW_LOOPBACK must be 1/0"),
+        ("v1", {"HW5_MAX_UPLOAD_MB": "lots"}, "HW5_MAX_UPLOAD_MB must be a number"),
+        ("v1", {"HW5_FETCH_TOTAL_TIMEOUT": "-1"}, "HW5_FETCH_TOTAL_TIMEOUT must be positive"),
+        ("v1", {"HW5_LOAD": "lazy"}, "HW5_LOAD must be 'background' or 'sync'"),
+    ],
+)
+def test_bad_values_name_the_variable(flavor, env, message):
+    with pytest.raises(SettingsError, match=message):
+        ServingSettings.from_env(flavor, env)
+
+
+def test_limits_and_flags():
+    s = ServingSettings.from_env(
+        "v1",
+        {
+            "HW5_ALLOW_LOOPBACK": "1",
+            "HW5_MAX_UPLOAD_MB": "2",
+            "HW5_MAX_DOWNLOAD_MB": "0.5",
+            "SECRET_KEY": "k",
+        },
+    )
+    assert s.fetch.allow_loopback
+    assert s.max_upload_bytes == 2 * 1024 * 1024
+    assert s.fetch.max_bytes == 512 * 1024
+    assert s.secret_key == "k"
