@@ -190,3 +190,24 @@ def gunicorn_command(
         *extra,
         "app:app",
     ]
+
+
+STREAMLIT_HEALTH = "/_stcore/health"
+
+
+def streamlit_command(
+    app_file: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    python: str = sys.executable,
+) -> list[str]:
+    """``streamlit run`` headless, no usage statistics, no file watcher: as in the images."""
+    return [
+        python, "-m", "streamlit", "run", str(app_file),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
