@@ -61,4 +61,4 @@ gcloud run deploy "${SERVICE_NAME}" \
     --min-instances=1 \
     --max-instances=1 \
     --allow-unauthenticated \
-    --set-env-vars=MODEL_NAME=efficientnet_lite0
+    --set-env-vars="MODEL_NAME=efficientnet_lite0"

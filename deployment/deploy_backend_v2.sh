@@ -61,4 +61,4 @@ gcloud run deploy "${SERVICE_NAME}" \
     --min-instances=1 \
     --max-instances=1 \
     --allow-unauthenticated \
-    --set-env-vars='^|^MODELS=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2'
+    --set-env-vars="^|^MODELS=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"

@@ -43,7 +43,7 @@ submit() {
         --project="${PROJECT_ID}" \
         --region="${REGION}" \
         --config="${SCRIPT_DIR}/cloudbuild.yaml" \
-        --substitutions=_BASE_IMAGE_URI="${REPO_URI}/${BASE_IMAGE}",_APP_URI="${REPO_URI}/${app_image}",_SERVING_PORT="${SERVING_PORT}",_TARGET_DOCKERFILE="${target_dockerfile}" \
+        --substitutions="_BASE_IMAGE_URI=${REPO_URI}/${BASE_IMAGE},_APP_URI=${REPO_URI}/${app_image},_SERVING_PORT=${SERVING_PORT},_TARGET_DOCKERFILE=${target_dockerfile}" \
         "${SCRIPT_DIR}/.."
 }
 

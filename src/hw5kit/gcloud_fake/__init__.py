@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import commands
 from .cli import STATE_ENV
 from .state import HW5_APIS, Store
 
@@ -90,6 +89,8 @@ class FakeGcloud:
         repositories: Iterable[tuple[str, str]] = (("us-central1", "hw5-images"),),
         set_default: bool = True,
     ) -> None:
+        from . import commands
+
         with self.store.locked() as state:
             project = commands.ensure_project(state, project_id)
             project["apis"] = sorted(set(project["apis"]) | set(apis))

@@ -23,7 +23,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).with_name("cloudbuild.schema.json")
@@ -101,6 +100,8 @@ def snake_to_camel(data: Any, *, top: bool = True) -> Any:
 
 def schema_errors(data: Any) -> list[str]:
     """Every way ``data`` (camelCase) departs from the config schema, one line each."""
+    import jsonschema  # only builds need it; the other commands start faster without it
+
     validator = jsonschema.Draft202012Validator(schema())
     out = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
@@ -304,6 +305,8 @@ def parse_reference(text: str) -> ImageRef | None:
     path = match.group("path")
     # "name/x" without a dot, colon or localhost in the first part is a Docker Hub path
     if domain and "." not in domain and ":" not in domain and domain != "localhost":
+        if not re.fullmatch(_COMPONENT, domain):
+            return None  # a Docker Hub path component: lowercase only
         path = f"{domain}/{path}"
         domain = ""
     return ImageRef(domain, path, match.group("tag"), match.group("digest"))

@@ -7,6 +7,7 @@ comma), so the templates hold no logic beyond loops and conditionals.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -142,5 +143,10 @@ def build(config: Config) -> Context:
 
 
 def shell_quote(value: object) -> str:
-    """Jinja filter ``sh``: one shell word."""
+    """Jinja filter ``sh``: one shell word (single quotes when needed)."""
     return shlex.quote(str(value))
+
+
+def shell_double_quote(value: object) -> str:
+    """Jinja filter ``dq``: one double-quoted shell word, with ``\\ " $ ` `` escaped."""
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", str(value)) + '"'

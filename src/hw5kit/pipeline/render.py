@@ -46,6 +46,7 @@ def environment(templates: Path) -> jinja2.Environment:
         autoescape=False,  # noqa: S701 - shell and YAML, not HTML
     )
     env.filters["sh"] = context.shell_quote
+    env.filters["dq"] = context.shell_double_quote
     return env
 
 

@@ -29,7 +29,8 @@ from typing import Any
 
 from ... import procs
 from .. import deliverables
-from ..config import Service
+from ..config import ConfigError, Service
+from ..deliverables import DeliverablesError
 from ..project import PipelineError, Project
 
 WEIGHTS_DIR = "weights"
@@ -349,7 +350,8 @@ class LocalTarget:
             self.project.log(
                 f"{name}: {'stopped' if stopped else 'was not running'} (pid {entry.get('pid')})"
             )
-            with contextlib.suppress(PipelineError):
+            # stopping must work even with a hand-broken deliverables file or config
+            with contextlib.suppress(PipelineError, DeliverablesError, ConfigError):
                 self._record(self.config.service(name), service_url=None)
         state["services"] = {}
         self._save_deployment(state)
