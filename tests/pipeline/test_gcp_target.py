@@ -119,7 +119,7 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
 
     verified = gcp("verify", repo, cloud, "--skip-http")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "verify: all 18 checks passed" in verified.stdout
+    assert "verify: all 19 checks passed" in verified.stdout
     assert len(cloud.fake.calls("builds describe")) == 4
 
 
@@ -146,7 +146,7 @@ def test_verify_catches_a_wrong_serving_url_and_a_build_id_of_another_image(repo
     assert f"FAIL services.v2.back_end (backend_v2): build {ids['backend_v1']}" in out
     assert f"did not push {REGISTRY}/backend_v2:{ids['backend_v1']}" in out
     assert "FAIL services.v2.back_end (backend_v2): Cloud Run service backendv2 image" in out
-    assert "verify: 3 of 18 checks failed" in out
+    assert "verify: 3 of 19 checks failed" in out
 
 
 def test_a_failed_build_keeps_the_previous_entry_and_records_the_others(repo, cloud):
@@ -207,6 +207,19 @@ def test_stale_deployment_files_or_no_gcloud_stop_before_any_cloud_call(repo, cl
     (bare / "bash").symlink_to(shutil.which("bash"))
     done = pipeline("build", "--target", "gcp", root=repo, env={**cloud.env, "PATH": str(bare)})
     assert done.returncode == 1 and "gcloud is not on PATH" in done.stderr
+    (repo / "deliverables.yaml").write_text(
+        (repo / "deliverables.yaml")
+        .read_text()
+        .replace("build_id: #", "build_id: 0b5c2e4a-91d3-4f6e-8a7b-2c3d4e5f6a7b #")
+        .replace("service_url: #", "service_url: https://x-qveyax4pnp-uc.a.run.app #")
+    )
+    done = pipeline(
+        "verify", "--target", "gcp", "--skip-http", root=repo, env={**cloud.env, "PATH": str(bare)}
+    )
+    assert done.returncode == 0, done.stdout
+    assert "note: gcloud is not on PATH: the Cloud Build and Cloud Run checks were skipped" in (
+        done.stdout
+    )
 
 
 def test_verify_on_the_course_template_and_on_a_corrupted_file(repo, cloud):

@@ -62,7 +62,7 @@ def test_build_deploy_verify_redeploy_and_stop(tmp_path):
 
         verified = pipeline("verify", root=repo, env=env)
         assert verified.returncode == 0, verified.stdout + verified.stderr
-        assert "verify: all 24 checks passed" in verified.stdout
+        assert "verify: all 25 checks passed" in verified.stdout
         assert "'espresso' by efficientnet_lite2" in verified.stdout
 
         old_pid = state["backend_v1"]["pid"]

@@ -207,7 +207,10 @@ def problems(data: Any, target: str = "gcp") -> list[Problem]:
         found += _gcp_problems(data)
     if target != "gcp":
         found += _local_problems(data)
-    return found
+    unique: dict[str, Problem] = {}
+    for problem in found:  # one problem per entry: the schema's, if it has one
+        unique.setdefault(problem.where, problem)
+    return list(unique.values())
 
 
 def _entries(data: Any):

@@ -77,6 +77,7 @@ class Verifier:
         self.photo = photos.photo(photo)
         self.timeout = timeout
         self.checks: list[Check] = []
+        self.notes: list[str] = []
         self.photo_base: str | None = None
 
     # -- entry point -- #
@@ -99,12 +100,14 @@ class Verifier:
                 log(f"  FAIL {p.where}: {p.message}\n         -> {p.fix}")
             log(f"verify: {self.path.name} does not pass its schema ({len(problems)} problem(s))")
             return 1
-        log(f"  ok   {self.path.name} passes deliverables.schema.json")
+        self._add(self.path.name, "schema", True, "passes deliverables.schema.json")
         with self._photo_server():
             for s in self.config.services:
                 self._service_checks(s, data)
         for check in self.checks:
             log(check.line())
+        for note in self.notes:
+            log(f"  note: {note}")
         failed = [c for c in self.checks if not c.ok]
         if failed:
             log(f"verify: {len(failed)} of {len(self.checks)} checks failed")
@@ -255,13 +258,9 @@ class Verifier:
 
     def _gcp_checks(self, s: Service, entry: dict, data: Any) -> None:
         if self.project.which("gcloud") is None:
-            if not any(c.what == "gcloud" for c in self.checks):
-                self._add(
-                    "gcloud",
-                    "gcloud",
-                    True,
-                    "not on PATH: Cloud Build and Cloud Run checks skipped",
-                )
+            note = "gcloud is not on PATH: the Cloud Build and Cloud Run checks were skipped"
+            if note not in self.notes:
+                self.notes.append(note)
             return
         where = self._where(s)
         build_id = str(entry["build_id"])
