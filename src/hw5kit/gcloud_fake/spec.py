@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Cloud Run regions (https://cloud.google.com/run/docs/locations), also valid for Cloud Build
 # and Artifact Registry.
@@ -126,7 +126,6 @@ class Command:
     flags: tuple[Flag, ...] = ()
     positionals: tuple[Positional, ...] = ()
     handler: str = ""  # function name in commands.py
-    extra: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -29,14 +29,6 @@ def env_delimiter(values: list[str]) -> str:
     raise ValueError(f"no list delimiter fits these environment values: {values}")
 
 
-def env_flag_value(pairs: list[tuple[str, str]]) -> str:
-    """The value of ``--set-env-vars`` for these pairs, escaped for gcloud's list syntax."""
-    joined = [f"{k}={v}" for k, v in pairs]
-    delimiter = env_delimiter(joined)
-    prefix = "" if delimiter == "," else f"^{delimiter}^"
-    return prefix + delimiter.join(joined)
-
-
 @dataclass(frozen=True)
 class ServiceContext:
     name: str
@@ -80,11 +72,6 @@ class Context:
     base_image_uri: str
     docker_builder: str
     services: tuple[ServiceContext, ...]
-    app_names: tuple[str, ...]
-    app_names_text: str  # "backend_v1 | frontend_v1 | ..." for usage messages
-
-    def as_dict(self) -> dict:
-        return {"ctx": self}
 
 
 def _service(config: Config, s: Service, backend: ServiceContext | None) -> ServiceContext:
@@ -124,7 +111,6 @@ def build(config: Config) -> Context:
             services.append(backends[s.name])
         else:
             services.append(_service(config, s, backends[s.backend]))
-    names = tuple(s.name for s in services)
     return Context(
         project_id=config.project_id,
         student_id=config.student_id,
@@ -137,8 +123,6 @@ def build(config: Config) -> Context:
         base_image_uri=config.base_image_uri,
         docker_builder=DOCKER_BUILDER,
         services=tuple(services),
-        app_names=names,
-        app_names_text=" | ".join(names),
     )
 
 

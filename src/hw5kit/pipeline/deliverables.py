@@ -37,7 +37,6 @@ FILES = {
 FIELDS = ("build_id", "service_url")
 PARTS = ("back_end", "front_end")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-RUN_APP_RE = re.compile(r"^https://[a-z0-9.-]+\.run\.app/?$")
 LOCAL_HEADER = (
     "# Written by `nox -s build` and `nox -s deploy` on the {target} target (same layout and\n"
     "# schema as deliverables.yaml, which holds the Google Cloud deployment). Not committed.\n"

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -88,10 +87,6 @@ class Project:
 
     def which(self, command: str) -> str | None:
         return shutil.which(command, path=self.env.get("PATH"))
-
-
-def python() -> str:
-    return sys.executable
 
 
 @dataclass
