@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, g, has_request_context, jsonify
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ServingError
@@ -26,6 +26,10 @@ def error_response(status: int, code: str, message: str, *, details=None, header
     body: dict = {"code": code, "message": message}
     if details:
         body["details"] = details
+    if has_request_context():
+        g.error_code = code  # for the request log and the error metrics
+        if g.get("request_id"):
+            body["request_id"] = g.request_id
     response = jsonify({"error": body})
     response.status_code = status
     for key, value in (headers or {}).items():
