@@ -300,6 +300,8 @@ CATALOG: tuple[Case, ...] = (
     Case("top_k_bool", "`top_k` true", 400, "invalid_field", json=_u(GOOD_URL, top_k=True)),
     Case("top_k_form_text", "form `top_k` = `five`", 400, "invalid_field",
          upload=small_png, form={"top_k": "five"}),
+    Case("top_k_form_superscript", "form `top_k` = `²` (a Unicode digit, not a number)", 400,
+         "invalid_field", upload=small_png, form={"top_k": "²"}),
     Case("model_not_text", "`model` 5", 400, "invalid_field", json=_u(GOOD_URL, model=5)),
     Case("model_too_long", "`model` of 1,000 characters", 400, "invalid_field",
          json=_u(GOOD_URL, model="m" * 1000)),

@@ -63,7 +63,7 @@ def _top_k(value: object, *, form: bool = False) -> int:
         raise InvalidField(f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {_short(value)}")
     if form and isinstance(value, str):
         text = value.strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):  # '²' and '٣' are digits too
             raise InvalidField(
                 f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {_short(text)}"
             )
