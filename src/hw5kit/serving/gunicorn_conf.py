@@ -21,6 +21,7 @@ Environment: ``PORT``/``SERVING_PORT`` (bind), ``HW5_BIND_HOST`` (default 0.0.0.
 container needs), ``HW5_WORKERS``, ``HW5_THREADS``, ``HW5_LOG_LEVEL``, ``HW5_LOG_FORMAT``.
 """
 
+import logging
 import os
 
 from hw5kit.serving.http.logs import log_format, logging_config
@@ -40,6 +41,7 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("HW5_LOG_LEVEL", "info")
 logconfig_dict = logging_config(loglevel, log_format())
+logging.captureWarnings(True)  # library warnings become log entries too, not stray stderr text
 # the request line and header limits gunicorn enforces (answered 414 / 431 / 400, as JSON)
 limit_request_line = 8190
 limit_request_fields = 100
