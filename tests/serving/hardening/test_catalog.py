@@ -99,3 +99,26 @@ def test_the_backend_still_classifies_after_the_whole_catalog(catalog_backend, h
         if re.search(r'status="5\d\d"', line) and 'route="/readyz"' not in line
     ]
     assert fivexx == []
+
+
+def test_a_refused_body_does_not_spoil_the_keep_alive_connection(catalog_backend):
+    """A 100 kB JSON body is refused unread (413); the next request on the same connection
+    must still be answered (gunicorn alone would drain 64 KiB, then drop the connection)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(catalog_backend.url)
+    body = b'{"url": "' + b"a" * 100_000 + b'"}'
+    first = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    second = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(first + second)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 413 ")
+    assert b"HTTP/1.1 200 OK" in received and received.endswith(b"Hello!")
