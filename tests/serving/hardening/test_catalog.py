@@ -122,3 +122,23 @@ def test_a_refused_body_does_not_spoil_the_keep_alive_connection(catalog_backend
             received += chunk
     assert received.startswith(b"HTTP/1.1 413 ")
     assert b"HTTP/1.1 200 OK" in received and received.endswith(b"Hello!")
+
+
+def test_loopback_is_refused_unless_explicitly_allowed(backend_factory, hostile):
+    """Without HW5_ALLOW_LOOPBACK (the default everywhere but the local target), a URL on this
+    machine is refused before any connection: the image server sees nothing."""
+    backend = backend_factory("backend_v1", HW5_ALLOW_LOOPBACK="0")
+    before = hostile.requests
+    port = hostile.base.rsplit(":", 1)[1]
+    for url in (
+        f"{hostile.base}/photos/coffee.png",
+        f"http://localhost:{port}/photos/coffee.png",
+        f"http://[::ffff:127.0.0.1]:{port}/photos/coffee.png",
+        f"http://2130706433:{port}/photos/coffee.png",
+    ):
+        r = requests.post(f"{backend.url}/predict", json={"url": url}, timeout=30)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "blocked_destination"
+        assert "loopback" in r.json()["error"]["message"]
+    assert hostile.requests == before
+    assert backend.blocked_network() == ""
