@@ -45,6 +45,12 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def loadtest(session: nox.Session) -> None:
+    """Bounded load session: 5,000 requests at concurrency 32, good and bad inputs mixed."""
+    session.run(kit(session), "-m", "hw5kit.loadtest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def render(session: nox.Session) -> None:
     """Render deployment/ (Cloud Build YAML, submit and deploy scripts) from deployment.yaml."""
     pipeline(session, "render")
