@@ -14,7 +14,7 @@ COMMANDS = {
     "weights": ("hw5kit.serving.models.weights", "check or bake model weights into TORCH_HOME"),
     "loadtest": ("hw5kit.loadtest", "bounded load session against a backend"),
     "badinputs": ("hw5kit.serving.badinputs", "the bad-input catalog and its README tables"),
-    "gcloud-fake": ("hw5kit.gcloud_fake.__main__", "install the fake gcloud, seed projects, show calls"),
+    "gcloud-fake": ("hw5kit.gcloud_fake.__main__", "install the fake gcloud, seed projects"),
     "lint": ("hw5kit.lint", "ruff, shellcheck and hadolint over the repository"),
     "devenv": ("hw5kit.devenv", "the shared environment and system packages"),
 }
