@@ -90,3 +90,9 @@ def status(session: nox.Session) -> None:
 def check_prereq(session: nox.Session) -> None:
     """Run setup/check_prereq.sh (the course's checks) with the student ID from deployment.yaml."""
     pipeline(session, "check-prereq")
+
+
+@nox.session(venv_backend="none")
+def setup(session: nox.Session) -> None:
+    """Set up the Google Cloud project (gcp): project, APIs, repository, autograder access."""
+    pipeline(session, "setup")
