@@ -4,6 +4,7 @@ otherwise, a dry run that runs nothing, and clear stops where setup cannot fix t
 
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 import yaml
 
 from hw5kit.gcloud_fake import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, FakeGcloud
+from hw5kit.pipeline import config
+from hw5kit.pipeline import setup as setup_mod
 
-from ..conftest import subprocess_env
+from ..conftest import ROOT, subprocess_env
 from ..support.pipeline import PROJECT, make_repo, pipeline
 
 AR, RUN, CB = "artifactregistry.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com"
@@ -425,10 +428,71 @@ def test_a_failing_prerequisite_check_fails_setup(scenario):
     assert "setup: the prerequisite check failed" in done.stdout
 
 
-def test_help_says_what_the_dry_run_and_plan_do():
-    from hw5kit.pipeline.cli import parser
+def test_help_says_what_the_dry_run_and_plan_do(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "hw5kit.pipeline", "setup", "--help"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(tmp_path),
+    )
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "--dry-run run no gcloud command at all (not even read-only ones)" in text
+    assert "--plan run only the read-only gcloud commands" in text
+    assert "A second run finds everything in place, changes nothing and says so." in text
 
-    sub = parser()._subparsers._group_actions[0].choices["setup"]
-    text = sub.format_help()
-    assert "run no gcloud command at all (not even read-only ones)" in " ".join(text.split())
-    assert "--plan" in text and "only the read-only gcloud commands" in " ".join(text.split())
+
+def config_for(**changes):
+    data = yaml.safe_load((ROOT / "deployment.yaml").read_text())
+    data.update(changes)
+    return config.parse(data)
+
+
+def test_plan_orders_the_changes_and_skips_what_is_there():
+    cfg = config_for()
+    fresh_plan = setup_mod.plan(cfg, setup_mod.State.fresh())
+    assert [s.kind for s in fresh_plan] == ["project", "apis", "repository", "reader"]
+    ready = setup_mod.State(
+        configured_project=PROJECT,
+        enabled={AR, RUN, CB, "iam.googleapis.com"},
+        repository_format="DOCKER",
+        repository_known=True,
+        can_read=True,
+    )
+    assert setup_mod.plan(cfg, ready) == []
+    ready.enabled = {CB}
+    ready.can_read = False
+    steps = setup_mod.plan(cfg, ready)
+    assert [list(s.argv) for s in steps] == [["gcloud", *enable(AR, RUN)], ["gcloud", *grant()]]
+    other = config_for(region="europe-west1", repository="images", student_id="abc123")
+    create = setup_mod.create_repository(other)
+    assert create.argv[4:] == (
+        "images",
+        "--repository-format=docker",
+        "--location=europe-west1",
+        "--project=hw5-abc123",
+    )
+
+
+@pytest.mark.parametrize(
+    ("bindings", "expected"),
+    [
+        ([], False),
+        ([{"role": "roles/artifactregistry.reader", "members": [f"serviceAccount:{SA}"]}], True),
+        ([{"role": "roles/artifactregistry.writer", "members": [f"serviceAccount:{SA}"]}], True),
+        ([{"role": "roles/run.invoker", "members": [f"serviceAccount:{SA}"]}], False),
+        ([{"role": "roles/artifactregistry.reader", "members": [f"user:{SA}"]}], False),
+        (
+            [
+                {
+                    "role": "roles/artifactregistry.reader",
+                    "members": [f"serviceAccount:{SA}"],
+                    "condition": {"expression": "false", "title": "never"},
+                }
+            ],
+            False,
+        ),
+    ],
+)
+def test_read_access_is_an_unconditional_role_that_includes_reading(bindings, expected):
+    assert setup_mod.can_read({"bindings": bindings, "etag": "x"}, SA) is expected

@@ -31,7 +31,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import Config
+from .config import COURSE_AUTOGRADER, DEFAULT_AUTOGRADER, Config
 from .project import PipelineError, Project, run_script
 from .targets.gcp import GCLOUD_MISSING
 
@@ -367,7 +367,7 @@ class Setup:
             state.repository_format = None
             state.can_read = None
             return
-        state.repository_format = done.stdout.strip() or "DOCKER"
+        state.repository_format = done.stdout.strip() or "UNKNOWN"
         self._require_docker(state.repository_format)
         argv = repository_policy(cfg)
         done = self._look(argv)
@@ -433,7 +433,7 @@ class Setup:
         if result.code == 0:
             return
         fix = "Fix the problem above, then run `nox -s setup` again (what succeeded stays done)."
-        if "Billing" in result.output or "billing" in result.output:
+        if "Billing account for project" in result.output:
             fix = (
                 f"The project {cfg.project_id} has no billing account: link the course's billing "
                 "account (redeem the credits at https://console.cloud.google.com/education, "
@@ -443,9 +443,8 @@ class Setup:
         elif "Service account" in result.output and "does not exist" in result.output:
             fix = (
                 f"Check autograder_service_account in {cfg.source} (the course's test account "
-                "ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com or its "
-                "production one ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com), "
-                "then run `nox -s setup` again."
+                f"{DEFAULT_AUTOGRADER} or its production one {COURSE_AUTOGRADER}), then run "
+                "`nox -s setup` again."
             )
         raise PipelineError(
             f"`{step.shell}` failed (exit status {result.code}; log: {result.log_path}).\n{fix}"
