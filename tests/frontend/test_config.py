@@ -1,9 +1,15 @@
 """The frontends' environment: defaults, accepted forms, and a readable problem for bad values."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from hw5kit.frontend.config import DEFAULT_BASE_URL, FrontendConfig, parse_base_url
 from hw5kit.frontend.i18n import Translator
+
+from ..conftest import ROOT
 
 
 def test_defaults_are_french_and_the_local_backend():
@@ -73,3 +79,17 @@ def test_good_urls_keep_their_path_and_port():
     assert parse_base_url("http://127.0.0.1:8000", "X") == ("http://127.0.0.1:8000", None)
     assert parse_base_url("https://h.example/base/", "X") == ("https://h.example/base", None)
     assert parse_base_url("http://[::1]:9/", "X") == ("http://[::1]:9", None)
+
+
+def test_the_frontend_code_imports_neither_torch_nor_the_serving_core():
+    """The frontend images stay small: the page must not pull torch in through hw5kit."""
+    code = (
+        "import sys, hw5kit.frontend.page; "
+        "print(sorted(m for m in ('torch', 'hw5kit.serving') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -284,3 +284,16 @@ def test_v2_percentages_read_as_the_language_writes_them(app_v2, monkeypatch):
     at = page("v2", monkeypatch, app_v2.url)
     classify_file(at, "coffee.png")
     assert f"{NBSP}% de confiance" in at.success[0].value
+
+
+def test_v2_the_choice_survives_the_backend_going_away_and_back(app_v2, closed_url, monkeypatch):
+    at = page("v2", monkeypatch, app_v2.url)
+    at.selectbox(key="model_picker").select("efficientnet_lite1").run()
+    monkeypatch.setenv("SERVING_URL", closed_url)  # the backend "moves away": no model list
+    at.run()
+    assert not at.selectbox and views.md(FR("err_models")) in at.warning[0].value
+    monkeypatch.setenv("SERVING_URL", app_v2.url)
+    at.run()
+    assert at.selectbox(key="model_picker").value == "efficientnet_lite1"
+    classify_file(at, "coffee.png")
+    assert "efficientnet\\_lite1" in at.success[0].value

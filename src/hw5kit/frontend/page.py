@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from .client import FrontendError, InvalidImageURL, Prediction, ServingClient, Upload, make_client
+from .client import FrontendError, Prediction, ServingClient, Upload, make_client
 from .client import check_image_url as _check_url
 from .config import FrontendConfig
 from .i18n import Translator
@@ -247,13 +247,13 @@ class Page:
 
     def result(self, source: Source, outcome: Outcome) -> None:
         tr = self.tr
+        if outcome.error is not None:  # no picture: it may well be what failed to load
+            show_message(self.describe(outcome.error))
+            return
         left, right = st.columns([2, 3], gap="large")
         with left:
             self.image(source)
         with right:
-            if outcome.error is not None:
-                show_message(self.describe(outcome.error))
-                return
             prediction = outcome.prediction
             assert prediction is not None
             if prediction.top.probability >= UNSURE_BELOW:
@@ -275,13 +275,9 @@ class Page:
             except Exception:  # not an image Streamlit can show; the answer says more
                 st.caption(tr("image_unavailable"))
             return
-        try:
-            url = _check_url(source.url or "")
-        except InvalidImageURL:
-            st.caption(tr("image_unavailable"))
-            return
-        # the visitor's browser loads the image: this process never downloads it
-        st.image(url, caption=tr("image_caption_url", url=url))
+        # the visitor's browser loads the image (the URL was checked: http or https only, so
+        # st.image never reads a local file): this process never downloads it
+        st.image(_check_url(source.url or ""), caption=tr("image_caption_url", url=source.url))
 
     # ---- every model side by side ---------------------------------------------------------------
     def compare(

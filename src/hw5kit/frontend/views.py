@@ -11,6 +11,12 @@ from collections.abc import Mapping
 
 import altair as alt
 
+# Imported whole, now, before any visitor's script runs: altair finds pandas through
+# sys.modules, and when two sessions draw their first chart at the same moment one of them can
+# see a half-imported pandas ("partially initialized module 'pandas' has no attribute
+# 'Timestamp'"). The import lock makes every other session wait for this module instead.
+import pandas  # noqa: F401
+
 from .client import Prediction
 from .i18n import Translator
 
