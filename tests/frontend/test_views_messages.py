@@ -88,7 +88,7 @@ def test_agreement_between_models():
         (InvalidImageURL("chat.jpg", "scheme"), "« chat.jpg » n'est pas une adresse web"),
         (BackendUnreachable("http://b:1"), "ne répond pas (http://b:1)"),
         (BackendTimeout("http://b:1", 60), "dans les 60"),
-        (BadResponse("http://b:1", 502, "<html>"), "réponse inattendue (HTTP 502)"),
+        (BadResponse("http://b:1", 404, "<html>"), "réponse inattendue (HTTP 404)"),
         (ApiError(422, "remote_status", "the URL answered HTTP 404"), "a répondu par une erreur"),
         (ApiError(403, "blocked_destination", "private address"), "réseau privé ou local"),
         (ApiError(422, "not_an_image", "cannot identify image"), "pas une image lisible"),
@@ -126,3 +126,14 @@ def test_anything_else_is_an_apology_with_a_time_not_a_traceback():
     message = describe(KeyError("internal detail"), EN)
     assert message.text == "Something unexpected went wrong in this page."
     assert "UTC" in message.hint and "KeyError" not in message.hint + message.text
+
+
+def test_a_front_ends_own_error_page_is_read_by_its_status():
+    """Cloud Run, a gateway or a proxy answer 429/5xx with a page of their own, not our JSON."""
+    busy = describe(BadResponse("https://b.run.app", 429, "<html>Rate exceeded"), EN)
+    assert busy.level == "warning" and busy.text == "The service is overloaded right now."
+    assert describe(BadResponse("https://b.run.app", 503, "<html>"), EN).level == "warning"
+    broken = describe(BadResponse("https://b.run.app", 502, "<html>Bad Gateway"), EN)
+    assert broken.text == "The service ran into an error (HTTP 502)."
+    misrouted = describe(BadResponse("https://b.run.app", 404, "<html>Not Found"), EN)
+    assert "Check that SERVING_URL (https://b.run.app)" in misrouted.hint

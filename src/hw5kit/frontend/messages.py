@@ -36,6 +36,8 @@ _API_CODES: dict[str, tuple[str, str | None]] = {
     "unknown_model": ("err_unknown_model", "hint_pick_model"),
 }
 _RETRY_CODES = {"not_ready": "err_not_ready", "overloaded": "err_overloaded"}
+_BUSY_STATUSES = {429, 503}
+_GATEWAY_STATUSES = {500, 502, 504}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ def describe(exc: BaseException, tr: Translator, *, url_var: str = "SERVING_URL"
         return UserMessage(
             tr("err_timeout", seconds=tr.number(exc.seconds)), tr("hint_timeout"), level="warning"
         )
+    if isinstance(exc, BadResponse) and exc.status in _BUSY_STATUSES:
+        # a front end's own page (Cloud Run, a gateway, a proxy): busy or scaling, not misrouted
+        return UserMessage(tr("err_overloaded"), tr("hint_retry_in", seconds=2), level="warning")
+    if isinstance(exc, BadResponse) and exc.status in _GATEWAY_STATUSES:
+        return UserMessage(tr("err_server", status=exc.status), tr("hint_later"))
     if isinstance(exc, BadResponse):
         return UserMessage(
             tr("err_bad_response", status=exc.status),
