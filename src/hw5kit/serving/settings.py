@@ -15,6 +15,8 @@
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
 | ``HW5_TORCH_THREADS`` | intra-op threads for inference | CPU count |
 | ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
+| ``HW5_THREADS`` | gunicorn threads per worker | 8 per CPU |
+| ``HW5_MAX_INFLIGHT`` | predictions in progress at once; past it 503 + Retry-After | threads / 2 |
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def http_threads(environ: Mapping[str, str] | None = None) -> int:
+    """gunicorn threads per worker: ``HW5_THREADS``, else 8 per CPU. Threads mostly wait (on
+    clients, fetches, the in-flight limit), so there are more of them than predictions allowed
+    at once: the spare ones answer 503s, health checks and metrics at once."""
+    env = os.environ if environ is None else environ
+    return max(1, int(_Reader(env).number("HW5_THREADS", 8 * cpu_count())))
+
+
+def default_max_inflight(environ: Mapping[str, str] | None = None) -> int:
+    return max(1, http_threads(environ) // 2)
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     max_bytes: int = 20 * 1024 * 1024
@@ -64,6 +78,7 @@ class ServingSettings:
     torch_threads: int = field(default_factory=cpu_count)
     load: str = "background"
     all_models: tuple[str, ...] = ()  # v3: every model the gateway serves (GET /models)
+    max_inflight: int = field(default_factory=default_max_inflight)  # HW5_MAX_INFLIGHT
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:
@@ -115,6 +130,7 @@ class ServingSettings:
             torch_threads=int(reader.number("HW5_TORCH_THREADS", cpu_count())),
             load=env.get("HW5_LOAD", "background").strip() or "background",
             all_models=all_models,
+            max_inflight=int(reader.number("HW5_MAX_INFLIGHT", default_max_inflight(env))),
         )
 
 
