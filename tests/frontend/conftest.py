@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
-from werkzeug.wsgi import LimitedStream
 
 from hw5kit import procs
 from hw5kit.serving.http import create_app
@@ -61,12 +60,6 @@ def serve_app(app) -> Iterator[LiveApp]:
 
     def recording(environ, start_response):
         live.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
-        length = environ.get("CONTENT_LENGTH") or ""
-        if length.isdigit() and not environ.get("wsgi.input_terminated"):
-            # as under gunicorn, the body ends at Content-Length: werkzeug's development server
-            # hands over the raw socket, where a read past the body waits for the next request
-            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], int(length))
-            environ["wsgi.input_terminated"] = True
         return inner(environ, start_response)
 
     app.wsgi_app = recording
