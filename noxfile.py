@@ -88,5 +88,11 @@ def status(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def check_prereq(session: nox.Session) -> None:
-    """Run setup/check_prereq.sh (the course's checks) with the student ID from deployment.yaml."""
+    """Run setup/check_prereq.sh (the course's checks) with the values of deployment.yaml."""
     pipeline(session, "check-prereq")
+
+
+@nox.session(venv_backend="none")
+def setup(session: nox.Session) -> None:
+    """Set up the Google Cloud project (gcp): project, APIs, repository, autograder access."""
+    pipeline(session, "setup")

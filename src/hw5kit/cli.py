@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "pipeline": ("hw5kit.pipeline.cli", "render, build, deploy, verify, stop, status"),
+    "pipeline": ("hw5kit.pipeline.cli", "setup, render, build, deploy, verify, stop, status"),
     "weights": ("hw5kit.serving.models.weights", "check or bake model weights into TORCH_HOME"),
     "loadtest": ("hw5kit.loadtest", "bounded load session against a backend"),
     "badinputs": ("hw5kit.serving.badinputs", "the bad-input catalog and its README tables"),
