@@ -99,3 +99,6 @@ def test_inference_settings():
         },
     )
     assert (s.runtime, s.batch_max, s.batch_wait_ms, s.torch_threads) == ("torch", 16, 0.0, 1)
+    # several gunicorn workers share the cores: each gets its share of intra-op threads
+    workers = ServingSettings.from_env("v1", {"HW5_WORKERS": str(default.torch_threads * 2)})
+    assert workers.torch_threads == 1

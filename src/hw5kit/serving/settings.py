@@ -13,7 +13,7 @@
 | ``HW5_MAX_DOWNLOAD_MB`` | largest image fetched from a URL | 20 |
 | ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
-| ``HW5_TORCH_THREADS`` | intra-op threads for inference (ONNX Runtime or torch) | CPU count |
+| ``HW5_TORCH_THREADS`` | intra-op threads for inference (ONNX Runtime or torch) | CPUs / workers |
 | ``HW5_RUNTIME`` | ``auto`` (ONNX Runtime if installed, else torch), ``onnx`` or ``torch`` | auto |
 | ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
 | ``HW5_BATCH_WAIT_MS`` | longest a forward pass waits for requests still being decoded | 2 |
@@ -123,7 +123,10 @@ class ServingSettings:
             max_upload_bytes=reader.megabytes("HW5_MAX_UPLOAD_MB", 20),
             max_pixels=int(reader.number("HW5_MAX_PIXELS", 40_000_000)),
             fetch=limits,
-            torch_threads=reader.integer("HW5_TORCH_THREADS", cpu_count()),
+            # each gunicorn worker runs its own inference: together they fill the cores once
+            torch_threads=reader.integer(
+                "HW5_TORCH_THREADS", max(1, cpu_count() // reader.integer("HW5_WORKERS", 1))
+            ),
             runtime=(env.get("HW5_RUNTIME", "").strip().lower() or "auto"),
             batch_max=reader.integer("HW5_BATCH_MAX", 8),
             batch_wait_ms=reader.number("HW5_BATCH_WAIT_MS", 2.0, allow_zero=True),
