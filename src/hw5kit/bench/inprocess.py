@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import threading
 from dataclasses import dataclass
@@ -29,14 +30,17 @@ class Payload:
 
 
 class ServiceClient:
-    def __init__(self, service: PredictionService):
+    def __init__(self, service: PredictionService, timings: list[dict]):
         self.service = service
+        self.timings = timings
 
     def send(self, payload: Payload) -> tuple[bool, str]:
         try:
-            return True, self.service.predict(payload.request)["category"]
+            answer = self.service.predict(payload.request)
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
+        self.timings.append(answer["timing_ms"])  # list.append is atomic
+        return True, answer["category"]
 
     def close(self) -> None:
         pass
@@ -100,8 +104,9 @@ def measure(
 
             timer = threading.Timer(warmup, mark)
             timer.start()
+            timings: list[dict] = []
             result = run_load(
-                lambda: ServiceClient(service),
+                lambda timings=timings: ServiceClient(service, timings),
                 items,
                 concurrency=n,
                 duration=duration,
@@ -115,6 +120,15 @@ def measure(
             record = {"mode": mode, "concurrency": n, **summarize(result, cpu)}
             images = sum(k * v for k, v in batches.items())
             record["mean_batch"] = images / sum(batches.values()) if batches else None
+            # where the time goes, per request (median ms): fetch, decode + preprocess, inference
+            record["stages_ms"] = (
+                {
+                    stage: statistics.median(t[stage] for t in timings)
+                    for stage in ("fetch", "preprocess", "inference", "total")
+                }
+                if timings
+                else {}
+            )
             records.append(record)
             print(
                 f"  in-process {model} {mode} c{n}: {record['throughput']:.1f} img/s, "

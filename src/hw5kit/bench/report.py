@@ -276,6 +276,26 @@ def agreement(results: dict, model: str) -> str | None:
     return "\n".join(lines)
 
 
+def stages_lines(results: dict) -> list[str]:
+    """The in-process subject's median stage times: fetch, decode+preprocess, inference."""
+    lines = [
+        "| model | mode | conc. | fetch ms | decode + preprocess ms | inference ms (incl. queue) "
+        "| mean batch |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, entry in results["subjects"].get("inprocess", {}).items():
+        for rec in entry["records"]:
+            st = rec.get("stages_ms") or {}
+            if not st:
+                continue
+            lines.append(
+                f"| {model} | {rec['mode']} | {rec['concurrency']} | {_f(st.get('fetch'))} "
+                f"| {_f(st.get('preprocess'))} | {_f(st.get('inference'))} "
+                f"| {_f(rec.get('mean_batch'), 2)} |"
+            )
+    return lines if len(lines) > 2 else []
+
+
 def targets_table(rows: list[dict]) -> str:
     lines = ["| target | where | measured | result | why (when missed) |", "|---|---|---|---|---|"]
     for r in rows:
@@ -338,6 +358,9 @@ def report_markdown(results: dict, charts: list[str]) -> str:
         agree = agreement(results, model)
         if agree:
             parts += [agree, ""]
+    stages = stages_lines(results)
+    if stages:
+        parts += ["## Where the time goes (in-process, median per request)", "", *stages, ""]
     parts += ["## Cold start and memory", "", startup_table(results), ""]
     if charts:
         parts += ["## Charts", ""] + [f"![{c}]({c})" for c in charts] + [""]
