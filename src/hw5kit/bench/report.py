@@ -27,6 +27,22 @@ SUBJECT_TITLES = {
     "inprocess": "in-process limit",
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+NOTES = [
+    "- Cold start is process start to the first 200 from `/readyz` (ours) or `/hello` (the "
+    "reference has no readiness route; a worker answers once its model is loaded). Ours is "
+    "measured with the ONNX exports baked, as the image build makes them; the first start "
+    "without them (export at start-up, torch imported) is listed separately.",
+    "- The load generator (threads in the driver process) and, for URL requests, the photo "
+    "server run on the same cores as the server; the in-process subject pays neither, nor "
+    "HTTP. Their CPU per request is in results.json (`client_cpu_seconds`, "
+    "`photo_server_cpu_seconds`).",
+    "- resnet50 runs with random-init weights (no network here to fetch real ones): its "
+    "labels mean nothing, its cost is the real network's.",
+    "- On a shared machine every figure is lower and noisier; ratios from the same run still "
+    "compare like with like, but a busy machine (load average above the CPU count) makes "
+    "CPU-bound subjects look closer together than they are. The lead's reference run is made "
+    "on a quiet machine.",
+]
 
 
 # ---- looking things up ---------------------------------------------------------------------
@@ -364,6 +380,7 @@ def report_markdown(results: dict, charts: list[str]) -> str:
     parts += ["## Cold start and memory", "", startup_table(results), ""]
     if charts:
         parts += ["## Charts", ""] + [f"![{c}]({c})" for c in charts] + [""]
+    parts += ["## Notes", "", *NOTES, ""]
     return "\n".join(parts)
 
 
