@@ -171,3 +171,16 @@ def test_close_finishes_queued_work_then_refuses(batcher):
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError):
         MicroBatcher(**kwargs)
+
+
+def test_a_request_that_fails_while_announced_releases_its_announcement():
+    batcher = MicroBatcher(max_batch=8, max_wait=2.0)
+    model = FakeModel("m", 1.0)
+    try:
+        with pytest.raises(ValueError), batcher.announce("m"):
+            raise ValueError("not an image")  # e.g. a 422 while decoding
+        start = time.perf_counter()
+        batcher.run(model, pixels(1))  # nobody is announced any more: no 2 s wait
+        assert time.perf_counter() - start < 0.5
+    finally:
+        batcher.close()
