@@ -18,6 +18,8 @@
 | ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
 | ``HW5_BATCH_WAIT_MS`` | longest a forward pass waits for requests still being decoded | 2 |
 | ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
+| ``HW5_THREADS`` | gunicorn threads per worker | 8 per CPU |
+| ``HW5_MAX_INFLIGHT`` | predictions in progress at once; past it 503 + Retry-After | threads / 2 |
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ class SettingsError(ValueError):
 def cpu_count() -> int:
     """The CPUs this process may run on (its affinity mask, which containers narrow)."""
     return usable_cpus()
+
+
+def http_threads(environ: Mapping[str, str] | None = None) -> int:
+    """gunicorn threads per worker: ``HW5_THREADS``, else 8 per CPU. Threads mostly wait (on
+    clients, fetches, the in-flight limit), so there are more of them than predictions allowed
+    at once: the spare ones answer 503s, health checks and metrics at once."""
+    env = os.environ if environ is None else environ
+    return max(1, int(_Reader(env).number("HW5_THREADS", 8 * cpu_count())))
+
+
+def default_max_inflight(environ: Mapping[str, str] | None = None) -> int:
+    return max(1, http_threads(environ) // 2)
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class ServingSettings:
     batch_wait_ms: float = 2.0
     load: str = "background"
     all_models: tuple[str, ...] = ()  # v3: every model the gateway serves (GET /models)
+    max_inflight: int = field(default_factory=default_max_inflight)  # HW5_MAX_INFLIGHT
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:
@@ -132,6 +147,7 @@ class ServingSettings:
             batch_wait_ms=reader.number("HW5_BATCH_WAIT_MS", 2.0, allow_zero=True),
             load=env.get("HW5_LOAD", "background").strip() or "background",
             all_models=all_models,
+            max_inflight=int(reader.number("HW5_MAX_INFLIGHT", default_max_inflight(env))),
         )
 
 

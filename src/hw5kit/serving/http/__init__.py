@@ -14,7 +14,8 @@ from ..errors import ModelUnavailable
 from ..registry import ModelRegistry, settings_loader
 from ..service import PredictionService
 from ..settings import ServingSettings
-from . import handlers, routes
+from . import handlers, observability, routes
+from .observability import InflightLimiter, Metrics
 
 log = logging.getLogger("hw5kit.serving")
 
@@ -24,6 +25,8 @@ class ServingState:
     settings: ServingSettings
     registry: ModelRegistry
     service: PredictionService
+    metrics: Metrics
+    limiter: InflightLimiter
 
 
 def create_app(
@@ -56,7 +59,10 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.json.sort_keys = False
-    app.extensions["hw5kit"] = ServingState(settings, registry, service)
+    metrics = Metrics(registry)
+    limiter = InflightLimiter(settings.max_inflight, metrics)
+    app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter)
+    observability.install(app, metrics)
     app.register_blueprint(routes.common)
     if settings.flavor == "v2":
         app.register_blueprint(routes.v2)
