@@ -36,6 +36,10 @@ NOTES = [
     "server run on the same cores as the server; the in-process subject pays neither, nor "
     "HTTP. Their CPU per request is in results.json (`client_cpu_seconds`, "
     "`photo_server_cpu_seconds`).",
+    "- Our backend's in-flight limiter (`HW5_MAX_INFLIGHT`, default 4 per CPU) turns requests "
+    "past the limit away with an immediate 503 and relies on Cloud Run's front end to queue "
+    "them; with no front end here, the bench raises it to the highest tested concurrency "
+    '(shown under "Our settings") unless it is set in the environment.',
     "- resnet50 runs with random-init weights (no network here to fetch real ones): its "
     "labels mean nothing, its cost is the real network's.",
     "- On a shared machine every figure is lower and noisier; ratios from the same run still "

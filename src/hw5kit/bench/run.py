@@ -182,8 +182,27 @@ def wait_ok(url: str, process: procs.Process, timeout: float) -> None:
         time.sleep(0.02)
 
 
+def ours_overrides(plan: Plan | None) -> dict[str, str]:
+    """Settings the bench gives our backend unless the caller set them.
+
+    The in-flight limiter (``HW5_MAX_INFLIGHT``, default 4 per CPU) sheds load past that many
+    predictions with an immediate 503, and expects Cloud Run's front end (``--concurrency``) to
+    queue the rest. Here no front end queues, so the limit is raised to the highest tested
+    concurrency: every client is served, as behind Cloud Run, instead of being turned away.
+    """
+    if plan is None or os.environ.get("HW5_MAX_INFLIGHT"):
+        return {}
+    return {"HW5_MAX_INFLIGHT": str(max(plan.concurrency))}
+
+
 def start_server(
-    kind: str, model: str | None, torch_home: Path, workdir: Path, *, app: str = "backend_v1"
+    kind: str,
+    model: str | None,
+    torch_home: Path,
+    workdir: Path,
+    *,
+    app: str = "backend_v1",
+    plan: Plan | None = None,
 ) -> tuple[procs.Process, str, float]:
     """Start a subject; returns it, its base URL and its cold start (Popen to ready), s."""
     port = procs.free_port()
@@ -198,7 +217,7 @@ def start_server(
     else:
         cmd = procs.gunicorn_command(ROOT / "apps" / app, port=port, python=sys.executable)
         extra = {"MODEL_NAME": model} if model else {}
-        env = subject_env(torch_home, **extra)
+        env = subject_env(torch_home, **ours_overrides(plan), **extra)
         ready = f"{base}/readyz"
     name = f"{kind}-{app if kind != 'reference' else 'ref'}-{model or 'default'}"
     t0 = time.perf_counter()
@@ -315,7 +334,7 @@ def run_inprocess(model: str, plan: Plan, torch_home: Path, photos_base: str, lo
     t0 = time.perf_counter()
     done = subprocess.run(
         cmd,
-        env=subject_env(torch_home),
+        env=subject_env(torch_home, **ours_overrides(plan)),
         capture_output=True,
         text=True,
         timeout=600,
@@ -333,7 +352,7 @@ def run_inprocess(model: str, plan: Plan, torch_home: Path, photos_base: str, lo
 
 def v2_memory(torch_home: Path, workdir: Path, photos_base: str, plan: Plan, log: Log) -> dict:
     """backend_v2 with its three default models: cold start, and RSS after using each model."""
-    proc, base, cold = start_server("ours", None, torch_home, workdir, app="backend_v2")
+    proc, base, cold = start_server("ours", None, torch_home, workdir, app="backend_v2", plan=plan)
     try:
         bodies = []
         for model in OFFLINE_MODELS:
@@ -404,6 +423,11 @@ def environment_info() -> dict:
     return info
 
 
+def settings_used(plan: Plan) -> dict[str, str]:
+    """The HW5_* settings our backend ran with: the caller's, plus the bench's overrides."""
+    return {**environment_info()["hw5_settings"], **ours_overrides(plan)}
+
+
 def run(plan: Plan, *, command: str, log: Log = print) -> dict:
     started = time.perf_counter()
     results: dict = {
@@ -413,6 +437,7 @@ def run(plan: Plan, *, command: str, log: Log = print) -> dict:
             "plan": asdict(plan),
             "load_average_before": procstats.load_average(),
             **environment_info(),
+            "hw5_settings": settings_used(plan),
         },
         "models": {m: {"random_init": is_random_init(m)} for m in plan.models},
         "subjects": {s: {} for s in plan.subjects},
@@ -429,7 +454,7 @@ def run(plan: Plan, *, command: str, log: Log = print) -> dict:
                     if kind not in plan.subjects:
                         continue
                     log(f"starting {kind} with {model}")
-                    proc, base, cold = start_server(kind, model, torch_home, workdir)
+                    proc, base, cold = start_server(kind, model, torch_home, workdir, plan=plan)
                     try:
                         log(f"  ready in {cold:.2f} s")
                         records = drive_server(
