@@ -79,17 +79,23 @@ def test_percentile():
 
 
 def test_procstats_sees_a_busy_child_and_its_memory():
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"]
+    burn = (
+        "import sys, time\n"
+        "while time.process_time() < 0.4: pass\n"
+        "print('done', flush=True)\n"
+        "time.sleep(10)\n"
     )
+    me = procstats.os.getpid()
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, text=True)
     try:
-        me = procstats.sample(procstats.os.getpid())
-        time.sleep(0.5)
-        later = procstats.sample(procstats.os.getpid())
+        first = procstats.sample(me)
+        assert child.stdout.readline() == "done\n"  # it has burnt 0.4 s of CPU
+        later = procstats.sample(me)
         assert child.pid in later.cpu and later.processes >= 2
-        assert later.cpu_since(me) > 0.2  # the child burnt CPU and is counted in the tree
+        assert later.cpu_since(first) >= 0.4 - first.cpu.get(child.pid, 0.0) - 0.02
         assert later.rss > 10 * 2**20
     finally:
+        child.kill()
         child.wait(5)
     assert procstats.cpu_seconds(child.pid) == 0.0  # gone: nothing to read
 

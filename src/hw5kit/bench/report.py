@@ -94,6 +94,12 @@ def _verdict(ratio: float | None, limit: float, higher_is_better: bool) -> tuple
     return "MISSED", f"by {abs(margin):.0f}%"
 
 
+def peak_load(results: dict) -> float:
+    """The higher 1-minute load average of the two taken (start and end of the run)."""
+    meta = results["meta"]
+    return max(meta.get("load_average_before", [0])[0], meta.get("load_average_after", [0])[0])
+
+
 def _cpu_share(rec: dict, cpus: int) -> float | None:
     """The fraction of the machine's CPUs the server used during a phase."""
     if not rec.get("cpu_ms_per_image"):
@@ -135,8 +141,8 @@ def targets(results: dict) -> list[dict]:
     """Every target of the issue with its measured value, verdict and, when missed, why."""
     plan = _plan(results)
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
-    load = results["meta"].get("load_average_before", [0])[0]
-    busy = f" The machine's load average was {load:.1f} before the run." if load > 0.5 else ""
+    load = peak_load(results)
+    busy = f" The machine's load average reached {load:.1f} during the run." if load > 0.5 else ""
     rows: list[dict] = []
     for model in plan["models"]:
         for mode in plan["modes"]:
@@ -425,7 +431,7 @@ def summary_markdown(results: dict) -> str:
     plan = _plan(results)
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
     meta = results["meta"]
-    load = meta["load_average_before"][0]
+    load = peak_load(results)
     busy = (
         " The machine was busy (other work running): throughput figures are low and noisy; "
         "CPU ms per image is the steadier comparison."
@@ -434,7 +440,7 @@ def summary_markdown(results: dict) -> str:
     )
     lines = [
         f"Latest full run: {meta['date']}, commit {meta.get('git_commit', '?')}, "
-        f"{meta.get('cpus')} CPUs, load average {load:.2f} at the start. Command: "
+        f"{meta.get('cpus')} CPUs, load average up to {load:.2f}. Command: "
         f"`{meta['command']}`. Full report: [reports/bench/README.md](reports/bench/README.md)."
         + busy,
         "",
