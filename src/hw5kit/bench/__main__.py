@@ -95,13 +95,10 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render the report of an earlier run")
     rep.add_argument("out", type=Path, help="the folder holding results.json")
 
-    i = sub.add_parser("inprocess", help="(internal) the in-process subject; prints JSON")
+    i = sub.add_parser(
+        "inprocess", help="(internal) the in-process subject: JSON phases on stdin, results out"
+    )
     i.add_argument("--model", required=True)
-    i.add_argument("--modes", type=_list(str), required=True)
-    i.add_argument("--concurrency", type=_list(int), required=True)
-    i.add_argument("--duration", type=float, required=True)
-    i.add_argument("--warmup", type=float, default=0.0)
-    i.add_argument("--max-requests", type=int, default=100_000)
     i.add_argument("--photos-url", required=True)
     i.add_argument("--photos", type=_list(str), required=True)
 

@@ -20,7 +20,7 @@ from ..serving.registry import ModelRegistry, settings_loader
 from ..serving.service import PredictionService, PredictRequest
 from ..serving.settings import ServingSettings
 from . import procstats
-from .load import percentile, run_load
+from .load import MODES, percentile, run_load
 
 
 @dataclass(frozen=True)
@@ -75,86 +75,72 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
-def measure(
-    model: str,
-    *,
-    modes: list[str],
-    concurrency: list[int],
-    duration: float,
-    warmup: float,
-    max_requests: int,
-    photos_base: str,
-    photo_names: list[str],
-) -> dict:
-    settings = ServingSettings.from_env("v1", {**os.environ, "MODEL_NAME": model})
-    registry = ModelRegistry(settings.models, loader=settings_loader(settings))
-    registry.start(background=False)
-    service = PredictionService(settings, registry)
-    classifier = registry.get(model)
-    records = []
-    me = os.getpid()
-    for mode in modes:
-        items = payloads(mode, model, photos_base, photo_names)
-        for n in concurrency:
-            marks: dict = {}
+class InProcessSubject:
+    """Our pipeline loaded once in this process; ``phase`` drives it like a load test."""
 
-            def mark(marks=marks) -> None:
-                marks["cpu"] = procstats.sample(me)
-                marks["sizes"] = service.batcher.stats()["sizes"]
+    def __init__(self, model: str, photos_base: str, photo_names: list[str]):
+        settings = ServingSettings.from_env("v1", {**os.environ, "MODEL_NAME": model})
+        self.registry = ModelRegistry(settings.models, loader=settings_loader(settings))
+        self.registry.start(background=False)
+        self.service = PredictionService(settings, self.registry)
+        self.model = model
+        self.items = {mode: payloads(mode, model, photos_base, photo_names) for mode in MODES}
 
-            timer = threading.Timer(warmup, mark)
-            timer.start()
-            timings: list[dict] = []
-            result = run_load(
-                lambda timings=timings: ServiceClient(service, timings),
-                items,
-                concurrency=n,
-                duration=duration,
-                warmup=warmup,
-                max_requests=max_requests,
-            )
-            timer.join()
-            cpu = procstats.sample(me).cpu_since(marks["cpu"])
-            before, after = marks["sizes"], service.batcher.stats()["sizes"]
-            batches = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
-            record = {"mode": mode, "concurrency": n, **summarize(result, cpu)}
-            images = sum(k * v for k, v in batches.items())
-            record["mean_batch"] = images / sum(batches.values()) if batches else None
-            # where the time goes, per request (median ms): fetch, decode + preprocess, inference
-            record["stages_ms"] = (
-                {
-                    stage: statistics.median(t[stage] for t in timings)
-                    for stage in ("fetch", "preprocess", "inference", "total")
-                }
-                if timings
-                else {}
-            )
-            records.append(record)
-            print(
-                f"  in-process {model} {mode} c{n}: {record['throughput']:.1f} img/s, "
-                f"p50 {record['p50_ms']:.1f} ms",
-                file=sys.stderr,
-                flush=True,
-            )
-    return {
-        "model": model,
-        "inference": classifier.engine.describe(),
-        "rss_bytes": procstats.rss_bytes(me),
-        "records": records,
-    }
+    def phase(
+        self, mode: str, concurrency: int, duration: float, warmup: float, max_requests: int
+    ) -> dict:
+        me = os.getpid()
+        service = self.service
+        marks: dict = {}
+
+        def mark() -> None:
+            marks["cpu"] = procstats.sample(me)
+            marks["sizes"] = service.batcher.stats()["sizes"]
+
+        timer = threading.Timer(warmup, mark)
+        timer.start()
+        timings: list[dict] = []
+        result = run_load(
+            lambda: ServiceClient(service, timings),
+            self.items[mode],
+            concurrency=concurrency,
+            duration=duration,
+            warmup=warmup,
+            max_requests=max_requests,
+        )
+        timer.join()
+        cpu = procstats.sample(me).cpu_since(marks["cpu"])
+        before, after = marks["sizes"], service.batcher.stats()["sizes"]
+        batches = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+        record = {"mode": mode, "concurrency": concurrency, **summarize(result, cpu)}
+        images = sum(k * v for k, v in batches.items())
+        record["mean_batch"] = images / sum(batches.values()) if batches else None
+        # where the time goes, per request (median ms): fetch, decode + preprocess, inference
+        record["stages_ms"] = (
+            {
+                stage: statistics.median(t[stage] for t in timings)
+                for stage in ("fetch", "preprocess", "inference", "total")
+            }
+            if timings
+            else {}
+        )
+        return record
+
+    def final(self) -> dict:
+        return {
+            "model": self.model,
+            "inference": self.registry.get(self.model).engine.describe(),
+            "rss_bytes": procstats.rss_bytes(os.getpid()),
+        }
 
 
 def main(args) -> int:
-    out = measure(
-        args.model,
-        modes=args.modes,
-        concurrency=args.concurrency,
-        duration=args.duration,
-        warmup=args.warmup,
-        max_requests=args.max_requests,
-        photos_base=args.photos_url,
-        photo_names=args.photos,
-    )
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
+    """A line protocol on stdin/stdout: a JSON phase request per line in, a JSON record per
+    line out; ``{"ready": ...}`` first, the process summary after stdin closes."""
+    subject = InProcessSubject(args.model, args.photos_url, args.photos)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps(subject.phase(**json.loads(line))), flush=True)
+    print(json.dumps(subject.final()), flush=True)
     return 0

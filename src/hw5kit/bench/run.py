@@ -8,10 +8,13 @@ Subjects, each in processes of its own on 127.0.0.1:
   (``serving/gunicorn_conf.py``) and whatever ``HW5_*`` variables are set;
 * ``inprocess``: our pipeline called by threads in one process, no HTTP (``bench/inprocess.py``).
 
-Weights are prepared the way the image build does it: ``weights bake`` into a temporary
-``TORCH_HOME`` (Lite weights copied from their packages, ONNX exports made there). torchvision
-models get random-init weights written under the file name torchvision expects, so the run
-needs no network; their predictions mean nothing and the report says so.
+For each model the three subjects run side by side and are measured phase by phase in turn
+(same mode and concurrency back to back, the order rotating), so that a shared machine's
+changing load hits them alike. Weights are prepared the way the image build does it:
+``weights bake`` into a temporary ``TORCH_HOME`` (Lite weights copied from their packages, ONNX
+exports made there). torchvision models get random-init weights written under the file name
+torchvision expects, so the run needs no network; their predictions mean nothing and the report
+says so.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -255,98 +259,165 @@ def record_of(result, cpu: float, *, mode: str, concurrency: int, extra: dict) -
     }
 
 
-def drive_server(
-    proc: procs.Process,
-    base: str,
-    model: str,
-    plan: Plan,
-    photos_base: str,
-    photo_pid: int,
-    log: Log,
-    *,
-    name_model: bool = False,
-) -> list[dict]:
-    """Every (mode, concurrency) phase against one running server."""
-    import threading
-
+def bodies_for(plan: Plan, photos_base: str, model: str | None = None) -> dict[str, list]:
+    """The prepared requests of each mode (``model`` named in the body when given)."""
     files = {n: PHOTOS[n].path.read_bytes() for n in plan.photos}
-    bodies = {
-        "url": url_requests(photos_base, plan.photos, model if name_model else None),
-        "upload": upload_requests(files, model if name_model else None),
+    return {
+        "url": url_requests(photos_base, plan.photos, model),
+        "upload": upload_requests(files, model),
     }
-    records = []
+
+
+def drive_phase(
+    proc: procs.Process, base: str, bodies: list, n: int, mode: str, plan: Plan, photo_pid: int
+) -> dict:
+    """One (mode, concurrency) phase against a running server, with its CPU from /proc."""
     me = os.getpid()
-    for mode in plan.modes:
-        for n in plan.concurrency:
-            marks: dict = {}
+    marks: dict = {}
 
-            def mark(marks=marks) -> None:
-                marks["server"] = procstats.sample(proc.pid)
-                marks["client"] = procstats.cpu_seconds(me)
-                marks["photos"] = procstats.sample(photo_pid)
+    def mark() -> None:
+        marks["server"] = procstats.sample(proc.pid)
+        marks["client"] = procstats.cpu_seconds(me)
+        marks["photos"] = procstats.sample(photo_pid)
 
-            timer = threading.Timer(plan.warmup, mark)
-            timer.start()
-            result = run_load(
-                lambda: HttpClient(base),
-                bodies[mode],
-                concurrency=n,
-                duration=plan.duration,
-                warmup=plan.warmup,
-                max_requests=plan.max_requests,
-            )
-            timer.join()
-            server = procstats.sample(proc.pid)
-            client_cpu = procstats.cpu_seconds(me) - marks["client"]
-            photos_cpu = procstats.sample(photo_pid).cpu_since(marks["photos"])
-            record = record_of(
-                result,
-                server.cpu_since(marks["server"]),
-                mode=mode,
-                concurrency=n,
-                extra={
-                    "client_cpu_seconds": client_cpu,
-                    "photo_server_cpu_seconds": photos_cpu if mode == "url" else 0.0,
-                    "rss_bytes": server.rss,
-                },
-            )
-            records.append(record)
-            log(
-                f"  {proc.name} {mode} c{n}: {record['throughput']:.1f} req/s, "
-                f"p50 {record['p50_ms'] or 0:.1f} ms, p99 {record['p99_ms'] or 0:.1f} ms, "
-                f"{record['cpu_ms_per_image'] or 0:.1f} CPU ms/img, errors {record['errors']}"
-            )
-    return records
-
-
-def run_inprocess(model: str, plan: Plan, torch_home: Path, photos_base: str, log: Log) -> dict:
-    cmd = [
-        sys.executable, "-m", "hw5kit.bench", "inprocess",
-        "--model", model,
-        "--modes", ",".join(plan.modes),
-        "--concurrency", ",".join(str(c) for c in plan.concurrency),
-        "--duration", str(plan.duration),
-        "--warmup", str(plan.warmup),
-        "--max-requests", str(plan.max_requests),
-        "--photos-url", photos_base,
-        "--photos", ",".join(plan.photos),
-    ]  # fmt: skip
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        cmd,
-        env=subject_env(torch_home, **ours_overrides(plan)),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    timer = threading.Timer(plan.warmup, mark)
+    timer.start()
+    result = run_load(
+        lambda: HttpClient(base),
+        bodies,
+        concurrency=n,
+        duration=plan.duration,
+        warmup=plan.warmup,
+        max_requests=plan.max_requests,
     )
-    for line in done.stderr.splitlines():
-        if line.startswith("  in-process"):
-            log(line)
-    if done.returncode != 0:
-        raise RuntimeError(f"in-process subject failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    out["wall_seconds"] = time.perf_counter() - t0
+    timer.join()
+    server = procstats.sample(proc.pid)
+    return record_of(
+        result,
+        server.cpu_since(marks["server"]),
+        mode=mode,
+        concurrency=n,
+        extra={
+            "client_cpu_seconds": procstats.cpu_seconds(me) - marks["client"],
+            "photo_server_cpu_seconds": procstats.sample(photo_pid).cpu_since(marks["photos"])
+            if mode == "url"
+            else 0.0,
+            "rss_bytes": server.rss,
+        },
+    )
+
+
+class InProcessRunner:
+    """The in-process subject in a child process, driven one phase at a time (line protocol)."""
+
+    def __init__(self, model: str, plan: Plan, torch_home: Path, photos_base: str, log_path):
+        cmd = [
+            sys.executable, "-m", "hw5kit.bench", "inprocess", "--model", model,
+            "--photos-url", photos_base, "--photos", ",".join(plan.photos),
+        ]  # fmt: skip
+        self.log_path = log_path
+        self.stderr = log_path.open("w")
+        self.popen = subprocess.Popen(
+            cmd,
+            env=subject_env(torch_home, **ours_overrides(plan)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        self.plan = plan
+        self._read()  # {"ready": true} once the model is loaded
+
+    def _read(self) -> dict:
+        line = self.popen.stdout.readline() if self.popen.stdout else ""
+        if not line:
+            self.stderr.flush()
+            tail = procs.log_tail(self.log_path)
+            raise RuntimeError(f"the in-process subject stopped; its log ends with:\n{tail}")
+        return json.loads(line)
+
+    def phase(self, mode: str, n: int) -> dict:
+        request = {
+            "mode": mode,
+            "concurrency": n,
+            "duration": self.plan.duration,
+            "warmup": self.plan.warmup,
+            "max_requests": self.plan.max_requests,
+        }
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps(request) + "\n")
+        self.popen.stdin.flush()
+        return self._read()
+
+    def finish(self) -> dict:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+        summary = self._read()
+        self.popen.wait(30)
+        self.stderr.close()
+        return summary
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+        self.stderr.close()
+
+
+def measure_model(
+    model: str, plan: Plan, torch_home: Path, workdir: Path, photos: tuple[str, int], log: Log
+) -> dict[str, dict]:
+    """Every subject with ``model``, all running at once, measured phase by phase in turn.
+
+    Interleaving (reference, ours, in-process for one phase, then the next phase, the order
+    rotating) means a change in the machine's load hits every subject alike, which keeps the
+    ratios honest on a shared machine.
+    """
+    photos_base, photo_pid = photos
+    bodies = bodies_for(plan, photos_base)
+    servers: dict[str, tuple[procs.Process, str, float]] = {}
+    runner: InProcessRunner | None = None
+    out: dict[str, dict] = {}
+    try:
+        for kind in ("reference", "ours"):
+            if kind in plan.subjects:
+                log(f"starting {kind} with {model}")
+                servers[kind] = start_server(kind, model, torch_home, workdir, plan=plan)
+                log(f"  ready in {servers[kind][2]:.2f} s")
+                out[kind] = {"cold_start_s": servers[kind][2], "records": []}
+        if "inprocess" in plan.subjects:
+            log(f"loading the in-process subject with {model}")
+            runner = InProcessRunner(
+                model, plan, torch_home, photos_base, workdir / f"inprocess-{model}.log"
+            )
+            out["inprocess"] = {"records": []}
+        order = [s for s in SUBJECTS if s in plan.subjects]
+        phases = [(mode, n) for mode in plan.modes for n in plan.concurrency]
+        for i, (mode, n) in enumerate(phases):
+            for kind in order[i % len(order) :] + order[: i % len(order)]:
+                if kind == "inprocess":
+                    assert runner is not None
+                    rec = runner.phase(mode, n)
+                else:
+                    proc, base, _ = servers[kind]
+                    rec = drive_phase(proc, base, bodies[mode], n, mode, plan, photo_pid)
+                out[kind]["records"].append(rec)
+                log(
+                    f"  {kind:9s} {model} {mode:6s} c{n:<2d}: {rec['throughput']:6.1f} req/s, "
+                    f"p50 {rec['p50_ms'] or 0:7.1f} ms, p99 {rec['p99_ms'] or 0:7.1f} ms, "
+                    f"{rec['cpu_ms_per_image'] or 0:5.1f} CPU ms/img, errors {rec['errors']}"
+                )
+        for kind, (proc, _, _) in servers.items():
+            sample = procstats.sample(proc.pid)
+            out[kind].update(rss_bytes=sample.rss, processes=sample.processes)
+        if runner is not None:
+            out["inprocess"].update(runner.finish())
+            runner = None
+    finally:
+        if runner is not None:
+            runner.kill()
+        for proc, _, _ in servers.values():
+            proc.stop()
     return out
 
 
@@ -356,7 +427,7 @@ def v2_memory(torch_home: Path, workdir: Path, photos_base: str, plan: Plan, log
     try:
         bodies = []
         for model in OFFLINE_MODELS:
-            bodies += url_requests(photos_base, plan.photos, model)
+            bodies += bodies_for(plan, photos_base, model)["url"]
         result = run_load(
             lambda: HttpClient(base),
             bodies,
@@ -450,30 +521,11 @@ def run(plan: Plan, *, command: str, log: Log = print) -> dict:
         results["meta"]["bake_seconds"] = prepare_in_subprocess(needed, torch_home, log)
         with photo_server(workdir, log) as (photos_base, photo_proc):
             for model in plan.models:
-                for kind in ("reference", "ours"):
-                    if kind not in plan.subjects:
-                        continue
-                    log(f"starting {kind} with {model}")
-                    proc, base, cold = start_server(kind, model, torch_home, workdir, plan=plan)
-                    try:
-                        log(f"  ready in {cold:.2f} s")
-                        records = drive_server(
-                            proc, base, model, plan, photos_base, photo_proc.pid, log
-                        )
-                        sample = procstats.sample(proc.pid)
-                    finally:
-                        proc.stop()
-                    results["subjects"][kind][model] = {
-                        "cold_start_s": cold,
-                        "rss_bytes": sample.rss,
-                        "processes": sample.processes,
-                        "records": records,
-                    }
-                if "inprocess" in plan.subjects:
-                    log(f"in-process limit with {model}")
-                    results["subjects"]["inprocess"][model] = run_inprocess(
-                        model, plan, torch_home, photos_base, log
-                    )
+                measured = measure_model(
+                    model, plan, torch_home, workdir, (photos_base, photo_proc.pid), log
+                )
+                for kind, entry in measured.items():
+                    results["subjects"][kind][model] = entry
             if plan.v2:
                 results["v2"] = v2_memory(torch_home, workdir, photos_base, plan, log)
         if plan.first_start and "efficientnet_lite0" in plan.models:
