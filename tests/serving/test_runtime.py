@@ -122,3 +122,12 @@ def test_bake_exports_onnx_next_to_the_weights(tmp_path):
     bare = tmp_path / "bare"
     bake(["efficientnet_lite0"], bare, log=lambda m: None, onnx=False)
     assert (bare / "hub" / "checkpoints").is_dir() and not (bare / "hw5kit").exists()
+
+
+def test_bake_keeps_the_weights_when_the_export_disagrees(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "EXPORT_TOLERANCE", -1.0)
+    said = []
+    written = bake(["efficientnet_lite0"], tmp_path / "home", log=said.append)
+    assert written[0].is_file()
+    assert any("no ONNX export" in m and "served with torch" in m for m in said), said
+    assert not list((tmp_path / "home").glob("hw5kit/onnx/*.onnx"))

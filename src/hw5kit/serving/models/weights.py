@@ -111,8 +111,13 @@ def bake(names: list[str], torch_home: Path, *, log=print, onnx: bool | None = N
             raise ModelUnavailable(f"{name}: no source for {spec.weights_file}")
         written.append(dest)
         if onnx:
-            exported = runtime.bake_onnx(spec, dest, runtime.onnx_cache_dir(torch_home))
-            log(f"{name}: ONNX export ready ({exported})")
+            try:
+                exported = runtime.bake_onnx(spec, dest, runtime.onnx_cache_dir(torch_home))
+            except (RuntimeError, OSError, ModelUnavailable) as exc:
+                # serving falls back to torch for this model; the weights are still baked
+                log(f"{name}: warning: no ONNX export ({exc}); it will be served with torch")
+            else:
+                log(f"{name}: ONNX export ready ({exported})")
     return written
 
 
