@@ -55,6 +55,15 @@ def test_agreement_refuses_mismatched_or_empty_arrays():
         quant.agreement(np.ones((0, 5)), np.ones((0, 5)))
 
 
+def test_tied_top5_counts_rows_with_equal_top_probabilities():
+    distinct = softmax_rows(np.arange(10.0)[None])
+    tied = np.array([[0.3, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05, 0, 0, 0]])
+    tie_below_top5 = np.array([[0.3, 0.25, 0.2, 0.1, 0.07, 0.04, 0.04, 0, 0, 0]])
+    assert quant.tied_topk(distinct) == 0.0
+    assert quant.tied_topk(np.concatenate([distinct, tied])) == 0.5
+    assert quant.tied_topk(tie_below_top5) == 0.0
+
+
 def test_accuracy_counts_only_photos_with_an_expected_label():
     names = ["chelsea.png", "coffee.png", "astronaut.png"]
     probs = np.zeros((3, 1000))
@@ -174,6 +183,7 @@ def test_smoke_run_measures_both_precisions_and_writes_the_report(tmp_path, int8
         assert s["pipeline"]["errors"] == 0 and s["pipeline"]["requests"] > 0
     variant = results["variants"]["per_tensor"]
     assert variant["recipe"]["per_channel"] is False and variant["size_bytes"] > 0
+    assert results["variants"]["served"]["tied_top5"] == entry["tied_top5"]["int8"]
 
     text = (out / "README.md").read_text()
     assert "python -m hw5kit.bench quant --smoke" in text

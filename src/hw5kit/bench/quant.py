@@ -183,6 +183,13 @@ def agreement(reference: np.ndarray, other: np.ndarray, k: int = 5) -> dict:
     }
 
 
+def tied_topk(probabilities: np.ndarray, k: int = 5) -> float:
+    """Share of rows whose ``k`` largest probabilities are not all different (quantized
+    logits give ties, and then the order of the top classes is arbitrary)."""
+    top = np.take_along_axis(probabilities, topk_indices(probabilities, k), axis=1)
+    return float(np.mean([len(np.unique(row)) < k for row in top]))
+
+
 def probabilities(classifier: Classifier, images: list[Image.Image], batch: int = 16):
     pixels = np.stack([classifier.preprocess(image) for image in images])
     return np.concatenate(
@@ -228,6 +235,10 @@ def evaluate(fp32: Classifier, int8: Classifier, photos, crops) -> dict:
         "crops": agreement(c32, c8),
         "crops_held_out": agreement(c32[held_out], c8[held_out]) if held_out.any() else None,
         "crops_confident": agreement(c32[confident], c8[confident]) if confident.any() else None,
+        "tied_top5": {
+            "fp32": tied_topk(np.concatenate([p32, c32])),
+            "int8": tied_topk(np.concatenate([p8, c8])),
+        },
         "accuracy": {"fp32": accuracy_on_photos(names, p32), "int8": accuracy_on_photos(names, p8)},
         "per_photo": per_photo,
     }
@@ -415,13 +426,16 @@ def measure_variants(model: str, plan: QuantPlan, photos, crops, log: Log) -> di
     p32_crops = probabilities(fp32, [image for _, image in crops])
     for name, c in engines.items():
         recipe, data = recipes[name]
+        c_photos = probabilities(c, list(photos.values()))
+        c_crops = probabilities(c, [image for _, image in crops])
         out[name] = {
             "title": VARIANT_TITLES[name],
             "recipe": asdict(recipe),
             "size_bytes": len(data),
             "forward_p50_ms": _ms(statistics.median(timings[name])),
-            "photos": agreement(p32_photos, probabilities(c, list(photos.values()))),
-            "crops": agreement(p32_crops, probabilities(c, [image for _, image in crops])),
+            "photos": agreement(p32_photos, c_photos),
+            "crops": agreement(p32_crops, c_crops),
+            "tied_top5": tied_topk(np.concatenate([c_photos, c_crops])),
         }
     out["_fp32_forward_p50_ms"] = _ms(statistics.median(timings["fp32"]))
     out["_model"] = model

@@ -33,7 +33,11 @@ NOTES = [
     "probability is at least 0.5.",
     "- Accuracy is over the labelled photos that have an expected label (8 photos): a sanity "
     "check, not an ImageNet accuracy, which needs the ImageNet validation set (not available "
-    "offline).",
+    "offline). With 8 photos, a difference of one photo says little: see the photo-by-photo "
+    "tables for how sure fp32 was where the two differ.",
+    "- Recipe variants are timed in rounds of their own (their fp32 figure is in the same "
+    "rounds). Tied top-5: share of the photos and crops whose five most probable classes have "
+    "equal probabilities somewhere, which quantized logits cause.",
 ]
 
 
@@ -149,8 +153,9 @@ def variants_table(results: dict) -> str:
         f"{_f(variants['_fp32_forward_p50_ms'], 2)} ms):",
         "",
         "| recipe | file (MiB) | forward p50 (ms) | top-1 same: photos | top-1 same: crops | "
-        "top-5 overlap: crops | largest probability change |",
-        "|---|---|---|---|---|---|---|",
+        "top-5 overlap: crops | largest probability change | images with tied top-5 "
+        "probabilities |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, v in variants.items():
         if name.startswith("_"):
@@ -159,7 +164,8 @@ def variants_table(results: dict) -> str:
             f"| {VARIANT_TITLES.get(name, name)} | {v['size_bytes'] / MiB:.1f} "
             f"| {_f(v['forward_p50_ms'], 2)} | {v['photos']['top1_count']}/{v['photos']['n']} "
             f"| {_pct(v['crops']['top1'])} | {_pct(v['crops']['topk_overlap'])} "
-            f"| {max(v['photos']['max_abs_diff'], v['crops']['max_abs_diff']):.3f} |"
+            f"| {max(v['photos']['max_abs_diff'], v['crops']['max_abs_diff']):.3f} "
+            f"| {_pct(v['tied_top5'])} |"
         )
     return "\n".join(lines)
 
