@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     qp.add_argument("--models", type=_list(str), help="fp32 models (default: the three Lite)")
     qp.add_argument("--crops", type=_positive(int), help="augmented crops (default 216)")
     qp.add_argument("--seed", type=int, help="seed of the evaluation crops (default 7)")
-    qp.add_argument("--rounds", type=_positive(int), help="interleaved timing rounds (5)")
+    qp.add_argument("--rounds", type=_positive(int), help="interleaved timing rounds (6)")
     qp.add_argument("--load-seconds", type=_positive(float), help="pipeline load per model (3)")
     qp.add_argument("--variants", type=_list(str), help="recipe variants to compare (default: all)")
     qp.add_argument("--no-variants", action="store_true", help="skip the recipe variants")
