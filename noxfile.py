@@ -32,7 +32,7 @@ def pipeline(session: nox.Session, command: str) -> None:
 def tests(session: nox.Session) -> None:
     """Run the whole test suite: unit, live gunicorn/Streamlit, browser and container tests."""
     python = kit(session)
-    session.run(python, "-m", "hw5kit.devenv", "system", "chromium")
+    session.run(python, "-m", "hw5kit.devenv", "system", "chromium", "bwrap")
     session.run(python, "-m", "pytest", *session.posargs)
 
 
@@ -90,3 +90,11 @@ def status(session: nox.Session) -> None:
 def check_prereq(session: nox.Session) -> None:
     """Run setup/check_prereq.sh (the course's checks) with the student ID from deployment.yaml."""
     pipeline(session, "check-prereq")
+
+
+@nox.session(venv_backend="none")
+def grade(session: nox.Session) -> None:
+    """Grade a submission: `-- SUBMISSION_DIR [--live] [--out results.json]` (Gradescope)."""
+    python = kit(session)
+    session.run(python, "-m", "hw5kit.devenv", "system", "bwrap", success_codes=[0, 1])
+    session.run(python, "-m", "hw5kit.grading", *session.posargs)
