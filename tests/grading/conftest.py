@@ -50,6 +50,9 @@ def grade_submission(bwrap_sandbox) -> Callable[..., Grading]:
 @pytest.fixture
 def materialize(tmp_path) -> Callable[..., Path]:
     def make(name: str, spec: dict | None = None) -> Path:
+        """A corpus entry by name, else the good submission (named ``name`` on disk)."""
+        if spec is None and name not in submissions.corpus():
+            spec = {}
         return submissions.materialize(name, tmp_path / "submissions" / name, spec)
 
     return make
