@@ -203,7 +203,8 @@ def test_the_fake_gcloud_refuses_files_outside_the_submission(mode, hostile):
         'ln -sf "{creds}" deployment/cloudbuild.yaml\n'
         "gcloud builds submit --region=us-central1 --config=deployment/cloudbuild.yaml .\n"
         'gcloud builds submit --region=us-central1 --config="{canary}" .\n'
-        "gcloud builds submit --region=us-central1 --config=deployment/../../../../../etc/passwd .\n"
+        "gcloud builds submit --region=us-central1 --config=deployment/../../../../../etc/passwd "
+        ".\n"
         "gcloud builds submit --region=us-central1 /\n",
     )
     output = result(grading, "Q1.10").output
