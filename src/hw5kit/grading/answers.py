@@ -102,9 +102,9 @@ class ShortAnswers:
 
     def header_problems(self) -> list[str]:
         out = []
-        if not self.name or self.name.strip() == TEMPLATE_NAME:
+        if not self.name or self.name == clean(TEMPLATE_NAME):
             out.append("the Name line still holds the template's text")
-        if not self.matricule or self.matricule.strip() == TEMPLATE_MATRICULE:
+        if not self.matricule or self.matricule == clean(TEMPLATE_MATRICULE):
             out.append("the Matricule line still holds the template's text")
         return out
 

@@ -334,6 +334,9 @@ def grade(
         snapshot = Snapshot.take(Path(submission), base / "snapshot")
         ctx = Context(rubric, options, snapshot, sandbox)
         ctx.answers = answers_mod.find(snapshot)
+        if ctx.answers.path and not ctx.answers.problem:
+            for problem in ctx.answers.header_problems():
+                ctx.notes.append(f"{ctx.answers.path}: {problem}")
         read_deliverables(ctx)
         read_config(ctx, locate_config(snapshot))
         scripts = [
