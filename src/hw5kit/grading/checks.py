@@ -463,8 +463,9 @@ def _submit_problems(ctx: Context, call: Call) -> list[str]:
     config_arg = str(call.flags.get("--config") or "cloudbuild.yaml")
     if "Unable to read file" in call.stderr or "no such file" in call.stderr:
         problems.append(f"--config {config_arg}: no such file in the submission")
-    region = call.flags.get("--region")
-    if region is None:
+    created = re.search(r"/locations/([a-z0-9-]+)/builds/", call.stderr)
+    region = call.flags.get("--region") or (created.group(1) if created else None)
+    if region is None or (region == "global" and "--region" not in call.flags):
         problems.append(f"no --region: the build would run in `global`, not {a['region']}")
     elif region != a["region"]:
         problems.append(f"--region={region}; the assignment uses {a['region']}")
