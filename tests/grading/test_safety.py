@@ -288,3 +288,26 @@ def test_yaml_alias_bombs_are_refused(materialize, grade_submission):
     assert "YAML aliases" in result(grading, "Q1.11").output
     assert "YAML aliases" in result(grading, "Q1.1").output
     assert grading.duration < 60
+
+
+@pytest.mark.parametrize(
+    ("cloudbuild", "deliverables"),
+    [
+        ("- just\n- a list\n", "just a string\n"),
+        ("steps: {build: base}\n", "services: [v1, v2]\n"),
+        ("steps:\n- null\n- 42\n- {name: 7, args: {a: b}}\n", "services:\n  v1: 3\n"),
+        ("", ""),
+    ],
+)
+def test_odd_yaml_shapes_fail_their_checks_without_crashing(
+    cloudbuild, deliverables, materialize, grade_submission
+):
+    submission = materialize("shapes")
+    (submission / "deployment" / "cloudbuild.yaml").write_text(cloudbuild)
+    (submission / "deliverables.yaml").write_text(deliverables)
+    grading = grade_submission(submission)
+    for item in ("Q1.1", "Q1.2", "Q1.11", "Q2.1", "Q3.8"):
+        assert not result(grading, item).passed
+        assert result(grading, item).output.strip()
+    assert "the grader could not" not in json.dumps(report.results_json(grading))
+    assert result(grading, "Q3.1").passed  # the deploy scripts do not depend on either

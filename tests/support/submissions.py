@@ -77,6 +77,9 @@ def materialize(name: str, dest: Path, spec: dict | None = None) -> Path:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_text(text)
     fill(dest, values)
+    for rel in spec.get("crlf") or []:
+        path = dest / rel
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
     return dest
 
 

@@ -584,7 +584,7 @@ def build_ids(ctx: Context) -> Outcome:
     lines, good = [], 0
     for app, (version, part) in SLOTS.items():
         where_ = f"services.{version}.{part}.build_id"
-        problem = ctx.deliverables_problems.get(where_)
+        problem = ctx.deliverable_problem(app, "build_id")
         if problem:
             lines.append(f"✗ {problem}")
             continue
@@ -607,9 +607,9 @@ def service_url(ctx: Context, app: str) -> Outcome:
         return broken
     version, part = SLOTS[app]
     where_ = f"services.{version}.{part}.service_url"
-    problem = ctx.deliverables_problems.get(where_)
+    problem = ctx.deliverable_problem(app, "service_url")
     if problem:
-        return Outcome.fail(str(problem))
+        return Outcome.fail(problem)
     url = ctx.service_url(app)
     lines = [f"{where_}: {url}"]
     if not ctx.live:

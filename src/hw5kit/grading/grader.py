@@ -86,24 +86,36 @@ class Context:
         a = self.assignment
         return f"{a['region']}-docker.pkg.dev/{self.project}/{a['repository']}"
 
-    def build_id(self, app: str) -> str | None:
-        """The build ID deliverables.yaml records for ``app`` when it is a valid one."""
+    def deliverable_problem(self, app: str, field: str) -> str | None:
+        """Why deliverables.yaml has no usable ``field`` for ``app`` (None: it has one)."""
+        if self.deliverables_problem:
+            return self.deliverables_problem
         version, part = SLOTS[app]
-        entry = dl.entry(self.deliverables, version, part)
-        value = entry.get("build_id")
-        where = f"services.{version}.{part}.build_id"
-        if isinstance(value, str) and where not in self.deliverables_problems:
-            return value
+        where = f"services.{version}.{part}.{field}"
+        found = [
+            p
+            for p in self.deliverables_problems.values()
+            if p.where == where or where.startswith(p.where + ".") or p.where == "(top level)"
+        ]
+        if found:
+            return str(found[0])
+        value = dl.entry(self.deliverables, version, part).get(field)
+        if not isinstance(value, str):
+            return f"{where}: missing; {dl.RESTORE}"
         return None
 
-    def service_url(self, app: str) -> str | None:
+    def build_id(self, app: str) -> str | None:
+        """The build ID deliverables.yaml records for ``app`` when it is a valid one."""
+        if self.deliverable_problem(app, "build_id"):
+            return None
         version, part = SLOTS[app]
-        entry = dl.entry(self.deliverables, version, part)
-        value = entry.get("service_url")
-        where = f"services.{version}.{part}.service_url"
-        if isinstance(value, str) and where not in self.deliverables_problems:
-            return value
-        return None
+        return dl.entry(self.deliverables, version, part)["build_id"]
+
+    def service_url(self, app: str) -> str | None:
+        if self.deliverable_problem(app, "service_url"):
+            return None
+        version, part = SLOTS[app]
+        return dl.entry(self.deliverables, version, part)["service_url"]
 
 
 def _student_ids(snapshot: Snapshot, rels: list[str]) -> Counter:
@@ -350,7 +362,13 @@ def grade(
         ]
         find_student_id(ctx, scripts)
         if ctx.project:
-            _run_scripts(ctx, base)
+            try:
+                _run_scripts(ctx, base)
+            except Exception as exc:  # a grader bug: the static checks still count
+                ctx.notes.append(
+                    f"the grader could not run the scripts ({type(exc).__name__}: {exc}); "
+                    "please report it to the course staff with this submission"
+                )
             used = _config_used_by_submit(ctx)
             if used and used != ctx.config_rel:
                 ctx.notes.append(
@@ -361,7 +379,10 @@ def grade(
         if options.live:
             from . import live
 
-            ctx.live = live.run(ctx)
+            try:
+                ctx.live = live.run(ctx)
+            except Exception as exc:
+                ctx.notes.append(f"the live checks failed to run ({type(exc).__name__}: {exc})")
         results = checks.evaluate(ctx)
     return Grading(ctx, results, time.monotonic() - started)
 

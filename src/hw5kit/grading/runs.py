@@ -144,8 +144,17 @@ class Runner:
                 "(the course provides these files; only their FROM line matters to the fake "
                 "Cloud Build)"
             )
+        converted = []
         for script in deployment.glob("*.sh"):
+            data = script.read_bytes()
+            if b"\r\n" in data:  # saved on Windows: bash would choke on every \r
+                script.write_bytes(data.replace(b"\r\n", b"\n"))
+                converted.append(script.name)
             script.chmod(0o755)
+        if converted:
+            notes.append(
+                "Windows line endings (CRLF) were converted to run " + ", ".join(converted)
+            )
         return notes
 
     def _stand_in_dockerfiles(self, ws: Path) -> list[str]:
