@@ -45,6 +45,16 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Serving benchmark: the course's reference backend vs ours vs the in-process limit.
+
+    A full run writes reports/bench/ and the README's Performance figures (about 10 minutes);
+    `nox -s bench -- --smoke` is the reduced run; `nox -s bench -- --help` lists the options.
+    """
+    session.run(kit(session), "-m", "hw5kit.bench", "run", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def loadtest(session: nox.Session) -> None:
     """Bounded load session: 5,000 requests at concurrency 32, good and bad inputs mixed."""
     session.run(kit(session), "-m", "hw5kit.loadtest", *session.posargs)
@@ -88,8 +98,14 @@ def status(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def check_prereq(session: nox.Session) -> None:
-    """Run setup/check_prereq.sh (the course's checks) with the student ID from deployment.yaml."""
+    """Run setup/check_prereq.sh (the course's checks) with the values of deployment.yaml."""
     pipeline(session, "check-prereq")
+
+
+@nox.session(venv_backend="none")
+def setup(session: nox.Session) -> None:
+    """Set up the Google Cloud project (gcp): project, APIs, repository, autograder access."""
+    pipeline(session, "setup")
 
 
 @nox.session(venv_backend="none")

@@ -197,4 +197,9 @@ def test_allow_list_is_small_and_documented():
         "builds describe",
         "run deploy",
         "run services describe",
+        "projects describe",
+        "services enable",
+        "artifacts repositories create",
+        "artifacts repositories get-iam-policy",
+        "artifacts repositories add-iam-policy-binding",
     }

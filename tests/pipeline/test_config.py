@@ -127,3 +127,50 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         config.load(broken)
     with pytest.raises(config.ConfigError, match="not found; the deployment config lives"):
         config.load(tmp_path / "missing.yaml")
+
+
+def test_the_autograder_account_defaults_to_the_course_test_account():
+    cfg = config.load(ROOT / "deployment.yaml")
+    assert cfg.autograder_service_account == config.DEFAULT_AUTOGRADER
+    assert config.DEFAULT_AUTOGRADER == (
+        "ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com"
+    )
+    data = reference()
+    del data["autograder_service_account"]
+    assert config.parse(data).autograder_service_account == config.DEFAULT_AUTOGRADER
+    data["autograder_service_account"] = (
+        " ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com "
+    )
+    assert config.parse(data).autograder_service_account == config.COURSE_AUTOGRADER
+
+
+def test_the_fake_gcloud_knows_the_same_course_accounts():
+    from hw5kit import gcloud_fake
+
+    assert gcloud_fake.COURSE_TEST_AUTOGRADER == config.DEFAULT_AUTOGRADER
+    assert gcloud_fake.COURSE_AUTOGRADER == config.COURSE_AUTOGRADER
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "serviceAccount:ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com",
+            "write the e-mail alone, without 'serviceAccount:'",
+        ),
+        ("ta-autograder@gmail.com", "expected a service account e-mail ACCOUNT@PROJECT.iam"),
+        ("TA-Autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com", "(lowercase)"),
+        ("ta@ift6758-hw5-gcp-24.iam.gserviceaccount.com", "got 'ta@ift6758"),
+        ("", "expected a service account e-mail such as the course's test account"),
+        (12, "expected a service account e-mail such as the course's test account"),
+    ],
+)
+def test_a_bad_autograder_account_names_the_key_and_both_course_accounts(value, expected):
+    data = reference()
+    data["autograder_service_account"] = value
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse(data)
+    message = str(caught.value)
+    assert message.startswith("deployment.yaml: autograder_service_account: ")
+    assert expected in message
+    assert config.DEFAULT_AUTOGRADER in message or "serviceAccount:" in message

@@ -9,7 +9,9 @@ allow-list (``spec.py``), with a message on stderr and a non-zero exit.
 Use from Python::
 
     fake = FakeGcloud(tmp / "gcloud-state")
-    fake.add_project("hw5-123456789")            # APIs enabled, repository hw5-images
+    fake.add_project("hw5-123456789")            # APIs enabled, repository hw5-images that
+                                                  # the course's test autograder can read
+    fake.add_project("hw5-1", apis=(), repositories=())   # a fresh project (nothing set up)
     bin_dir = fake.install(tmp / "bin")           # bin_dir/gcloud; put bin_dir first on PATH
     ... run scripts ...
     fake.calls("run deploy")                      # what they asked for
@@ -27,11 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from .cli import STATE_ENV
-from .state import HW5_APIS, Store
+from .state import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, HW5_APIS, Store
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1].parent  # the folder holding hw5kit/
 
-__all__ = ["HW5_APIS", "FakeGcloud", "write_executable"]
+__all__ = [
+    "COURSE_AUTOGRADER",
+    "COURSE_TEST_AUTOGRADER",
+    "HW5_APIS",
+    "READER_ROLE",
+    "FakeGcloud",
+    "write_executable",
+]
+
+READER_ROLE = "roles/artifactregistry.reader"
 
 
 def write_executable(bin_dir: Path, state_dir: Path, python: str = sys.executable) -> Path:
@@ -86,20 +97,56 @@ class FakeGcloud:
         project_id: str,
         *,
         apis: Iterable[str] = HW5_APIS,
-        repositories: Iterable[tuple[str, str]] = (("us-central1", "hw5-images"),),
+        repositories: Iterable[tuple[str, ...]] = (("us-central1", "hw5-images"),),
+        readers: Iterable[str] = (COURSE_TEST_AUTOGRADER,),
+        billing: bool = True,
+        lifecycle_state: str = "ACTIVE",
         set_default: bool = True,
     ) -> None:
+        """Seed a project. The defaults make it ready for HW5 (what `nox -s setup` provisions):
+        the three APIs enabled, the Docker repository ``us-central1/hw5-images``, and
+        ``roles/artifactregistry.reader`` on it for each service account in ``readers``.
+        A repository is ``(location, name)`` or ``(location, name, format)`` (``"python"``,
+        ...). ``billing=False``: no billing account, so enabling a billed API fails as on
+        Google. ``lifecycle_state``: ``ACTIVE`` or ``DELETE_REQUESTED``."""
         from . import commands
 
+        readers = list(readers)
         with self.store.locked() as state:
             project = commands.ensure_project(state, project_id)
             project["apis"] = sorted(set(project["apis"]) | set(apis))
-            for location, name in repositories:
+            project["billing"] = billing
+            project["lifecycleState"] = lifecycle_state
+            for location, name, *fmt in repositories:
+                key = f"{location}/{name}"
                 project["repositories"].setdefault(
-                    f"{location}/{name}", commands.repository_resource(project_id, location, name)
+                    key,
+                    commands.repository_resource(
+                        project_id, location, name, repository_format=(fmt or ["docker"])[0]
+                    ),
                 )
+                policy = commands.repository_policy(project, key)
+                for email in readers:
+                    commands.add_binding(policy, READER_ROLE, f"serviceAccount:{email}")
+            for email in readers:
+                if email not in state["service_accounts"]:
+                    state["service_accounts"].append(email)
             if set_default:
                 state["config"]["core/project"] = project_id
+
+    def add_service_account(self, email: str) -> None:
+        """Make ``email`` a service account that exists (IAM bindings to it succeed)."""
+        with self.store.locked() as state:
+            if email not in state["service_accounts"]:
+                state["service_accounts"].append(email)
+
+    def set_property(self, name: str, value: str | None) -> None:
+        """``gcloud config set NAME VALUE`` (``None``: unset), e.g. ``"core/project"``."""
+        with self.store.locked() as state:
+            if value is None:
+                state["config"].pop(name, None)
+            else:
+                state["config"][name] = value
 
     def configure(self, **settings: Any) -> None:
         """Change behaviour, e.g. ``require_built_images=False`` (deploy any image)."""
@@ -117,3 +164,11 @@ class FakeGcloud:
 
     def project(self, project_id: str) -> dict[str, Any]:
         return self.state()["projects"][project_id]
+
+    def readers(self, project_id: str, location: str, repository: str) -> list[str]:
+        """The members holding ``roles/artifactregistry.reader`` on a repository."""
+        policy = self.project(project_id).get("repository_iam", {}).get(f"{location}/{repository}")
+        for binding in (policy or {}).get("bindings", []):
+            if binding["role"] == READER_ROLE:
+                return list(binding["members"])
+        return []

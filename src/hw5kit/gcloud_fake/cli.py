@@ -148,7 +148,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> Call:
             command.dotted,
         )
     expected = command.positionals
-    if len(positionals) > len(expected):
+    repeated = bool(expected) and expected[-1].repeated
+    if len(positionals) > len(expected) and not repeated:
         extra = " ".join(positionals[len(expected) :])
         raise GcloudError(f"unrecognized arguments: {extra}", 2, command.dotted)
     for index, pos in enumerate(expected):

@@ -7,14 +7,16 @@ parsed ``Call`` and the locked state, and return a ``Result`` or raise ``GcloudE
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import re
 import uuid
 from typing import Any
 
 from . import cloudbuild, formats
 from .cli import Call, GcloudError, Result
-from .state import API_TITLES, new_project, now
+from .state import API_TITLES, BILLED_APIS, new_project, now
 
 # Region codes in *.a.run.app URLs (https://cloud.google.com/run/docs/triggering/https-request).
 REGION_CODES = {
@@ -199,16 +201,19 @@ def artifacts_repositories_describe(call: Call, state: dict) -> Result:
     return Result(stdout=_describe_output(call, repo))
 
 
-def repository_resource(project: str, location: str, name: str) -> dict[str, Any]:
+def repository_resource(
+    project: str, location: str, name: str, *, repository_format: str = "DOCKER", description=""
+) -> dict[str, Any]:
     stamp = now()
+    host = f"{location}-{repository_format.lower()}.pkg.dev"
     return {
         "name": f"projects/{project}/locations/{location}/repositories/{name}",
-        "format": "DOCKER",
+        "format": repository_format.upper(),
         "mode": "STANDARD_REPOSITORY",
-        "description": "",
+        "description": description,
         "createTime": stamp,
         "updateTime": stamp,
-        "registryUri": f"{location}-docker.pkg.dev/{project}/{name}",
+        "registryUri": f"{host}/{project}/{name}",
         "sizeBytes": "0",
     }
 
@@ -672,3 +677,223 @@ def run_services_describe(call: Call, state: dict) -> Result:
 
 def ensure_project(state: dict, project_id: str) -> dict:
     return state["projects"].setdefault(project_id, new_project(project_id))
+
+
+# --- projects describe, services enable, repository create and IAM (nox -s setup) ---------
+
+# Roles that can be granted on an Artifact Registry repository
+# (https://cloud.google.com/artifact-registry/docs/access-control#roles), and the basic roles.
+REPOSITORY_ROLES = frozenset(
+    {
+        "roles/artifactregistry.reader",
+        "roles/artifactregistry.writer",
+        "roles/artifactregistry.createOnPushWriter",
+        "roles/artifactregistry.repoAdmin",
+        "roles/artifactregistry.createOnPushRepoAdmin",
+        "roles/artifactregistry.admin",
+        "roles/viewer",
+        "roles/editor",
+        "roles/owner",
+    }
+)
+MEMBER_RE = re.compile(
+    r"^((user|group|serviceAccount|domain|principal|principalSet):[^\s:]\S*"
+    r"|allUsers|allAuthenticatedUsers)$"
+)
+REPOSITORY_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+EMPTY_POLICY_ETAG = "ACAB"  # what Google returns for a resource with no policy yet
+
+
+def _account(state: dict) -> str:
+    return state["config"].get("core/account") or "student@example.com"
+
+
+def projects_describe(call: Call, state: dict) -> Result:
+    wanted = call.positionals[0]
+    for project_id, data in state["projects"].items():
+        if wanted in (project_id, data["number"]):
+            break
+    else:
+        account = _account(state)
+        raise GcloudError(
+            f"[{account}] does not have permission to access projects instance [{wanted}] (or "
+            "it may not exist): The caller does not have permission. This command is "
+            f"authenticated as {account} which is the active account specified by the "
+            "[core/account] property",
+            1,
+            call.command.dotted,
+        )
+    resource = {
+        "createTime": data.get("createTime", "2024-01-01T00:00:00.000Z"),
+        "lifecycleState": data.get("lifecycleState", "ACTIVE"),
+        "name": project_id,
+        "projectId": project_id,
+        "projectNumber": data["number"],
+    }
+    return Result(stdout=_describe_output(call, resource))
+
+
+def services_enable(call: Call, state: dict) -> Result:
+    _project_id, data = _project(call, state)
+    wanted = list(dict.fromkeys(call.positionals))
+    if not wanted:
+        raise GcloudError("argument SERVICE: Must be specified.", 2, call.command.dotted)
+    unknown = [api for api in wanted if api not in API_TITLES]
+    if unknown:
+        raise GcloudError(
+            "PERMISSION_DENIED: Not found or permission denied for service(s): "
+            f"{', '.join(unknown)}. (fake gcloud: it knows {', '.join(sorted(API_TITLES))})",
+            1,
+            call.command.dotted,
+        )
+    new = [api for api in wanted if api not in data["apis"]]
+    billed = [api for api in new if api in BILLED_APIS]
+    if billed and not data.get("billing", True):
+        raise GcloudError(
+            f"FAILED_PRECONDITION: Billing account for project '{data['number']}' is not found. "
+            f"Billing must be enabled for activation of service(s) '{','.join(billed)}' to "
+            "proceed.",
+            1,
+            call.command.dotted,
+        )
+    data["apis"] = sorted(set(data["apis"]) | set(new))
+    if not new:
+        return Result(extra={"enabled": []})
+    operation = f"operations/acf.p2-{data['number']}-{uuid.uuid4()}"
+    if call.flag("--async"):
+        stderr = (
+            "Asynchronous operation is in progress... Use the following command to wait for its "
+            f"completion:\n gcloud beta services operations wait {operation}\n"
+        )
+    else:
+        stderr = f'Operation "{operation}" finished successfully.\n'
+    return Result(stderr=stderr, extra={"enabled": new})
+
+
+def _ar_location(call: Call, state: dict) -> str:
+    location = call.flag("--location") or state["config"].get("artifacts/location")
+    if not location:
+        raise GcloudError(
+            "Error parsing [repository].\nThe [repository] resource is not properly specified."
+            "\nFailed to find attribute [location]. The attribute can be set in the following "
+            "ways:\n- provide the argument `--location` on the command line\n- set the "
+            "property `artifacts/location`",
+            1,
+            call.command.dotted,
+        )
+    return str(location)
+
+
+def artifacts_repositories_create(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    location = _ar_location(call, state)
+    repository_format = call.flag("--repository-format")
+    if not repository_format:
+        raise GcloudError(
+            "argument --repository-format: Must be specified.", 2, call.command.dotted
+        )
+    _need_api(call, project, data, "artifactregistry.googleapis.com")
+    name = call.positionals[0]
+    if not REPOSITORY_ID_RE.match(name):
+        raise GcloudError(
+            f"INVALID_ARGUMENT: invalid repository ID [{name}] (fake gcloud: lowercase letters, "
+            "digits and hyphens, starting with a letter and ending with a letter or digit, at "
+            "most 63 characters)",
+            1,
+            call.command.dotted,
+        )
+    key = f"{location}/{name}"
+    if key in data["repositories"]:
+        raise GcloudError("ALREADY_EXISTS: the repository already exists", 1, call.command.dotted)
+    data["repositories"][key] = repository_resource(
+        project,
+        location,
+        name,
+        repository_format=str(repository_format),
+        description=str(call.flag("--description") or ""),
+    )
+    operation = f"projects/{project}/locations/{location}/operations/{uuid.uuid4()}"
+    stderr = f"Create request issued for: [{name}]\n"
+    if call.flag("--async"):
+        stderr += f"Check operation [{operation}] for status.\n"
+    else:
+        stderr += (
+            f"Waiting for operation [{operation}] to complete...done.\n"
+            f"Created repository [{name}].\n"
+        )
+    return Result(stderr=stderr, extra={"created": key})
+
+
+def _repository(call: Call, state: dict) -> tuple[dict, str, str]:
+    """The project data, the repository's state key and its name; NOT_FOUND when missing."""
+    project, data = _project(call, state)
+    location = _ar_location(call, state)
+    _need_api(call, project, data, "artifactregistry.googleapis.com")
+    name = call.positionals[0]
+    key = f"{location}/{name}"
+    if key not in data["repositories"]:
+        raise GcloudError("NOT_FOUND: Requested entity was not found.", 1, call.command.dotted)
+    return data, key, name
+
+
+def repository_policy(data: dict, key: str) -> dict:
+    """The repository's IAM policy (``{"etag": "ACAB"}`` until a binding is added)."""
+    return data.setdefault("repository_iam", {}).setdefault(key, {"etag": EMPTY_POLICY_ETAG})
+
+
+def add_binding(policy: dict, role: str, member: str) -> bool:
+    """Add ``member`` to ``role`` as add-iam-policy-binding does; True when it changed."""
+    bindings = policy.setdefault("bindings", [])
+    for binding in bindings:
+        if binding["role"] == role and "condition" not in binding:
+            if member in binding["members"]:
+                return False
+            binding["members"] = sorted([*binding["members"], member])
+            break
+    else:
+        bindings.append({"members": [member], "role": role})
+        bindings.sort(key=lambda b: b["role"])
+    policy["version"] = 1
+    digest = hashlib.sha256(json.dumps(bindings, sort_keys=True).encode()).digest()
+    policy["etag"] = base64.b64encode(digest[:8]).decode()
+    return True
+
+
+def artifacts_repositories_get_iam_policy(call: Call, state: dict) -> Result:
+    data, key, _name = _repository(call, state)
+    policy = data.get("repository_iam", {}).get(key, {"etag": EMPTY_POLICY_ETAG})
+    return Result(stdout=_describe_output(call, policy))
+
+
+def artifacts_repositories_add_iam_policy_binding(call: Call, state: dict) -> Result:
+    for flag in ("--member", "--role"):
+        if not call.flag(flag):
+            raise GcloudError(f"argument {flag}: Must be specified.", 2, call.command.dotted)
+    member, role = str(call.flag("--member")), str(call.flag("--role"))
+    data, key, name = _repository(call, state)
+    if not MEMBER_RE.match(member):
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Invalid member: {member}. (fake gcloud: a principal is "
+            "user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, allUsers or "
+            "allAuthenticatedUsers)",
+            1,
+            call.command.dotted,
+        )
+    kind, _, email = member.partition(":")
+    if kind == "serviceAccount" and email not in state.get("service_accounts", []):
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Service account {email} does not exist.", 1, call.command.dotted
+        )
+    if role not in REPOSITORY_ROLES:
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Role {role} is not supported for this resource.",
+            1,
+            call.command.dotted,
+        )
+    policy = repository_policy(data, key)
+    changed = add_binding(policy, role, member)
+    return Result(
+        stdout=_describe_output(call, policy),
+        stderr=f"Updated IAM policy for repository [{name}].\n",
+        extra={"binding_added": changed},
+    )

@@ -73,6 +73,17 @@ def region_check(value: str) -> str | None:
     return f"[{value}] is not a Cloud Run region (e.g. us-central1)"
 
 
+# Artifact Registry also has multi-region locations
+# (https://cloud.google.com/artifact-registry/docs/repositories/repo-locations).
+MULTI_REGIONS = frozenset({"us", "europe", "asia"})
+
+
+def location_check(value: str) -> str | None:
+    if value in REGIONS or value in MULTI_REGIONS:
+        return None
+    return f"[{value}] is not an Artifact Registry location (e.g. us-central1)"
+
+
 def build_region_check(value: str) -> str | None:
     return None if value == "global" else region_check(value)
 
@@ -117,6 +128,7 @@ class Flag:
 class Positional:
     name: str  # as gcloud's usage shows it, e.g. SERVICE
     required: bool = True
+    repeated: bool = False  # the last positional only: SERVICE [SERVICE ...]
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,8 @@ GLOBAL_FLAGS = (
 )
 
 REGION = Flag("--region", check=region_check)
+# `gcloud artifacts repositories create --repository-format` (gcloud 528's --help)
+REPOSITORY_FORMATS = ("apt", "docker", "go", "kfp", "maven", "npm", "python", "yum")
 
 COMMANDS: dict[tuple[str, ...], Command] = {
     c.path: c
@@ -246,6 +260,51 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             flags=(REGION, Flag("--platform", choices=("managed",))),
             positionals=(Positional("SERVICE"),),
             handler="run_services_describe",
+        ),
+        # --- what `nox -s setup` and setup/check_prereq.sh use (steps 1 to 5) ---
+        Command(
+            ("projects", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/projects/describe",
+            positionals=(Positional("PROJECT_ID_OR_NUMBER"),),
+            handler="projects_describe",
+        ),
+        Command(
+            ("services", "enable"),
+            "https://cloud.google.com/sdk/gcloud/reference/services/enable",
+            flags=(Flag("--async", takes_value=False),),
+            positionals=(Positional("SERVICE", repeated=True),),
+            handler="services_enable",
+        ),
+        Command(
+            ("artifacts", "repositories", "create"),
+            "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/create",
+            flags=(
+                Flag("--location", check=location_check),
+                Flag("--repository-format", choices=REPOSITORY_FORMATS),
+                Flag("--description"),
+                Flag("--async", takes_value=False),
+            ),
+            positionals=(Positional("REPOSITORY"),),
+            handler="artifacts_repositories_create",
+        ),
+        Command(
+            ("artifacts", "repositories", "get-iam-policy"),
+            "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/get-iam-policy",
+            flags=(Flag("--location", check=location_check),),
+            positionals=(Positional("REPOSITORY"),),
+            handler="artifacts_repositories_get_iam_policy",
+        ),
+        Command(
+            ("artifacts", "repositories", "add-iam-policy-binding"),
+            "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/"
+            "add-iam-policy-binding",
+            flags=(
+                Flag("--location", check=location_check),
+                Flag("--member"),
+                Flag("--role"),
+            ),
+            positionals=(Positional("REPOSITORY"),),
+            handler="artifacts_repositories_add_iam_policy_binding",
         ),
     )
 }

@@ -32,7 +32,27 @@ API_TITLES = {
     "servicemanagement.googleapis.com": "Service Management API",
     "servicecontrol.googleapis.com": "Service Control API",
     "iam.googleapis.com": "Identity and Access Management (IAM) API",
+    "compute.googleapis.com": "Compute Engine API",
+    "storage.googleapis.com": "Cloud Storage API",
+    "logging.googleapis.com": "Cloud Logging API",
+    "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
+    "serviceusage.googleapis.com": "Service Usage API",
 }
+# APIs Google refuses to enable on a project without a billing account (FAILED_PRECONDITION).
+BILLED_APIS = frozenset(
+    {
+        "artifactregistry.googleapis.com",
+        "cloudbuild.googleapis.com",
+        "run.googleapis.com",
+        "apigateway.googleapis.com",
+        "compute.googleapis.com",
+    }
+)
+# The autograder service accounts the course names: its test account (the default in
+# deployment.yaml) and the production one. They exist, so IAM bindings to them succeed;
+# a binding to any other account succeeds only after ``FakeGcloud.add_service_account``.
+COURSE_TEST_AUTOGRADER = "ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com"
+COURSE_AUTOGRADER = "ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com"
 
 
 def now() -> str:
@@ -47,7 +67,12 @@ def project_number(project_id: str) -> str:
 
 
 def empty_state() -> dict[str, Any]:
-    return {"config": {}, "projects": {}, "settings": {"require_built_images": True}}
+    return {
+        "config": {},
+        "projects": {},
+        "settings": {"require_built_images": True},
+        "service_accounts": [COURSE_TEST_AUTOGRADER, COURSE_AUTOGRADER],
+    }
 
 
 def new_project(project_id: str) -> dict[str, Any]:
@@ -58,6 +83,10 @@ def new_project(project_id: str) -> dict[str, Any]:
         "images": {},  # "<host>/<project>/<repo>/<image>" -> {"tags": {tag: digest}, ...}
         "builds": {},  # build id -> build resource
         "run": {},  # "<region>/<service>" -> Knative service resource
+        "lifecycleState": "ACTIVE",
+        "createTime": now(),
+        "billing": True,  # a billing account is linked (needed to enable BILLED_APIS)
+        "repository_iam": {},  # "<location>/<name>" -> IAM policy {bindings, etag, version}
     }
 
 

@@ -1,5 +1,5 @@
 """``python -m hw5kit.pipeline COMMAND``: what the nox sessions render, build, deploy, verify,
-stop, status and check_prereq run.
+stop, status, check_prereq and setup run.
 
 Every command takes ``--target local|container|gcp`` (default: ``target`` in
 deployment.yaml), ``--root DIR`` (the repository, default: this checkout) and ``--config FILE``
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import photos
 from . import render, targets
+from . import setup as setup_mod
 from . import verify as verify_mod
 from .config import ConfigError
 from .deliverables import DeliverablesError
@@ -83,7 +84,29 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "check-prereq",
         parents=[common],
-        help="run setup/check_prereq.sh with the student ID from the config",
+        help="run setup/check_prereq.sh with the student ID, region, repository and "
+        "autograder account from the config",
+    )
+    p = sub.add_parser(
+        "setup",
+        parents=[common],
+        help="gcp: set up the Google Cloud project (gcloud project, APIs, repository, the "
+        "autograder's read access), only what is missing; then the prerequisite check",
+        description=setup_mod.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run no gcloud command at all (not even read-only ones): print the commands a "
+        "project where nothing is set up yet gets",
+    )
+    how.add_argument(
+        "--plan",
+        action="store_true",
+        help="run only the read-only gcloud commands and print the changes this project needs, "
+        "without making them",
     )
     return top
 
@@ -115,9 +138,10 @@ def run(args: argparse.Namespace) -> int:
             photo=args.photo,
         ).run()
     if args.command == "check-prereq":
-        script = project.root / "setup" / "check_prereq.sh"
-        cmd = ["bash", str(script), "--student-id", project.config.student_id]
+        cmd = setup_mod.prereq_command(project)
         return subprocess.run(cmd, cwd=project.root, env=dict(project.env)).returncode
+    if args.command == "setup":
+        return setup_mod.main_run(project, dry_run=args.dry_run, plan_only=args.plan)
     target = targets.get(project)
     if args.command == "build":
         return target.build(args.services, verbose=args.verbose)

@@ -41,6 +41,16 @@ CPU_RE = re.compile(r"^([1248]|0\.[0-9]*[1-9]|[1-9][0-9]{1,2}m)$")
 # Cloud Run sets these itself and refuses them in --set-env-vars.
 RESERVED_ENV = {"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"}
 
+# The service account of the course's autograder, given read access to the repository.
+# The default is the course's test account; the production one is COURSE_AUTOGRADER.
+DEFAULT_AUTOGRADER = "ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com"
+COURSE_AUTOGRADER = "ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com"
+# A user-managed service account: ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com (IAM's rules:
+# the account ID is 6 to 30 lowercase letters, digits and hyphens, starting with a letter).
+SERVICE_ACCOUNT_RE = re.compile(
+    r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
+)
+
 DEFAULT_RESOURCES = {"memory": "2Gi", "cpu": "2", "min_instances": 1, "max_instances": 1}
 
 
@@ -109,6 +119,7 @@ class Config:
     base_image: str
     services: tuple[Service, ...]
     path: Path | None = field(default=None, compare=False)
+    autograder_service_account: str = DEFAULT_AUTOGRADER
 
     @property
     def project_id(self) -> str:
@@ -180,6 +191,8 @@ TOP_KEYS = {
     "target": f"where build/deploy/verify run: {' | '.join(TARGETS)}",
     "base_image": "the image name of the shared base image, e.g. base_image",
     "services": "the services, keyed by app name (backend_v1, frontend_v1, ...)",
+    "autograder_service_account": "the autograder's service account e-mail, given read "
+    "access to the repository by `nox -s setup`",
 }
 SERVICE_KEYS = {
     "kind": "backend | frontend",
@@ -372,6 +385,7 @@ def parse(data: Any, path: Path | None = None) -> Config:
         IMAGE_NAME_RE,
         "an image name: lowercase letters, digits, '.', '_' or '-'",
     )
+    autograder = _service_account(path, data.get("autograder_service_account", DEFAULT_AUTOGRADER))
     raw_services = data["services"]
     if not isinstance(raw_services, Mapping) or not raw_services:
         raise _fail(path, "services", "expected a mapping of services (backend_v1: {...}, ...)")
@@ -386,7 +400,33 @@ def parse(data: Any, path: Path | None = None) -> Config:
         base_image=base_image,
         services=services,
         path=path,
+        autograder_service_account=autograder,
     )
+
+
+def _service_account(path: Path | None, value: Any) -> str:
+    key = "autograder_service_account"
+    accounts = (
+        f"the course's test account {DEFAULT_AUTOGRADER} (the default) or its production "
+        f"account {COURSE_AUTOGRADER}"
+    )
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, key, f"expected a service account e-mail such as {accounts}")
+    text = value.strip()
+    if text.lower().startswith("serviceaccount:"):
+        raise _fail(
+            path,
+            key,
+            f"write the e-mail alone, without 'serviceAccount:' (setup adds it), got {text!r}",
+        )
+    if not SERVICE_ACCOUNT_RE.match(text):
+        raise _fail(
+            path,
+            key,
+            "expected a service account e-mail ACCOUNT@PROJECT.iam.gserviceaccount.com "
+            f"(lowercase), such as {accounts}; got {text!r}",
+        )
+    return text
 
 
 def _check_services(path, services: tuple[Service, ...], base_image: str) -> None:

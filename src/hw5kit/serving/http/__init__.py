@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from ..errors import ModelUnavailable
-from ..registry import ModelRegistry
+from ..registry import ModelRegistry, settings_loader
 from ..service import PredictionService
 from ..settings import ServingSettings
 from . import handlers, observability, routes
@@ -27,13 +27,6 @@ class ServingState:
     service: PredictionService
     metrics: Metrics
     limiter: InflightLimiter
-
-
-def _configure_torch(threads: int) -> None:
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 def create_app(
@@ -53,8 +46,7 @@ def create_app(
         settings = ServingSettings.from_env(flavor or "v1")
     elif flavor is not None and flavor != settings.flavor:
         raise ValueError(f"flavor {flavor!r} contradicts settings.flavor {settings.flavor!r}")
-    _configure_torch(settings.torch_threads)
-    registry = registry or ModelRegistry(settings.models)
+    registry = registry or ModelRegistry(settings.models, loader=settings_loader(settings))
     service = PredictionService(settings, registry)
 
     app = Flask("hw5kit.serving")

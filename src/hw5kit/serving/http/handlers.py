@@ -45,18 +45,20 @@ DRAIN_LIMIT = 4 * 1024 * 1024
 
 
 def drain_unread_body() -> None:
+    """Read what is left of a refused body (up to DRAIN_LIMIT) so keep-alive survives.
+
+    ``request.stream`` is bounded by Content-Length and knows what was already consumed, so
+    this never waits for bytes that will not come, whatever the WSGI server (reading the raw
+    ``wsgi.input`` would block under servers that do not cut it at the body's end).
+    """
     length = request.content_length or 0
     if not 0 < length <= DRAIN_LIMIT:
         return
-    stream = request.environ.get("wsgi.input")
-    left = length
     try:
-        while left > 0:
-            chunk = stream.read(min(64 * 1024, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-    except (OSError, ValueError):  # the client went away: nothing to keep
+        stream = request.stream
+        while stream.read(64 * 1024):
+            pass
+    except (OSError, ValueError, HTTPException):  # the client went away: nothing to keep
         pass
 
 
