@@ -19,7 +19,7 @@ import pytest
 from hw5kit.grading import report
 
 from ..support import submissions
-from .conftest import TEST_LIMITS, lost_points, result, sandbox_for
+from .conftest import SHORT_LIMITS, TEST_LIMITS, lost_points, result, sandbox_for
 
 SECRET = "hw5-SECRET-TOKEN-d41d8cd98f00b204"
 
@@ -122,16 +122,22 @@ def test_rm_rf_slash_in_bubblewrap_only_empties_the_workspace(hostile):
 
 @pytest.mark.parametrize("mode", modes())
 def test_a_fork_bomb_is_contained(mode, hostile):
-    grading = hostile(mode, "hw5hostile() {{ hw5hostile | hw5hostile & }}; hw5hostile\nsleep 2\n")
+    grading = hostile(
+        mode,
+        "hw5hostile() {{ hw5hostile | hw5hostile & }}; hw5hostile\nsleep 2\n",
+        limits=SHORT_LIMITS,
+    )
     assert not result(grading, SUBMIT).passed
     assert grading.duration < 60
 
 
 @pytest.mark.parametrize("mode", modes())
 def test_an_endless_loop_is_stopped_at_the_time_limit(mode, hostile):
-    grading = hostile(mode, "while true; do :; done\n", "deployment/deploy_backend_v1.sh")
+    grading = hostile(
+        mode, "while true; do :; done\n", "deployment/deploy_backend_v1.sh", limits=SHORT_LIMITS
+    )
     output = result(grading, "Q3.1").output
-    assert f"stopped by the grader after {TEST_LIMITS.timeout:.0f}" in output
+    assert f"stopped by the grader after {SHORT_LIMITS.timeout:.0f}" in output
     assert "the time limit" in output
     assert set(lost_points(grading)) == {"Q3.1", "Q3.2", "Q3.3"}
 
