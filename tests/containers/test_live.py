@@ -8,13 +8,12 @@ The Python image is made with debootstrap, never pulled: tests reach no image re
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import requests
 
-from hw5kit import photos
+from hw5kit import devenv, photos
 from hw5kit.containers import ContainerError, measure, run
 from hw5kit.containers.engine import PODMAN_TOOLS, detect, docker_daemon_answers
 from hw5kit.containers.images import Builder
@@ -29,9 +28,9 @@ BUILD_TIMEOUT_NOTE = "a cold build (Python image, bases, services) takes 3-5 min
 @pytest.fixture(scope="session")
 def engine():
     if not docker_daemon_answers():
-        detect(install=True, log=print) if shutil.which("apt-get") else None
-        need(all(shutil.which(t) for t in PODMAN_TOOLS), "podman, buildah, runc, debootstrap")
-    return detect(log=print)
+        missing = devenv.ensure_system_packages(PODMAN_TOOLS)  # as root with apt-get
+        need(not missing, f"a Docker daemon, or {', '.join(PODMAN_TOOLS)} (missing: {missing})")
+    return detect(install=False, log=print)
 
 
 @pytest.fixture(scope="session")

@@ -185,24 +185,30 @@ def test_measure_edits_a_copy_never_the_repository(tmp_path):
 
 
 def test_measure_report_renders_every_step():
-    report = measure.Report("now", {"cpus": 2}, "podman", "torch from x")
-    report.steps.append(
-        measure.Step(
-            "backend_v1",
-            "app code change",
-            "apps/backend_v1/app.py",
-            0.0,
-            False,
-            3.5,
-            (1.0, 1.0, 1.0),
-            (1.5, 1.0, 1.0),
-        )
-    )
+    report = measure.Report("now", {"cpus": 2}, "podman", "from x", repeat=3)
+    step = measure.Step("backend_v1", "app code change", "apps/backend_v1/app.py")
+    for seconds in (3.5, 9.0, 4.0):
+        step.runs.append(measure.Run(0.0, False, seconds, 15, 12, (1.0, 1, 1), (1.5, 1, 1)))
+    report.steps.append(step)
     report.sizes["hw5-backend_v1:measure"] = 1_000_000_000
     text = measure.render_markdown(report)
-    assert "| backend_v1 | app code change (`apps/backend_v1/app.py`) | unchanged | 3.5 s" in text
+    assert (
+        "| backend_v1 | `apps/backend_v1/app.py` (app code change) | unchanged | 4.0 s | "
+        "**4.0 s** (3.5–9.0) | 12 of 15 |"
+    ) in text
     assert "| `hw5-backend_v1:measure` | 1,000 MB |" in text
-    assert report.to_json()["steps"][0]["total_seconds"] == 3.5
+    data = report.to_json()
+    assert data["steps"][0]["median_total_seconds"] == 4.0
+    assert [r["total_seconds"] for r in data["steps"][0]["runs"]] == [3.5, 9.0, 4.0]
+
+
+def test_build_logs_are_counted_for_cached_steps():
+    buildah = (
+        "STEP 1/3: FROM b\nSTEP 2/3: COPY a b\n--> Using cache 1234\n--> 1234\nSTEP 3/3: CMD x\n"
+    )
+    assert images.step_counts(buildah) == (3, 1)
+    docker = "#5 [2/3] COPY a b\n#5 CACHED\n#6 [3/3] RUN x\n"
+    assert images.step_counts(docker) == (2, 1)
 
 
 def test_cli_help_lists_the_commands():

@@ -113,7 +113,12 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--tail", type=int)
 
     sub.add_parser("ps", help="the containers this tool started")
-    sub.add_parser("clean", help="remove every container this tool started")
+    cl = sub.add_parser("clean", help="remove every container this tool started")
+    cl.add_argument(
+        "--images",
+        action="store_true",
+        help="also remove dangling images (old layers no tag uses; frees disk)",
+    )
 
     sm = sub.add_parser("smoke", help="build, run and check images like a user (see smoke.py)")
     sm.add_argument("services", nargs="*", help="default backend_v1 frontend_v1; all")
@@ -128,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--services", nargs="+", default=list(measure_mod.DEFAULT_SERVICES))
     m.add_argument("--out", type=Path, default=ROOT / "reports" / "containers")
     m.add_argument("--no-single-base", action="store_true", help="skip the single base's size")
+    m.add_argument("--repeat", type=int, default=1, help="time each rebuild N times (median)")
     return p
 
 
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except ContainerError as exc:
+    except (ContainerError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -227,6 +233,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "clean":
         removed = remove_leftovers(engine)
         say(f"removed {len(removed)} container(s){': ' + ', '.join(removed) if removed else ''}")
+        if args.images:
+            out = engine.text(["image", "prune", "-f"], timeout=600)
+            say(f"removed {len(out.split())} dangling image(s)")
         return 0
     if cmd == "smoke":
         return _smoke(args, builder(), engine)
@@ -243,6 +252,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             services=tuple(_service_list(args.services)),
             single_base=not args.no_single_base,
             python_base=args.python_base,
+            repeat=args.repeat,
             log=say,
         )
         md, js = measure_mod.write(report, args.out)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import pybase, wheelhouse
-from .engine import ROOT, ContainerError, Engine
+from .engine import ROOT, STEP_RE, ContainerError, Engine
 
 FINGERPRINT_LABEL = "hw5kit.base-fingerprint"
 SERVICE_LABEL = "hw5kit.service"
@@ -68,6 +68,8 @@ class Built:
     base: str | None = None
     size: int = 0
     build_args: dict[str, str] = field(default_factory=dict)
+    steps: int = 0  # Dockerfile steps the builder went through
+    cached: int = 0  # of which the layer cache answered
 
     def summary(self) -> str:
         how = "up to date, not rebuilt" if self.skipped else f"built in {self.seconds:.1f} s"
@@ -246,5 +248,27 @@ class Builder:
                 f"the build log is {log_path}"
             )
         size = self.engine.image_size(ref)
-        self.engine.log(f"{ref} built in {seconds:.1f} s ({size / 1e6:.0f} MB)")
-        return Built(name, ref, seconds, False, size=size, build_args=dict(build_args))
+        steps, cached = step_counts(log_path.read_text(errors="replace"))
+        self.engine.log(
+            f"{ref} built in {seconds:.1f} s ({size / 1e6:.0f} MB; {cached} of {steps} steps "
+            "from the layer cache)"
+        )
+        return Built(
+            name,
+            ref,
+            seconds,
+            False,
+            size=size,
+            build_args=dict(build_args),
+            steps=steps,
+            cached=cached,
+        )
+
+
+def step_counts(log: str) -> tuple[int, int]:
+    """(steps, steps answered by the layer cache) in a build log, buildah's or docker's."""
+    steps = sum(1 for line in log.splitlines() if STEP_RE.match(line))
+    cached = sum(
+        1 for line in log.splitlines() if "Using cache" in line or line.endswith(" CACHED")
+    )
+    return steps, cached

@@ -24,11 +24,13 @@ import os
 import platform
 import secrets
 import shutil
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import pybase
 from .engine import ROOT, Engine
 from .images import Builder, profile_of
 
@@ -37,19 +39,37 @@ DEFAULT_SERVICES = ("backend_v1", "frontend_v1")
 
 
 @dataclass
-class Step:
-    service: str
-    scenario: str
-    changed: str
+class Run:
+    """One timed rebuild: the base (skipped or rebuilt), then the service."""
+
     base_seconds: float
     base_rebuilt: bool
     service_seconds: float
+    steps: int  # service Dockerfile steps (both stages)
+    cached: int  # of which the layer cache answered
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
 
     @property
     def total(self) -> float:
-        return self.base_seconds + self.service_seconds
+        return round(self.base_seconds + self.service_seconds, 1)
+
+
+@dataclass
+class Step:
+    """A scenario (a one-line change to ``changed``) rebuilt ``len(runs)`` times."""
+
+    service: str
+    scenario: str
+    changed: str | None
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return round(statistics.median(r.total for r in self.runs), 1)
+
+    def median(self, attr: str) -> float:
+        return round(statistics.median(getattr(r, attr) for r in self.runs), 1)
 
 
 @dataclass
@@ -58,13 +78,18 @@ class Report:
     machine: dict
     engine: str
     torch: str
+    repeat: int = 1
+    python_image: str = ""
     steps: list[Step] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    finished: str = ""
 
     def to_json(self) -> dict:
         data = asdict(self)
         for step, raw in zip(self.steps, data["steps"], strict=True):
-            raw["total_seconds"] = round(step.total, 1)
+            raw["median_total_seconds"] = step.total
+            for run, raw_run in zip(step.runs, raw["runs"], strict=True):
+                raw_run["total_seconds"] = run.total
         return data
 
 
@@ -96,26 +121,28 @@ def _load() -> tuple[float, float, float]:
     return tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[return-value]
 
 
-def _timed_build(builder: Builder, service: str, scenario: str, changed: str, log) -> Step:
+def _timed_build(builder: Builder, service: str, label: str, logs: Path, log) -> Run:
+    builder.logs_dir = logs
+    logs.mkdir(parents=True, exist_ok=True)
     load_before = _load()
     base = builder.build_base(builder.base_profile(service))
     svc = builder.build(service, base=base.image)
-    step = Step(
-        service,
-        scenario,
-        changed,
+    run = Run(
         round(base.seconds, 1),
         not base.skipped,
         round(svc.seconds, 1),
+        svc.steps,
+        svc.cached,
         load_before,
         _load(),
     )
-    base_note = f"rebuilt in {base.seconds:.1f} s" if step.base_rebuilt else "unchanged"
+    base_note = f"rebuilt in {base.seconds:.1f} s" if run.base_rebuilt else "unchanged"
     log(
-        f"{service} / {scenario}: base {base_note}, service {svc.seconds:.1f} s, "
-        f"total {step.total:.1f} s (load {load_before[0]} -> {step.load_after[0]})"
+        f"{service} / {label}: base {base_note}, service {svc.seconds:.1f} s "
+        f"({svc.cached} of {svc.steps} steps cached), total {run.total:.1f} s "
+        f"(load {load_before[0]} -> {run.load_after[0]})"
     )
-    return step
+    return run
 
 
 def measure(
@@ -125,9 +152,13 @@ def measure(
     root: Path = ROOT,
     single_base: bool = True,
     python_base: str = "auto",
+    repeat: int = 1,
+    cleanup: bool = True,
     log: Callable[[str], None] = print,
 ) -> Report:
-    """Run the rebuild scenarios for ``services``; return the report (not yet written)."""
+    """Run the rebuild scenarios for ``services``, each ``repeat`` times; return the report."""
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
     workdir = (engine.store or root / ".hw5" / "containers") / "measure"
     context = copy_context(root, workdir / "context")
     builder = Builder(
@@ -143,27 +174,33 @@ def measure(
         },
         engine=engine.version(),
         torch=builder.torch_source().describe(),
+        repeat=repeat,
     )
     for service in services:
         log(f"== {service}: warm-up build (fills the cache; not a figure)")
+        builder.logs_dir = workdir / "logs" / f"{service}-warm-up"
         builder.build(service)
         scenarios = [
-            ("no change", None, "nothing"),
-            ("app code change", context / "apps" / service / "app.py", f"apps/{service}/app.py"),
-            (
-                "shared package change",
-                context / "src" / "hw5kit" / "__init__.py",
-                "src/hw5kit/__init__.py",
-            ),
-            ("base change", context / "requirements" / "lock.txt", "requirements/lock.txt"),
+            ("no change", None),
+            ("app code change", f"apps/{service}/app.py"),
+            ("shared package change", "src/hw5kit/__init__.py"),
+            ("base change", "requirements/lock.txt"),
         ]
-        for scenario, path, changed in scenarios:
-            original = touch(path) if path else None
-            try:
-                report.steps.append(_timed_build(builder, service, scenario, changed, log))
-            finally:
-                if path and original is not None:
-                    path.write_bytes(original)
+        for scenario, changed in scenarios:
+            step = Step(service, scenario, changed)
+            for n in range(1, repeat + 1):
+                path = context / changed if changed else None
+                original = touch(path) if path else None
+                label = f"{scenario} ({n}/{repeat})"
+                slug = f"{service}-{scenario.replace(' ', '-')}-{n}"
+                try:
+                    step.runs.append(
+                        _timed_build(builder, service, label, workdir / "logs" / slug, log)
+                    )
+                finally:
+                    if path and original is not None:
+                        path.write_bytes(original)
+            report.steps.append(step)
     for service in services:
         report.sizes[builder.image_ref(service)] = engine.image_size(builder.image_ref(service))
     for profile in sorted({profile_of(s) for s in services}):
@@ -171,10 +208,23 @@ def measure(
         report.sizes[ref] = engine.image_size(ref)
     python_image = builder.python_image()
     report.sizes[python_image] = engine.image_size(python_image)
+    report.python_image = (
+        f"{python_image}, made locally with debootstrap (no image registry reachable)"
+        if engine.image_label(python_image, pybase.MADE_LABEL)
+        else python_image
+    )
     if single_base:
         log("== the course's single base (torch and Streamlit in one image), for its size")
         single = builder.build_base("all")
         report.sizes[single.image] = single.size
+    if cleanup:
+        refs = [builder.image_ref(s) for s in services]
+        refs += [builder.base_ref(p) for p in ("all", "backend", "frontend")]
+        for ref in refs:
+            engine.remove_image(ref)
+        engine.call(["image", "prune", "-f"], check=False, timeout=600)
+        log("removed the :measure images and the layers only they used")
+    report.finished = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return report
 
 
@@ -183,24 +233,36 @@ def _mb(size: int) -> str:
 
 
 def render_markdown(report: Report) -> str:
+    runs = "once" if report.repeat == 1 else f"{report.repeat} times (median shown, then range)"
     lines = [
         "# Container rebuild times and image sizes",
         "",
-        "Measured with `python -m hw5kit.containers measure` (see `hw5kit/containers/measure.py`)"
-        f" on {report.started}: {report.machine['cpus']} CPUs, {report.engine}; torch "
-        f"{report.torch}. Each rebuild follows a one-line change to the file named (a comment "
-        "with a fresh random token, in a copy of the build context); the base is skipped when "
-        "its fingerprint is unchanged, the service uses the layer cache. The machine is shared, "
-        "so the load average (1 min) before and after each build is listed.",
+        "Measured with `python -m hw5kit.containers measure` (hw5kit/containers/measure.py), "
+        f"{report.started} to {report.finished or '?'}, on {report.machine['cpus']} CPUs with "
+        f"{report.engine}. Python image: {report.python_image or '?'}. torch: {report.torch}. "
+        "Each rebuild follows a one-line change to the "
+        "file named (a comment with a fresh random token, in a copy of the build context), "
+        f"and is timed {runs}. The base is skipped when its fingerprint is unchanged; the "
+        'service build uses the layer cache ("cached": its steps the cache answered). The '
+        "machine is shared with other work, so the 1-minute load average before and after "
+        "each build is listed.",
         "",
-        "| service | rebuild after | base | service | total | load before → after |",
-        "|---|---|---|---|---|---|",
+        "| service | rebuild after a change to | base | service | total | steps cached | load |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in report.steps:
-        base = f"{s.base_seconds:.1f} s (rebuilt)" if s.base_rebuilt else "unchanged"
+        rebuilt = [r for r in s.runs if r.base_rebuilt]
+        base = f"{s.median('base_seconds'):.1f} s (rebuilt)" if rebuilt else "unchanged"
+        spread = ""
+        if len(s.runs) > 1:
+            spread = f" ({min(r.total for r in s.runs):.1f}–{max(r.total for r in s.runs):.1f})"
+        cached = f"{s.runs[0].cached} of {s.runs[0].steps}"
+        loads = " ".join(f"{r.load_before[0]:g}→{r.load_after[0]:g}" for r in s.runs)
+        changed = f"`{s.changed}`" if s.changed else "nothing"
         lines.append(
-            f"| {s.service} | {s.scenario} (`{s.changed}`) | {base} | {s.service_seconds:.1f} s "
-            f"| **{s.total:.1f} s** | {s.load_before[0]} → {s.load_after[0]} |"
+            f"| {s.service} | {changed} ({s.scenario}) | {base} | "
+            f"{s.median('service_seconds'):.1f} s | **{s.total:.1f} s**{spread} | {cached} | "
+            f"{loads} |"
         )
     lines += ["", "| image | size |", "|---|---|"]
     lines += [f"| `{ref}` | {_mb(size)} |" for ref, size in report.sizes.items()]

@@ -23,6 +23,7 @@ PYTHON_IMAGE = "python:3.11-slim-bookworm"
 REGISTRY_PROBE = "https://registry-1.docker.io/v2/"
 DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 MODES = ("auto", "pull", "debootstrap")
+MADE_LABEL = "hw5kit.python-image"  # set on the stand-in, so reports can say which one was used
 SLIM_REMOVES = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale")
 # The official image's PATH; the Dockerfiles extend it (ENV PATH=/opt/venv/bin:$PATH).
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -115,6 +116,8 @@ def _import_rootfs(engine: Engine, rootfs: Path, name: str) -> None:
                 f"ENV PATH={IMAGE_PATH}",
                 "--change",
                 "ENV LANG=C.UTF-8",
+                "--change",
+                f"LABEL {MADE_LABEL}=debootstrap",
                 "--change",
                 'CMD ["python3"]',
                 "-",

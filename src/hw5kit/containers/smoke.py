@@ -89,7 +89,15 @@ def smoke_backend(
         ):
             if _checked(smoke, "starts, /readyz 200", lambda: _ready(box, timeout), log):
                 _checked(smoke, "GET /hello", lambda: _hello(box), log)
-                _checked(smoke, f"upload {photo_name}", lambda: _upload(box, pic, data), log)
+                models: list[str] = []
+                _checked(smoke, "GET /models", lambda: _models(box, models), log)
+                for model in models:
+                    _checked(
+                        smoke,
+                        f"upload {photo_name} to {model}",
+                        lambda m=model: _upload(box, pic, data, m),
+                        log,
+                    )
                 _checked(
                     smoke,
                     f"URL {photo_name}",
@@ -142,10 +150,28 @@ def _hello(box: Container) -> tuple[bool, str]:
     return answer.status_code == 200 and answer.text == "Hello!", repr(answer.text[:80])
 
 
-def _upload(box: Container, pic: photos.Photo, data: bytes) -> tuple[bool, str]:
-    answer = requests.post(f"{box.url}/predict", files={"file": (pic.name, data)}, timeout=60)
+def _models(box: Container, into: list[str]) -> tuple[bool, str]:
+    """The models the backend serves (``GET /models``: one for v1, several for v2)."""
+    answer = requests.get(f"{box.url}/models", timeout=10)
+    names = answer.json() if answer.status_code == 200 else []
+    into.extend(n for n in names if isinstance(n, str))
+    return bool(into), ", ".join(into) or f"{answer.status_code} {answer.text[:200]}"
+
+
+def _upload(box: Container, pic: photos.Photo, data: bytes, model: str) -> tuple[bool, str]:
+    answer = requests.post(
+        f"{box.url}/predict", files={"file": (pic.name, data)}, data={"model": model}, timeout=60
+    )
     category = _category(answer.text)
-    return answer.status_code == 200 and pic.matches(category), f"{answer.status_code} {category}"
+    ok = answer.status_code == 200 and pic.matches(category) and _model(answer.text) == model
+    return ok, f"{answer.status_code} {category}"
+
+
+def _model(body: str) -> str | None:
+    try:
+        return json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _by_url(box: Container, pic: photos.Photo, url: str) -> tuple[bool, str]:
