@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -118,6 +119,11 @@ def parser() -> argparse.ArgumentParser:
         "--images",
         action="store_true",
         help="also remove dangling images (old layers no tag uses; frees disk)",
+    )
+    cl.add_argument(
+        "--everything",
+        action="store_true",
+        help="podman: delete the whole store (every image and layer cache; frees all its disk)",
     )
 
     sm = sub.add_parser("smoke", help="build, run and check images like a user (see smoke.py)")
@@ -236,6 +242,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.images:
             out = engine.text(["image", "prune", "-f"], timeout=600)
             say(f"removed {len(out.split())} dangling image(s)")
+        if args.everything:
+            if engine.kind != "podman" or engine.store is None:
+                raise ContainerError(
+                    "--everything deletes the podman store; with docker use docker"
+                )
+            engine.call(["system", "reset", "--force"], timeout=900)
+            shutil.rmtree(engine.store, ignore_errors=True)
+            say(f"deleted the container store {engine.store}")
         return 0
     if cmd == "smoke":
         return _smoke(args, builder(), engine)

@@ -179,7 +179,7 @@ class Engine:
         extra: Sequence[str] = (),
     ) -> list[str]:
         """The build command line; ``extra`` holds engine options such as ``-v`` mounts."""
-        args = [*extra]
+        args = ["--force-rm", *extra]  # no half-built container is left behind on failure
         args += [f"--build-arg={k}={v}" for k, v in build_args.items()]
         args += [f"--label={k}={v}" for k, v in labels.items()]
         if no_cache:
