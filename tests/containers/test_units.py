@@ -206,8 +206,8 @@ def test_build_logs_are_counted_for_cached_steps():
     buildah = (
         "STEP 1/3: FROM b\nSTEP 2/3: COPY a b\n--> Using cache 1234\n--> 1234\nSTEP 3/3: CMD x\n"
     )
-    assert images.step_counts(buildah) == (3, 1)
-    docker = "#5 [2/3] COPY a b\n#5 CACHED\n#6 [3/3] RUN x\n"
+    assert images.step_counts(buildah) == (2, 1)
+    docker = "#4 [1/3] FROM docker.io/b\n#5 [2/3] COPY a b\n#5 CACHED\n#6 [3/3] RUN x\n"
     assert images.step_counts(docker) == (2, 1)
 
 

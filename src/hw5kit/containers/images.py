@@ -237,6 +237,7 @@ class Builder:
             extra=extra,
         )
         assert self.logs_dir is not None
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"build-{name}.log"
         self.engine.log(f"building {ref} from {path.name} (log {log_path})")
         start = time.monotonic()
@@ -266,8 +267,9 @@ class Builder:
 
 
 def step_counts(log: str) -> tuple[int, int]:
-    """(steps, steps answered by the layer cache) in a build log, buildah's or docker's."""
-    steps = sum(1 for line in log.splitlines() if STEP_RE.match(line))
+    """(steps, steps the layer cache answered) in a buildah or docker build log, FROM aside."""
+    # FROM only names the starting image: there is nothing to cache or to build
+    steps = sum(1 for line in log.splitlines() if STEP_RE.match(line) and " FROM " not in line)
     cached = sum(
         1 for line in log.splitlines() if "Using cache" in line or line.endswith(" CACHED")
     )
