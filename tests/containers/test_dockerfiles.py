@@ -178,3 +178,15 @@ def test_dockerignore_lets_in_only_what_the_images_copy():
         )
 
     assert needed and all(let_in(source) for source in needed), needed - set(filter(let_in, needed))
+
+
+def test_readme_states_the_measured_figures():
+    """The README's figures are the committed measurement's, row for row."""
+    report = ROOT / "reports" / "containers" / "rebuild.md"
+    assert report.exists(), "run `python -m hw5kit.containers measure` and commit its report"
+    readme = (ROOT / "README.md").read_text()
+    assert "## Container images" in readme
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) >= 8
+    missing = [row for row in rows if row not in readme]
+    assert not missing, f"README rows differ from {report.name}: {missing[:3]}"

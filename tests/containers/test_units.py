@@ -191,12 +191,15 @@ def test_measure_report_renders_every_step():
         step.runs.append(measure.Run(0.0, False, seconds, 15, 12, (1.0, 1, 1), (1.5, 1, 1)))
     report.steps.append(step)
     report.sizes["hw5-backend_v1:measure"] = 1_000_000_000
+    report.sizes["hw5-base-backend:measure"] = 990_000_000
+    report.bases["hw5-backend_v1:measure"] = "hw5-base-backend:measure"
     text = measure.render_markdown(report)
     assert (
         "| backend_v1 | `apps/backend_v1/app.py` (app code change) | unchanged | 4.0 s | "
         "**4.0 s** (3.5–9.0) | 12 of 15 |"
     ) in text
-    assert "| `hw5-backend_v1:measure` | 1,000 MB |" in text
+    assert "| `hw5-backend_v1:measure` | 1,000 MB | 10 MB (`hw5-base-backend:measure`) |" in text
+    assert "| `hw5-base-backend:measure` | 990 MB |  |" in text
     data = report.to_json()
     assert data["steps"][0]["median_total_seconds"] == 4.0
     assert [r["total_seconds"] for r in data["steps"][0]["runs"]] == [3.5, 9.0, 4.0]

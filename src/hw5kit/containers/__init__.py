@@ -23,6 +23,9 @@ API (the engine is detected once per process when not given)::
     box.stop()                                      # SIGTERM, then removed (logs kept)
     containers.image_size(image)                    # bytes
     containers.run(..., network="none")             # no network at all: checked from inside
+    boxes = containers.up(Builder(containers.default_engine()), "v1")
+    boxes["frontend"].url                           # its SERVING_URL is the backend's URL
+    containers.attach(engine, name)                 # a handle on a container started earlier
 
 ``Builder`` gives full control (``single_base``: one base for every service, as the course's
 Cloud Build does; ``python_base``: auto / pull / debootstrap; ``build_base``; layer cache and
@@ -36,7 +39,7 @@ from collections.abc import Mapping
 
 from .engine import ContainerError, Engine, default_store, detect
 from .images import Builder, Built, profile_of, services
-from .run import Container, health_path
+from .run import Container, attach, health_path, up
 from .run import run as _run
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "Container",
     "ContainerError",
     "Engine",
+    "attach",
     "build",
     "default_engine",
     "default_store",
@@ -54,6 +58,7 @@ __all__ = [
     "profile_of",
     "run",
     "services",
+    "up",
 ]
 
 _ENGINE: Engine | None = None

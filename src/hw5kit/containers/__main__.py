@@ -11,7 +11,7 @@ from . import measure as measure_mod
 from . import pybase
 from .engine import ROOT, ContainerError, detect, say
 from .images import Builder, profile_of, services
-from .run import Container, leftover, remove_leftovers, run
+from .run import Container, leftover, remove_leftovers, run, up
 
 EPILOG = """\
 examples:
@@ -291,21 +291,16 @@ def _announce(box: Container, *, wait: bool) -> None:
 
 
 def _up(args: argparse.Namespace, b: Builder, engine) -> int:
-    extra_env = _pairs(args.env, "-e")
-    build_args = _pairs(args.build_arg, "--build-arg")
-    backend, frontend = f"backend_{args.version}", f"frontend_{args.version}"
-    back_image = b.build(backend, build_args=build_args).image
-    front_image = b.build(frontend).image
-    back = run(backend, back_image, engine=engine, env=extra_env)
-    try:
-        _announce(back, wait=True)
-        assert back.url is not None
-        front = run(frontend, front_image, engine=engine, env={"SERVING_URL": back.url})
-        _announce(front, wait=True)
-    except BaseException:
-        back.stop()
-        raise
-    say(f"open {front.url} ; stop both with: python -m hw5kit.containers stop --all")
+    boxes = up(
+        b,
+        args.version,
+        env=_pairs(args.env, "-e"),
+        build_args=_pairs(args.build_arg, "--build-arg"),
+        progress=say,
+    )
+    for box in boxes.values():
+        _announce(box, wait=False)
+    say(f"open {boxes['frontend'].url} ; stop both with: python -m hw5kit.containers stop --all")
     return 0
 
 

@@ -82,6 +82,7 @@ class Report:
     python_image: str = ""
     steps: list[Step] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    bases: dict[str, str] = field(default_factory=dict)  # image -> the image it is built on
     finished: str = ""
 
     def to_json(self) -> dict:
@@ -201,12 +202,15 @@ def measure(
                     if path and original is not None:
                         path.write_bytes(original)
             report.steps.append(step)
+    python_image = builder.python_image()
     for service in services:
-        report.sizes[builder.image_ref(service)] = engine.image_size(builder.image_ref(service))
+        ref = builder.image_ref(service)
+        report.sizes[ref] = engine.image_size(ref)
+        report.bases[ref] = builder.base_ref(builder.base_profile(service))
     for profile in sorted({profile_of(s) for s in services}):
         ref = builder.base_ref(profile)
         report.sizes[ref] = engine.image_size(ref)
-    python_image = builder.python_image()
+        report.bases[ref] = python_image
     report.sizes[python_image] = engine.image_size(python_image)
     report.python_image = (
         f"{python_image}, made locally with debootstrap (no image registry reachable)"
@@ -217,6 +221,7 @@ def measure(
         log("== the course's single base (torch and Streamlit in one image), for its size")
         single = builder.build_base("all")
         report.sizes[single.image] = single.size
+        report.bases[single.image] = python_image
     if cleanup:
         refs = [builder.image_ref(s) for s in services]
         refs += [builder.base_ref(p) for p in ("all", "backend", "frontend")]
@@ -239,7 +244,8 @@ def render_markdown(report: Report) -> str:
         "",
         "Measured with `python -m hw5kit.containers measure` (hw5kit/containers/measure.py), "
         f"{report.started} to {report.finished or '?'}, on {report.machine['cpus']} CPUs with "
-        f"{report.engine}. Python image: {report.python_image or '?'}. torch: {report.torch}. "
+        f"{report.engine}. Python image: {report.python_image or '?'}. Torch source: "
+        f"{report.torch}. "
         "Each rebuild follows a one-line change to the "
         "file named (a comment with a fresh random token, in a copy of the build context), "
         f"and is timed {runs}. The base is skipped when its fingerprint is unchanged; the "
@@ -264,11 +270,15 @@ def render_markdown(report: Report) -> str:
             f"{s.median('service_seconds'):.1f} s | **{s.total:.1f} s**{spread} | {cached} | "
             f"{loads} |"
         )
-    lines += ["", "| image | size |", "|---|---|"]
-    lines += [f"| `{ref}` | {_mb(size)} |" for ref, size in report.sizes.items()]
+    lines += ["", "| image | size | on top of its base |", "|---|---|---|"]
+    for ref, size in report.sizes.items():
+        base = report.bases.get(ref)
+        extra = f"{_mb(size - report.sizes[base])} (`{base}`)" if base in report.sizes else ""
+        lines.append(f"| `{ref}` | {_mb(size)} | {extra} |")
     lines += [
         "",
-        "Sizes are uncompressed, as the engine reports them; a service image includes its base.",
+        "Sizes are uncompressed, as the engine reports them; a service image includes its base,",
+        "which a registry stores and a node pulls once for every service built on it.",
         "",
     ]
     return "\n".join(lines)

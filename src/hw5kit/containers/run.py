@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import procs
 from .engine import ContainerError, Engine
+from .images import Builder
 
 CONTAINER_LABEL = "hw5kit.container"
 NETWORKS = ("host", "none")
@@ -195,6 +196,62 @@ def run(
         args += ["-v", f"{host}:{inside.removesuffix(':rw')}:{mode}"]
     engine.call([*args, image], timeout=120)
     return Container(engine, name, service, image, port, network, dict(environ))
+
+
+def up(
+    builder: Builder,
+    version: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    build_args: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Container]:
+    """Build and start ``backend_<version>``, then ``frontend_<version>`` with ``SERVING_URL``
+    set to the backend; wait until both are ready. Returns ``{"backend": .., "frontend": ..}``,
+    still running (stop them, or ``python -m hw5kit.containers stop --all``). If anything fails,
+    what was started is stopped.
+    """
+    backend, frontend = f"backend_{version}", f"frontend_{version}"
+    back_image = builder.build(backend, build_args=build_args).image
+    front_image = builder.build(frontend).image
+    started: list[Container] = []
+    try:
+        back = run(backend, back_image, engine=builder.engine, env=env)
+        started.append(back)
+        back.wait_ready(progress=progress)
+        assert back.url is not None
+        front = run(frontend, front_image, engine=builder.engine, env={"SERVING_URL": back.url})
+        started.append(front)
+        front.wait_ready(progress=progress)
+    except BaseException:
+        for box in started:
+            box.stop()
+        raise
+    return {"backend": back, "frontend": front}
+
+
+def attach(engine: Engine, name: str) -> Container:
+    """A handle on a container started earlier (by ``run``, maybe in another process)."""
+    done = engine.call(["inspect", "--format", "{{json .}}", name], check=False)
+    if done.returncode != 0:
+        raise ContainerError(f"no container named {name!r} (see `python -m hw5kit.containers ps`)")
+    info = json.loads(done.stdout.decode().strip().splitlines()[0])
+    if isinstance(info, list):
+        info = info[0]
+    config = info.get("Config") or {}
+    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    labels = config.get("Labels") or {}
+    port = env.get("PORT") or env.get("SERVING_PORT") or "8000"
+    network = (info.get("HostConfig") or {}).get("NetworkMode") or "host"
+    return Container(
+        engine,
+        info.get("Name", name).lstrip("/"),
+        labels.get(CONTAINER_LABEL, ""),
+        config.get("Image", ""),
+        int(port),
+        "none" if network == "none" else "host",
+        env,
+    )
 
 
 def leftover(engine: Engine) -> list[str]:
