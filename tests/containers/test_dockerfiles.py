@@ -77,7 +77,9 @@ def test_backend_bakes_its_weights_and_runs_gunicorn(service):
     assert "python -m hw5kit.containers.bake" in runs and "--torch-home" in runs
     env = " ".join(r for w, r in ins if w == "ENV")
     assert "TORCH_HOME=/opt/torch" in env
-    assert any(w == "COPY" and "--from=weights" in r and r.endswith("/opt/torch") for w, r in ins)
+    weights = [r for w, r in ins if w == "COPY" and "--from=weights" in r]
+    assert len(weights) == 1 and weights[0].endswith("/opt/torch")
+    assert "--chown=0:0" in weights[0], "the service must not be able to change its weights"
     cmd = cmd_of(service)
     assert cmd[:3] == ["gunicorn", "-c", "python:hw5kit.serving.gunicorn_conf"]
     assert cmd[3:] == ["--chdir", f"apps/{service}", "app:app"]

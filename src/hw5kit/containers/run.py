@@ -235,7 +235,7 @@ def attach(engine: Engine, name: str) -> Container:
     done = engine.call(["inspect", "--format", "{{json .}}", name], check=False)
     if done.returncode != 0:
         raise ContainerError(f"no container named {name!r} (see `python -m hw5kit.containers ps`)")
-    info = json.loads(done.stdout.decode().strip().splitlines()[0])
+    info = json.loads(done.stdout.decode())
     if isinstance(info, list):
         info = info[0]
     config = info.get("Config") or {}
