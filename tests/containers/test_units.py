@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -226,3 +227,17 @@ def test_cli_help_lists_the_commands():
 def test_cli_rejects_bad_key_values():
     with pytest.raises(engine.ContainerError, match="KEY=VALUE"):
         cli._pairs(["NOEQUALS"], "-e")
+
+
+def test_measure_report_survives_its_json(tmp_path):
+    report = measure.Report("then", {"cpus": 2}, "podman", "from x", repeat=1, finished="now")
+    step = measure.Step("frontend_v1", "base change", "requirements/lock.txt")
+    step.runs.append(measure.Run(30.5, True, 1.5, 7, 0, (2.0, 1, 1), (3.0, 1, 1)))
+    report.steps.append(step)
+    report.sizes.update({"f:m": 628_000_000, "b:m": 627_800_000})
+    report.bases["f:m"] = "b:m"
+    md, js = measure.write(report, tmp_path)
+    again = measure.Report.from_json(json.loads(js.read_text()))
+    assert measure.render_markdown(again) == md.read_text()
+    assert "| `f:m` | 628 MB | 0.2 MB (`b:m`) |" in md.read_text()
+    assert "30.5 s (rebuilt)" in md.read_text()

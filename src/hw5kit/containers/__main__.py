@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -140,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, default=ROOT / "reports" / "containers")
     m.add_argument("--no-single-base", action="store_true", help="skip the single base's size")
     m.add_argument("--repeat", type=int, default=1, help="time each rebuild N times (median)")
+    m.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite rebuild.md from the existing rebuild.json, measuring nothing",
+    )
     return p
 
 
@@ -156,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "measure" and args.render_only:
+        source = args.out / "rebuild.json"
+        if not source.exists():
+            raise ContainerError(f"{source} does not exist: run measure without --render-only")
+        report = measure_mod.Report.from_json(json.loads(source.read_text()))
+        md, _ = measure_mod.write(report, args.out)
+        say(f"rewritten: {md}")
+        return 0
     engine = detect(args.store, prefer=args.engine)
     if args.quiet:
         engine.echo = "steps"

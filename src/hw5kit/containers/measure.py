@@ -85,6 +85,21 @@ class Report:
     bases: dict[str, str] = field(default_factory=dict)  # image -> the image it is built on
     finished: str = ""
 
+    @classmethod
+    def from_json(cls, data: dict) -> Report:
+        """The report written by ``write`` (``rebuild.json``), to render it again."""
+        fields = {k: v for k, v in data.items() if k != "steps"}
+        steps = []
+        for raw in data.get("steps", []):
+            runs = []
+            for r in raw["runs"]:
+                values = {k: v for k, v in r.items() if k != "total_seconds"}
+                values["load_before"] = tuple(values["load_before"])
+                values["load_after"] = tuple(values["load_after"])
+                runs.append(Run(**values))
+            steps.append(Step(raw["service"], raw["scenario"], raw["changed"], runs))
+        return cls(**fields, steps=steps)
+
     def to_json(self) -> dict:
         data = asdict(self)
         for step, raw in zip(self.steps, data["steps"], strict=True):
@@ -234,7 +249,7 @@ def measure(
 
 
 def _mb(size: int) -> str:
-    return f"{size / 1e6:,.0f} MB"
+    return f"{size / 1e6:,.1f} MB" if abs(size) < 10e6 else f"{size / 1e6:,.0f} MB"
 
 
 def render_markdown(report: Report) -> str:
