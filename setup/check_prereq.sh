@@ -1,20 +1,47 @@
 #!/usr/bin/env bash
-# Check the Google Cloud prerequisites of HW5, with the course's checks and messages.
+# Check the Google Cloud prerequisites of HW5, with the course's checks and messages, plus what
+# the course's script reads but never checks: the project exists, the repository holds Docker
+# images, and the autograder's service account can read it.
 #
-# Usage: setup/check_prereq.sh [--student-id ID]
-#   The student ID comes from --student-id, else $STUDENT_ID, else it is asked for (as the
-#   course's script does). Exit status 0 when everything is in place, 1 at the first problem.
+# Usage: setup/check_prereq.sh [--student-id ID] [--region REGION] [--repository NAME]
+#                              [--autograder-service-account EMAIL]
+#   --student-id: else $STUDENT_ID, else it is asked for (as the course's script does).
+#   --region: else $PROJECT_REGION, else us-central1.
+#   --repository: the Artifact Registry repository, else $REPO_NAME, else hw5-images.
+#   --autograder-service-account: else $TA_SERVICE_ACCOUNT, else the course's test account
+#     ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com (the production one is
+#     ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com).
+#   `nox -s setup` provisions all of it and runs this script with the values of deployment.yaml.
+#   Exit status 0 when everything is in place, 1 at the first problem, 2 a bad option.
 set -uo pipefail
 
 usage() {
-    sed -n '2,6s/^# \{0,1\}//p' "$0"
+    sed -n '2,15s/^# \{0,1\}//p' "$0"
 }
 
 student_id="${STUDENT_ID:-}"
+PROJECT_REGION="${PROJECT_REGION:-us-central1}"
+REPO_NAME="${REPO_NAME:-hw5-images}"
+TA_SERVICE_ACCOUNT="${TA_SERVICE_ACCOUNT:-ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com}"
+# value_of OPTION VALUE: the option's value, or a usage error when it is missing
+value_of() {
+    if [ $# -lt 2 ] || [ -z "$2" ]; then
+        echo "option $1 needs a value" >&2
+        usage >&2
+        exit 2
+    fi
+    printf '%s' "$2"
+}
 while [ $# -gt 0 ]; do
     case "$1" in
-        --student-id) student_id="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
+        --student-id) student_id="$(value_of "$@")" || exit 2; shift 2 ;;
         --student-id=*) student_id="${1#*=}"; shift ;;
+        --region) PROJECT_REGION="$(value_of "$@")" || exit 2; shift 2 ;;
+        --region=*) PROJECT_REGION="${1#*=}"; shift ;;
+        --repository) REPO_NAME="$(value_of "$@")" || exit 2; shift 2 ;;
+        --repository=*) REPO_NAME="${1#*=}"; shift ;;
+        --autograder-service-account) TA_SERVICE_ACCOUNT="$(value_of "$@")" || exit 2; shift 2 ;;
+        --autograder-service-account=*) TA_SERVICE_ACCOUNT="${1#*=}"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -36,7 +63,13 @@ if ! command -v gcloud >/dev/null 2>&1; then
 fi
 
 PROJECT_ID="hw5-${student_id}"
-PROJECT_REGION="us-central1"
+# gcloud's error messages go here, so that its warnings never mix with the values read
+errors="$(mktemp)"
+trap 'rm -f "$errors"' EXIT
+# show_errors: what gcloud said, indented
+show_errors() {
+    sed 's/^/  /' "$errors"
+}
 
 echo "Checking if the project is set to ${PROJECT_ID}..."
 project_name="$(gcloud config get-value project 2>/dev/null)"
@@ -45,7 +78,22 @@ if [ "$project_name" != "${PROJECT_ID}" ]; then
     exit 1
 fi
 
-enabled="$(gcloud services list --enabled --format="value(config.name)" 2>/dev/null)"
+echo "Checking if the project ${PROJECT_ID} exists..."
+if ! project_state="$(gcloud projects describe "${PROJECT_ID}" --format="value(lifecycleState)" 2>"$errors")"; then
+    echo "Project ${PROJECT_ID} does not exist or your account cannot access it. Please create the project ${PROJECT_ID} (name and ID) before running this script."
+    show_errors
+    exit 1
+fi
+if [ "$project_state" != "ACTIVE" ]; then
+    echo "Project ${PROJECT_ID} is not active (state: ${project_state}). Please restore it or create the project ${PROJECT_ID} before running this script."
+    exit 1
+fi
+
+if ! enabled="$(gcloud services list --enabled --format="value(config.name)" 2>"$errors")"; then
+    echo "Could not list the services enabled in ${PROJECT_ID}:"
+    show_errors
+    exit 1
+fi
 check_api() {
     local label="$1" api="$2"
     echo "Checking if ${label} is enabled..."
@@ -58,17 +106,21 @@ check_api "Cloud Run" run.googleapis.com
 check_api "Cloud Build" cloudbuild.googleapis.com
 check_api "Artifact Registry" artifactregistry.googleapis.com
 
-REPO_NAME="hw5-images"
 REPO_PATH="${PROJECT_REGION}-docker.pkg.dev/${PROJECT_ID}/${REPO_NAME}"
 echo "Checking if a Docker registry exists with the following setup:"
 echo " - Location: ${PROJECT_REGION}"
 echo " - Repository: ${REPO_NAME}"
-if gcloud artifacts repositories describe "${REPO_NAME}" \
+if repo_format="$(gcloud artifacts repositories describe "${REPO_NAME}" \
     --project="${PROJECT_ID}" \
-    --location="${PROJECT_REGION}" >/dev/null 2>&1; then
+    --location="${PROJECT_REGION}" \
+    --format="value(format)" 2>/dev/null)"; then
     echo "Repository ${REPO_PATH} exists"
 else
     echo "Repository ${REPO_PATH} does not exist"
+    exit 1
+fi
+if [ "$repo_format" != "DOCKER" ]; then
+    echo "Repository ${REPO_NAME} in ${PROJECT_REGION} holds ${repo_format} packages, not Docker images. Please create a Docker repository (--repository-format=docker) before running this script."
     exit 1
 fi
 
@@ -82,6 +134,43 @@ if ! python3 -c "import yaml" >/dev/null 2>&1; then
     echo "Python does not have the yaml package. Please install the yaml package (pyyaml) before running this script."
     exit 1
 fi
+
+# The autograder pulls the images: its service account needs read access to the repository
+# (roles/artifactregistry.reader, or a role that includes it), granted without a condition.
+echo "Checking if the autograder service account ${TA_SERVICE_ACCOUNT} can read ${REPO_PATH}..."
+if ! iam_policy="$(gcloud artifacts repositories get-iam-policy "${REPO_NAME}" \
+    --project="${PROJECT_ID}" \
+    --location="${PROJECT_REGION}" \
+    --format="json" 2>"$errors")"; then
+    echo "Could not read the IAM policy of ${REPO_PATH}:"
+    show_errors
+    exit 1
+fi
+can_read='
+import json, sys
+member = "serviceAccount:" + sys.argv[1]
+roles = {"roles/artifactregistry." + r for r in (
+    "reader", "writer", "createOnPushWriter", "repoAdmin", "createOnPushRepoAdmin", "admin")}
+roles |= {"roles/viewer", "roles/editor", "roles/owner"}
+try:
+    bindings = json.load(sys.stdin).get("bindings", [])
+except (ValueError, AttributeError) as exc:
+    sys.exit("the IAM policy is not a JSON object: %s" % exc)
+sys.exit(0 if any(
+    b.get("role") in roles and member in b.get("members", []) and not b.get("condition")
+    for b in bindings) else 3)
+'
+python3 -c "$can_read" "${TA_SERVICE_ACCOUNT}" <<<"$iam_policy"
+case $? in
+    0) ;;
+    3)
+        echo "The autograder service account ${TA_SERVICE_ACCOUNT} does not have read access to ${REPO_PATH}. Please grant it the Artifact Registry Reader role before running this script:"
+        echo "  gcloud artifacts repositories add-iam-policy-binding ${REPO_NAME} --project=${PROJECT_ID} --location=${PROJECT_REGION} --member=serviceAccount:${TA_SERVICE_ACCOUNT} --role=roles/artifactregistry.reader"
+        exit 1 ;;
+    *)
+        echo "Could not read the IAM policy of ${REPO_PATH} (see above)."
+        exit 1 ;;
+esac
 
 echo "All prerequisites are met. You can proceed with the assignment."
 exit 0

@@ -1,14 +1,9 @@
-"""frontend_v1 (minimal stand-in, replaced by the Frontends issue): classify an image URL."""
+"""frontend_v1: classify an image (URL or file) with the one model of backend_v1.
 
-import os
+``SERVING_URL`` names the backend, ``UI_LANG`` the language (``fr`` by default, or ``en``).
+Run: ``streamlit run apps/frontend_v1/app.py``. The page lives in ``hw5kit.frontend.page``.
+"""
 
-import requests
-import streamlit as st
+from hw5kit.frontend.page import run
 
-SERVING_URL = os.environ.get("SERVING_URL", "http://127.0.0.1:8000").rstrip("/")
-
-st.title("Image classifier (v1)")
-url = st.text_input("Image URL")
-if st.button("Classify") and url:
-    answer = requests.post(f"{SERVING_URL}/predict", json={"url": url}, timeout=60).json()
-    st.write(answer.get("category") or answer.get("error", {}).get("message"))
+run("v1")

@@ -1,17 +1,10 @@
-"""frontend_v2 (minimal stand-in, replaced by the Frontends issue): pick a model, classify."""
+"""frontend_v2: classify an image with the model each visitor picks, or compare every model.
 
-import os
+``SERVING_URL`` names backend_v2, ``UI_LANG`` the language (``fr`` by default, or ``en``). The
+model choice lives in the visitor's own session and goes in the body of each request.
+Run: ``streamlit run apps/frontend_v2/app.py``. The page lives in ``hw5kit.frontend.page``.
+"""
 
-import requests
-import streamlit as st
+from hw5kit.frontend.page import run
 
-SERVING_URL = os.environ.get("SERVING_URL", "http://127.0.0.1:8000").rstrip("/")
-
-st.title("Image classifier (v2)")
-models = requests.get(f"{SERVING_URL}/models", timeout=10).json()
-model = st.selectbox("Model", models)
-url = st.text_input("Image URL")
-if st.button("Classify") and url:
-    body = {"url": url, "model": model}
-    answer = requests.post(f"{SERVING_URL}/predict", json=body, timeout=60).json()
-    st.write(answer.get("category") or answer.get("error", {}).get("message"))
+run("v2")

@@ -56,6 +56,12 @@ def test_model_variables():
         ("v1", {"HW5_MAX_UPLOAD_MB": "lots"}, "HW5_MAX_UPLOAD_MB must be a number"),
         ("v1", {"HW5_FETCH_TOTAL_TIMEOUT": "-1"}, "HW5_FETCH_TOTAL_TIMEOUT must be positive"),
         ("v1", {"HW5_LOAD": "lazy"}, "HW5_LOAD must be 'background' or 'sync'"),
+        ("v1", {"HW5_RUNTIME": "tensorrt"}, "HW5_RUNTIME must be one of auto, onnx, torch"),
+        ("v1", {"HW5_BATCH_MAX": "0"}, "HW5_BATCH_MAX must be a whole number of at least 1"),
+        ("v1", {"HW5_BATCH_MAX": "2.5"}, "HW5_BATCH_MAX must be a whole number"),
+        ("v1", {"HW5_BATCH_WAIT_MS": "-1"}, "HW5_BATCH_WAIT_MS must be zero or more"),
+        ("v1", {"HW5_BATCH_WAIT_MS": "soon"}, "HW5_BATCH_WAIT_MS must be a number"),
+        ("v1", {"HW5_TORCH_THREADS": "0"}, "HW5_TORCH_THREADS must be a whole number"),
     ],
 )
 def test_bad_values_name_the_variable(flavor, env, message):
@@ -77,3 +83,22 @@ def test_limits_and_flags():
     assert s.max_upload_bytes == 2 * 1024 * 1024
     assert s.fetch.max_bytes == 512 * 1024
     assert s.secret_key == "k"
+
+
+def test_inference_settings():
+    default = ServingSettings.from_env("v1", {})
+    assert (default.runtime, default.batch_max, default.batch_wait_ms) == ("auto", 8, 2.0)
+    assert default.torch_threads >= 1
+    s = ServingSettings.from_env(
+        "v1",
+        {
+            "HW5_RUNTIME": "Torch",
+            "HW5_BATCH_MAX": "16",
+            "HW5_BATCH_WAIT_MS": "0",
+            "HW5_TORCH_THREADS": "1",
+        },
+    )
+    assert (s.runtime, s.batch_max, s.batch_wait_ms, s.torch_threads) == ("torch", 16, 0.0, 1)
+    # several gunicorn workers share the cores: each gets its share of intra-op threads
+    workers = ServingSettings.from_env("v1", {"HW5_WORKERS": str(default.torch_threads * 2)})
+    assert workers.torch_threads == 1

@@ -1,28 +1,51 @@
 """gunicorn settings for the backends, suited to Cloud Run.
 
 Used as ``gunicorn -c python:hw5kit.serving.gunicorn_conf app:app`` (the images' command) and by
-``apps/<service>/gunicorn.conf.py``. One worker process holds the models once; threads serve
-requests concurrently (model forward passes release the GIL). Cloud Run sends SIGTERM and kills
-the container 10 s later, so the graceful timeout stays inside that window.
+``apps/<service>/gunicorn.conf.py``.
 
-Environment: ``PORT``/``SERVING_PORT`` (bind), ``HW5_WORKERS`` (default 1), ``HW5_THREADS``
-(default 4 per CPU), ``HW5_BIND_HOST`` (default 0.0.0.0, as a container needs).
+* One worker process holds the models once (``HW5_WORKERS``, default 1); threads serve requests
+  concurrently (model forward passes release the GIL): ``HW5_THREADS``, default 8 per CPU. At
+  most ``HW5_MAX_INFLIGHT`` (default half the threads) predictions run at once; the other
+  threads stay free to answer health checks, metrics and quick 503s, so no request waits in an
+  unbounded queue.
+* Cloud Run sends SIGTERM and kills the container 10 s later: ``graceful_timeout`` (8 s) lets
+  the requests in flight finish inside that window; new connections are no longer accepted.
+* ``timeout`` is the worker heartbeat (a worker stuck for that long is restarted), far above
+  any request's own bound (URL fetches stop at ``HW5_FETCH_TOTAL_TIMEOUT``).
+* Logs are JSON lines for Cloud Logging (``HW5_LOG_FORMAT=text`` for a terminal), level
+  ``HW5_LOG_LEVEL``; requests are logged by the app with ``httpRequest``, so gunicorn's access
+  log is off. Errors gunicorn answers itself (a malformed request line, headers too large) are
+  JSON too, through the worker class ``hw5kit.serving.http.worker.JSONErrorThreadWorker``.
+
+Environment: ``PORT``/``SERVING_PORT`` (bind), ``HW5_BIND_HOST`` (default 0.0.0.0, as a
+container needs), ``HW5_WORKERS``, ``HW5_THREADS``, ``HW5_LOG_LEVEL``, ``HW5_LOG_FORMAT``.
 """
 
+import logging
 import os
 
-from hw5kit.serving.settings import cpu_count, serving_port
+from hw5kit.serving.http.logs import log_format, logging_config
+from hw5kit.serving.settings import http_threads, serving_port
 
 bind = [f"{os.environ.get('HW5_BIND_HOST', '0.0.0.0')}:{serving_port()}"]  # noqa: S104
-worker_class = "gthread"
+worker_class = "hw5kit.serving.http.worker.JSONErrorThreadWorker"
 workers = int(os.environ.get("HW5_WORKERS", "1"))
-threads = int(os.environ.get("HW5_THREADS", str(4 * cpu_count())))
+threads = http_threads()
+# connections a worker holds at once (idle keep-alive ones included); past it, the listen queue
+worker_connections = max(64, 4 * threads)
+backlog = 512
 timeout = 60
 graceful_timeout = 8
 keepalive = 5
-accesslog = "-"
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("HW5_LOG_LEVEL", "info")
+logconfig_dict = logging_config(loglevel, log_format())
+logging.captureWarnings(True)  # library warnings become log entries too, not stray stderr text
+# the request line and header limits gunicorn enforces (answered 414 / 431 / 400, as JSON)
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 # The v2 session cookie is signed with SECRET_KEY. Without one, pick it here, in the master, so
 # every worker shares it (a per-worker key would drop sessions between workers).

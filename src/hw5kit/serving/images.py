@@ -104,7 +104,13 @@ def decode_image(data: bytes, *, max_pixels: int, draft: int | None = None) -> I
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"the {fmt} image is too large to decode safely: {exc}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except MemoryError:
+        raise ImageTooLarge(
+            f"the {fmt} image needs more memory to decode than is available"
+        ) from None
+    # Pillow's parsers meet attacker-made bytes here: whatever they raise (OSError, SyntaxError,
+    # struct.error, IndexError, ...) means the bytes are not a decodable image, not a bug of ours.
+    except (UnidentifiedImageError, Exception) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise UnprocessableImage(
             f"the data looks like {fmt} but could not be decoded: {reason}",

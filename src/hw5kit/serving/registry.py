@@ -8,6 +8,7 @@ different models cannot interfere.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -20,6 +21,13 @@ from .models.weights import weights_path
 log = logging.getLogger(__name__)
 
 Loader = Callable[[str], Classifier]
+
+
+def settings_loader(settings) -> Loader:
+    """``load_classifier`` with the runtime and thread count the settings ask for."""
+    return functools.partial(
+        load_classifier, runtime=settings.runtime, threads=settings.torch_threads
+    )
 
 
 class ModelRegistry:

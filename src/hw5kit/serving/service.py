@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batching import MicroBatcher
 from .fetch import Fetcher
 from .images import decode_image
 from .models import Classifier, top_k
@@ -39,10 +40,14 @@ class PredictionService:
         self.settings = settings
         self.registry = registry
         self.fetcher = fetcher or Fetcher(settings.fetch)
+        self.batcher = MicroBatcher(
+            max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
+        )
 
     def infer(self, model: Classifier, pixels: np.ndarray) -> np.ndarray:
-        """Probabilities for one preprocessed image (the place a batcher can hook in)."""
-        return model.predict_proba(pixels[None])[0]
+        """Probabilities for one preprocessed image, computed in a micro-batch with the
+        images of concurrent requests, on the one inference thread."""
+        return self.batcher.run(model, pixels)
 
     def predict(self, req: PredictRequest) -> dict:
         start = time.perf_counter()
@@ -55,13 +60,14 @@ class PredictionService:
         else:
             data = req.data or b""
         t_fetch = time.perf_counter()
-        image = decode_image(
-            data,
-            max_pixels=self.settings.max_pixels,
-            draft=model.spec.preprocessing.draft_size(),
-        )
-        width, height = image.size
-        pixels = model.preprocess(image)
+        with self.batcher.announce(model.name):  # a forward pass may wait a moment for us
+            image = decode_image(
+                data,
+                max_pixels=self.settings.max_pixels,
+                draft=model.spec.preprocessing.draft_size(),
+            )
+            width, height = image.size
+            pixels = model.preprocess(image)
         t_pre = time.perf_counter()
         probabilities = self.infer(model, pixels)
         t_inf = time.perf_counter()

@@ -13,8 +13,13 @@
 | ``HW5_MAX_DOWNLOAD_MB`` | largest image fetched from a URL | 20 |
 | ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
-| ``HW5_TORCH_THREADS`` | intra-op threads for inference | CPU count |
+| ``HW5_TORCH_THREADS`` | intra-op threads for inference (ONNX Runtime or torch) | CPUs / workers |
+| ``HW5_RUNTIME`` | ``auto`` (ONNX Runtime if installed, else torch), ``onnx`` or ``torch`` | auto |
+| ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
+| ``HW5_BATCH_WAIT_MS`` | longest a forward pass waits for requests still being decoded | 2 |
 | ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
+| ``HW5_THREADS`` | gunicorn threads per worker | 8 per CPU |
+| ``HW5_MAX_INFLIGHT`` | predictions in progress at once; past it 503 + Retry-After | threads / 2 |
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from .errors import ServingError
 from .models.catalog import DEFAULT_MODEL, OFFLINE_MODELS, get_spec, parse_model_list
+from .models.runtime import RUNTIMES, usable_cpus
 
 FLAVORS = ("v1", "v2", "v3")
 
@@ -35,10 +41,20 @@ class SettingsError(ValueError):
 
 
 def cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """The CPUs this process may run on (its affinity mask, which containers narrow)."""
+    return usable_cpus()
+
+
+def http_threads(environ: Mapping[str, str] | None = None) -> int:
+    """gunicorn threads per worker: ``HW5_THREADS``, else 8 per CPU. Threads mostly wait (on
+    clients, fetches, the in-flight limit), so there are more of them than predictions allowed
+    at once: the spare ones answer 503s, health checks and metrics at once."""
+    env = os.environ if environ is None else environ
+    return max(1, int(_Reader(env).number("HW5_THREADS", 8 * cpu_count())))
+
+
+def default_max_inflight(environ: Mapping[str, str] | None = None) -> int:
+    return max(1, http_threads(environ) // 2)
 
 
 @dataclass(frozen=True)
@@ -62,8 +78,12 @@ class ServingSettings:
     max_pixels: int = 40_000_000
     fetch: FetchLimits = field(default_factory=FetchLimits)
     torch_threads: int = field(default_factory=cpu_count)
+    runtime: str = "auto"
+    batch_max: int = 8
+    batch_wait_ms: float = 2.0
     load: str = "background"
     all_models: tuple[str, ...] = ()  # v3: every model the gateway serves (GET /models)
+    max_inflight: int = field(default_factory=default_max_inflight)  # HW5_MAX_INFLIGHT
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:
@@ -75,6 +95,12 @@ class ServingSettings:
                 f"DEFAULT_MODEL {self.default_model!r} is not one of MODELS "
                 f"({', '.join(self.models)})"
             )
+        if self.runtime not in RUNTIMES:
+            raise SettingsError(
+                f"HW5_RUNTIME must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
+        if self.batch_max < 1 or self.batch_wait_ms < 0 or self.torch_threads < 1:
+            raise SettingsError("need HW5_BATCH_MAX >= 1, HW5_BATCH_WAIT_MS >= 0, threads >= 1")
         if self.load not in ("background", "sync"):
             raise SettingsError(f"HW5_LOAD must be 'background' or 'sync', got {self.load!r}")
 
@@ -112,9 +138,16 @@ class ServingSettings:
             max_upload_bytes=reader.megabytes("HW5_MAX_UPLOAD_MB", 20),
             max_pixels=int(reader.number("HW5_MAX_PIXELS", 40_000_000)),
             fetch=limits,
-            torch_threads=int(reader.number("HW5_TORCH_THREADS", cpu_count())),
+            # each gunicorn worker runs its own inference: together they fill the cores once
+            torch_threads=reader.integer(
+                "HW5_TORCH_THREADS", max(1, cpu_count() // reader.integer("HW5_WORKERS", 1))
+            ),
+            runtime=(env.get("HW5_RUNTIME", "").strip().lower() or "auto"),
+            batch_max=reader.integer("HW5_BATCH_MAX", 8),
+            batch_wait_ms=reader.number("HW5_BATCH_WAIT_MS", 2.0, allow_zero=True),
             load=env.get("HW5_LOAD", "background").strip() or "background",
             all_models=all_models,
+            max_inflight=int(reader.number("HW5_MAX_INFLIGHT", default_max_inflight(env))),
         )
 
 
@@ -134,7 +167,7 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float, *, allow_zero: bool = False) -> float:
         raw = self.env.get(key, "").strip()
         if not raw:
             return default
@@ -142,9 +175,18 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{key} must be a number, got {raw!r}") from None
-        if value <= 0:
-            raise SettingsError(f"{key} must be positive, got {raw!r}")
+        if value < 0 or (value == 0 and not allow_zero) or value != value:
+            expected = "zero or more" if allow_zero else "positive"
+            raise SettingsError(f"{key} must be {expected}, got {raw!r}")
         return value
+
+    def integer(self, key: str, default: int) -> int:
+        raw = self.env.get(key, "").strip()
+        if not raw:
+            return default
+        if not raw.isdigit() or int(raw) < 1:
+            raise SettingsError(f"{key} must be a whole number of at least 1, got {raw!r}")
+        return int(raw)
 
     def megabytes(self, key: str, default: float) -> int:
         return int(self.number(key, default) * 1024 * 1024)

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from flask import Flask
 
 from ..errors import ModelUnavailable
-from ..registry import ModelRegistry
+from ..registry import ModelRegistry, settings_loader
 from ..service import PredictionService
 from ..settings import ServingSettings
-from . import handlers, routes
+from . import handlers, observability, routes
+from .observability import InflightLimiter, Metrics
 
 log = logging.getLogger("hw5kit.serving")
 
@@ -24,13 +25,8 @@ class ServingState:
     settings: ServingSettings
     registry: ModelRegistry
     service: PredictionService
-
-
-def _configure_torch(threads: int) -> None:
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    metrics: Metrics
+    limiter: InflightLimiter
 
 
 def create_app(
@@ -50,8 +46,7 @@ def create_app(
         settings = ServingSettings.from_env(flavor or "v1")
     elif flavor is not None and flavor != settings.flavor:
         raise ValueError(f"flavor {flavor!r} contradicts settings.flavor {settings.flavor!r}")
-    _configure_torch(settings.torch_threads)
-    registry = registry or ModelRegistry(settings.models)
+    registry = registry or ModelRegistry(settings.models, loader=settings_loader(settings))
     service = PredictionService(settings, registry)
 
     app = Flask("hw5kit.serving")
@@ -64,7 +59,10 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.json.sort_keys = False
-    app.extensions["hw5kit"] = ServingState(settings, registry, service)
+    metrics = Metrics(registry)
+    limiter = InflightLimiter(settings.max_inflight, metrics)
+    app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter)
+    observability.install(app, metrics)
     app.register_blueprint(routes.common)
     if settings.flavor == "v2":
         app.register_blueprint(routes.v2)

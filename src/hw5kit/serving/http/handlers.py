@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ServingError
@@ -26,6 +26,10 @@ def error_response(status: int, code: str, message: str, *, details=None, header
     body: dict = {"code": code, "message": message}
     if details:
         body["details"] = details
+    if has_request_context():
+        g.error_code = code  # for the request log and the error metrics
+        if g.get("request_id"):
+            body["request_id"] = g.request_id
     response = jsonify({"error": body})
     response.status_code = status
     for key, value in (headers or {}).items():
@@ -33,7 +37,38 @@ def error_response(status: int, code: str, message: str, *, details=None, header
     return response
 
 
+# An error answered before the body was read leaves the body on the socket. gunicorn drains at
+# most 64 KiB of it to keep the connection; past that it closes the connection after the answer,
+# and a client that reuses it for its next request sees "connection closed without response".
+# Bodies up to this size are therefore read and dropped here, so the connection stays usable.
+DRAIN_LIMIT = 4 * 1024 * 1024
+
+
+def drain_unread_body() -> None:
+    """Read what is left of a refused body (up to DRAIN_LIMIT) so keep-alive survives.
+
+    ``request.stream`` is bounded by Content-Length and knows what was already consumed, so
+    this never waits for bytes that will not come, whatever the WSGI server (reading the raw
+    ``wsgi.input`` would block under servers that do not cut it at the body's end).
+    """
+    length = request.content_length or 0
+    if not 0 < length <= DRAIN_LIMIT:
+        return
+    try:
+        stream = request.stream
+        while stream.read(64 * 1024):
+            pass
+    except (OSError, ValueError, HTTPException):  # the client went away: nothing to keep
+        pass
+
+
 def register(app: Flask) -> None:
+    @app.after_request
+    def _drain(response):
+        if response.status_code >= 400:
+            drain_unread_body()
+        return response
+
     @app.errorhandler(ServingError)
     def serving_error(exc: ServingError):
         if exc.status >= 500:

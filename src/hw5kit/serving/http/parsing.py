@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Request
 
 from ..errors import (
@@ -17,6 +19,40 @@ from ..service import DEFAULT_TOP_K, MAX_TOP_K
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 FIELDS = ("url", "model", "top_k")
+MAX_JSON_BYTES = 64 * 1024  # {"url": ...} is small; the image itself goes by URL or upload
+
+
+def _json_body(request: Request) -> object:
+    """The JSON body, read at most ``MAX_JSON_BYTES`` (announced or streamed) and parsed with
+    every failure (syntax, encoding, nesting too deep) a 4xx."""
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise PayloadTooLarge(
+            f"the JSON body is {request.content_length:,} bytes; the limit is {MAX_JSON_BYTES:,} "
+            "(send the image as a multipart upload in 'file', not inside JSON)",
+            details={"max_bytes": MAX_JSON_BYTES},
+        )
+    raw = request.stream.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise PayloadTooLarge(
+            f"the JSON body is larger than {MAX_JSON_BYTES:,} bytes",
+            details={"max_bytes": MAX_JSON_BYTES},
+        )
+    if not raw.strip():
+        raise MissingInput('the JSON body is empty; send {"url": "https://..."}')
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidJSON("the JSON body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidJSON(f"the request body is not valid JSON: {str(exc)[:200]}") from None
+
+
+MAX_MODEL_NAME = 100
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _top_k(value: object, *, form: bool = False) -> int:
@@ -24,16 +60,18 @@ def _top_k(value: object, *, form: bool = False) -> int:
     if value is None or (form and value == ""):
         return DEFAULT_TOP_K
     if isinstance(value, bool):
-        raise InvalidField(f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {value!r}")
+        raise InvalidField(f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {_short(value)}")
     if form and isinstance(value, str):
         text = value.strip()
-        if not text.isdigit():
-            raise InvalidField(f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {text!r}")
+        if not (text.isascii() and text.isdigit()):  # '²' and '٣' are digits too
+            raise InvalidField(
+                f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {_short(text)}"
+            )
         value = int(text)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
-        raise InvalidField(f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {value!r}")
+        raise InvalidField(f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {_short(value)}")
     return value
 
 
@@ -42,6 +80,8 @@ def _model(value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidField(f"'model' must be a string, got {type(value).__name__}")
+    if len(value) > MAX_MODEL_NAME:
+        raise InvalidField(f"'model' is longer than {MAX_MODEL_NAME} characters: {_short(value)}")
     return value.strip()
 
 
@@ -51,12 +91,7 @@ def parse_predict(
     """(url, uploaded bytes, model, top_k) from the request, or a 4xx ``ServingError``."""
     mimetype = (request.mimetype or "").lower()
     if mimetype in JSON_TYPES or mimetype.endswith("+json"):
-        raw = request.get_data(cache=True)
-        if not raw.strip():
-            raise MissingInput('the JSON body is empty; send {"url": "https://..."}')
-        body = request.get_json(silent=True)
-        if body is None:
-            raise InvalidJSON("the request body is not valid JSON")
+        body = _json_body(request)
         if not isinstance(body, dict):
             raise InvalidJSON(f"the JSON body must be an object, got {type(body).__name__}")
         url = body.get("url")

@@ -1,7 +1,7 @@
 """Thin route handlers: parse, call the service, return JSON.
 
-* ``common`` (every flavour): ``/``, ``/hello``, ``/healthz``, ``/readyz``, ``POST /predict``,
-  ``GET /models``, ``GET /models/<name>``.
+* ``common`` (every flavour): ``/``, ``/hello``, ``/healthz``, ``/readyz``, ``/metrics``,
+  ``POST /predict``, ``GET /models``, ``GET /models/<name>``.
 * ``v2``: ``PUT /model/<name>`` and ``GET /model``: the caller's choice lives in the caller's
   own signed session cookie, never in process state.
 * ``v3``: ``POST /model/<name>/predict`` on a backend that serves exactly that model.
@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request, session
+from flask import Blueprint, current_app, g, jsonify, request, session
 
 from ..errors import NotReady, UnknownModelInBody
 from ..service import PredictRequest
@@ -27,7 +27,12 @@ def state():
 
 
 def _predict(model: str, url, data, top_k: int):
-    answer = state().service.predict(PredictRequest(model=model, url=url, data=data, top_k=top_k))
+    """One prediction inside one of the limited in-flight slots (503 when none is free)."""
+    st = state()
+    g.model = model  # known to exist: a bounded metrics label
+    with st.limiter.slot():
+        answer = st.service.predict(PredictRequest(model=model, url=url, data=data, top_k=top_k))
+    st.metrics.observe_prediction(answer)
     return jsonify(answer)
 
 
@@ -42,6 +47,7 @@ def index():
         "GET /models",
         "GET /models/<name>",
         "POST /predict",
+        "GET /metrics",
     ]
     if st.settings.flavor == "v2":
         endpoints += ["GET /model", "PUT /model/<name>"]
@@ -79,6 +85,12 @@ def readyz():
     response.status_code = 503
     response.headers["Retry-After"] = str(NotReady.retry_after)
     return response
+
+
+@common.get("/metrics")
+def metrics():
+    """Prometheus text format: requests, latencies, in-flight work, model load times."""
+    return state().metrics.exposition()
 
 
 @common.get("/models")

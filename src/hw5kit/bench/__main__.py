@@ -1,0 +1,210 @@
+"""``python -m hw5kit.bench``: run the serving benchmark and write its report.
+
+    python -m hw5kit.bench run            # full run: reports/bench/ and README.md's figures
+    python -m hw5kit.bench run --smoke    # reduced run (under a minute), report in a temp dir
+    python -m hw5kit.bench report DIR     # re-render a report from DIR/results.json
+
+``inprocess``, ``photos`` and ``prepare`` are the pieces a run starts in child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from . import report
+from .run import SUBJECTS, Plan
+
+DEFAULT_OUT = Path("reports") / "bench"
+DEFAULT_README = Path("README.md")
+SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-bench-smoke"
+SMOKE = {
+    "models": ["efficientnet_lite0"],
+    "concurrency": [1, 4],
+    "modes": ["url", "upload"],
+    "duration": 0.6,
+    "warmup": 0.2,
+    "v2": False,
+    "first_start": False,
+}
+
+
+def _list(kind):
+    def parse(text: str):
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        try:
+            return [kind(i) for i in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a list of {kind.__name__}: {text!r}") from None
+
+    return parse
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m hw5kit.bench",
+        description="Serving benchmark: the course's reference backend vs ours vs the "
+        "in-process limit, at several concurrencies, with real photos by URL and by upload.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the benchmark and write the report")
+    r.add_argument("--smoke", action="store_true", help="reduced size: lite0, c1 and c4, 0.6 s")
+    r.add_argument("--models", type=_list(str), help="default: efficientnet_lite0,resnet50")
+    r.add_argument("--concurrency", type=_list(int), help="default: 1,4,16")
+    r.add_argument("--modes", type=_list(str), help="url, upload or both (default)")
+    r.add_argument("--subjects", type=_list(str), help=f"default: {','.join(SUBJECTS)}")
+    r.add_argument("--duration", type=_positive(float), help="measured seconds per phase (8)")
+    r.add_argument("--warmup", type=float, help="warm-up seconds per phase (1)")
+    r.add_argument("--max-requests", type=_positive(int), help="per phase (5000)")
+    r.add_argument("--no-v2", dest="v2", action="store_false", default=None)
+    r.add_argument("--no-first-start", dest="first_start", action="store_false", default=None)
+    r.add_argument(
+        "--out", type=Path, help=f"report folder (default: {DEFAULT_OUT}; --smoke: {SMOKE_OUT})"
+    )
+    r.add_argument(
+        "--readme",
+        type=Path,
+        help=f"README whose Performance figures to replace (default: {DEFAULT_README}; "
+        "never for --smoke)",
+    )
+    r.add_argument("--no-readme", action="store_true", help="leave the README alone")
+
+    rep = sub.add_parser("report", help="re-render the report of an earlier run")
+    rep.add_argument("out", type=Path, help="the folder holding results.json")
+
+    i = sub.add_parser(
+        "inprocess", help="(internal) the in-process subject: JSON phases on stdin, results out"
+    )
+    i.add_argument("--model", required=True)
+    i.add_argument("--photos-url", required=True)
+    i.add_argument("--photos", type=_list(str), required=True)
+
+    ph = sub.add_parser("photos", help="(internal) serve the labelled photos on loopback")
+    ph.add_argument("--dir", type=Path, required=True)
+
+    pr = sub.add_parser("prepare", help="(internal) random-init + bake weights into TORCH_HOME")
+    pr.add_argument("--torch-home", type=Path, required=True)
+    pr.add_argument("models", nargs="+")
+    return p
+
+
+def plan_from(args) -> Plan:
+    values = dict(SMOKE) if args.smoke else {}
+    for key in ("models", "concurrency", "modes", "subjects", "duration", "warmup"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.max_requests is not None:
+        values["max_requests"] = args.max_requests
+    for key in ("v2", "first_start"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    plan = Plan(**values)
+    bad = [m for m in plan.modes if m not in ("url", "upload")]
+    bad += [s for s in plan.subjects if s not in SUBJECTS]
+    if bad:
+        raise SystemExit(f"error: unknown mode or subject: {', '.join(bad)}")
+    if any(c < 1 for c in plan.concurrency):
+        raise SystemExit("error: concurrency must be at least 1")
+    return plan
+
+
+def cmd_run(args) -> int:
+    from ..serving.errors import ServingError
+    from ..serving.models import get_spec
+    from .run import run
+
+    plan = plan_from(args)
+    for name in plan.models:
+        try:
+            get_spec(name)
+        except ServingError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+    command = "python -m hw5kit.bench " + shlex.join(args.argv)
+    start = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
+
+    out = args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT)
+    readme = None if args.no_readme else args.readme or (None if args.smoke else DEFAULT_README)
+    results = run(plan, command=command, log=log)
+    path = report.write_report(results, out)
+    log(f"report written to {path}")
+    if readme is not None:
+        if not readme.is_file():
+            print(f"warning: {readme} not found; README figures not updated", file=sys.stderr)
+        elif report.update_readme(readme, results):
+            log(f"updated the Performance figures in {readme}")
+        else:
+            print(
+                f"warning: {readme} has no {report.BEGIN} ... {report.END} section; not updated",
+                file=sys.stderr,
+            )
+    print()
+    print(report.targets_table(report.targets(results)))
+    return 0
+
+
+def cmd_photos(args) -> int:
+    from ..photos import serve_photos
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with serve_photos(args.dir) as base:
+        print(base, flush=True)
+        stop.wait()
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from .run import prepare_weights
+
+    prepare_weights(args.models, args.torch_home, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    args.argv = argv
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "report":
+        results = json.loads((args.out / "results.json").read_text())
+        print(report.write_report(results, args.out))
+        return 0
+    if args.command == "inprocess":
+        from .inprocess import main as inprocess_main
+
+        return inprocess_main(args)
+    if args.command == "photos":
+        return cmd_photos(args)
+    return cmd_prepare(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

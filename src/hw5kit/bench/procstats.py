@@ -1,0 +1,88 @@
+"""CPU time and resident memory of a process tree, read from /proc (Linux)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name may contain spaces and parentheses: split after the last ')'
+    return text.rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``, from every thread's ``children`` list."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/children").read_text()
+        except OSError:
+            continue
+        found.extend(int(p) for p in text.split())
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all of its descendants that are still alive."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if _stat_fields(current) is None:
+            continue
+        pids.append(current)
+        todo.extend(children(current))
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), 0 if it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[21]) * PAGE if fields else 0
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    cpu: dict[int, float]
+    rss: int
+    processes: int
+
+    def cpu_since(self, earlier: TreeSample) -> float:
+        """CPU seconds spent between two samples by the processes alive at either."""
+        return sum(
+            self.cpu.get(pid, earlier.cpu.get(pid, 0.0)) - earlier.cpu.get(pid, 0.0)
+            for pid in set(self.cpu) | set(earlier.cpu)
+        )
+
+
+def sample(pid: int) -> TreeSample:
+    pids = tree(pid)
+    return TreeSample(
+        cpu={p: cpu_seconds(p) for p in pids},
+        rss=sum(rss_bytes(p) for p in pids),
+        processes=len(pids),
+    )
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()

@@ -1,0 +1,535 @@
+"""One benchmark run: prepare weights, start each subject, drive it, collect the figures.
+
+Subjects, each in processes of its own on 127.0.0.1:
+
+* ``reference``: the course's backend (``bench/reference.py``) under gunicorn 2 workers x 2
+  threads, torch eager;
+* ``ours``: ``apps/backend_v1`` under gunicorn with the package's settings
+  (``serving/gunicorn_conf.py``) and whatever ``HW5_*`` variables are set;
+* ``inprocess``: our pipeline called by threads in one process, no HTTP (``bench/inprocess.py``).
+
+For each model the three subjects run side by side and are measured phase by phase in turn
+(same mode and concurrency back to back, the order rotating), so that a shared machine's
+changing load hits them alike. Weights are prepared the way the image build does it:
+``weights bake`` into a temporary ``TORCH_HOME`` (Lite weights copied from their packages, ONNX
+exports made there). torchvision models get random-init weights written under the file name
+torchvision expects, so the run needs no network; their predictions mean nothing and the report
+says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .. import procs
+from ..photos import PHOTOS
+from ..serving.models import OFFLINE_MODELS, get_spec
+from ..serving.models.weights import bake
+from . import procstats
+from .load import HttpClient, percentile, run_load, upload_requests, url_requests
+
+ROOT = procs.ROOT
+SUBJECTS = ("reference", "ours", "inprocess")
+# the course's serving setup: each of 2 workers loads its own model, 2 threads each
+REFERENCE_GUNICORN_ARGS = ("--workers", "2", "--threads", "2")
+
+
+@dataclass
+class Plan:
+    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0", "resnet50"])
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16])
+    modes: list[str] = field(default_factory=lambda: ["url", "upload"])
+    subjects: list[str] = field(default_factory=lambda: list(SUBJECTS))
+    duration: float = 8.0
+    warmup: float = 1.0
+    max_requests: int = 5000
+    v2: bool = True
+    first_start: bool = True
+    photos: list[str] = field(default_factory=list)
+    start_timeout: float = 180.0
+
+    def __post_init__(self) -> None:
+        if not self.photos:
+            self.photos = [name for name, p in PHOTOS.items() if _exists(p)]
+
+
+def _exists(photo) -> bool:
+    try:
+        return photo.path.is_file()
+    except FileNotFoundError:
+        return False
+
+
+Log = Callable[[str], None]
+
+
+# ---- preparation ---------------------------------------------------------------------------
+def is_random_init(name: str) -> bool:
+    return get_spec(name).family != "efficientnet_lite"
+
+
+def write_random_init(name: str, torch_home: Path) -> Path:
+    """A torchvision model's random-init weights, under the file name its hub cache expects."""
+    import torch
+    import torchvision
+
+    spec = get_spec(name)
+    target = torch_home / "hub" / "checkpoints" / spec.weights_file
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(name, weights=None)
+        torch.save(model.state_dict(), target)
+    return target
+
+
+def prepare_weights(models: list[str], torch_home: Path, log: Log = print) -> None:
+    """Random-init files for torchvision models, then ``bake`` (copies + ONNX exports)."""
+    for name in models:
+        if is_random_init(name):
+            log(f"writing random-init weights for {name}")
+            write_random_init(name, torch_home)
+    bake(models, torch_home, log=lambda m: log(f"bake: {m}"))
+
+
+def prepare_in_subprocess(models: list[str], torch_home: Path, log: Log) -> float:
+    """``prepare_weights`` in a child process, so that this one never imports torch."""
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "hw5kit.bench", "prepare", "--torch-home", str(torch_home)]
+    done = subprocess.run(
+        [*cmd, *models],
+        env=subject_env(torch_home),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    for line in done.stdout.splitlines():
+        log(line)
+    if done.returncode != 0:
+        raise RuntimeError(f"preparing the weights failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def subject_env(torch_home: Path, **extra: str) -> dict[str, str]:
+    """This checkout's code, the baked TORCH_HOME, loopback fetches allowed (photo server)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GUNICORN_", "REFERENCE_"))
+        and k not in ("PORT", "SERVING_PORT", "MODEL_NAME", "MODELS", "DEFAULT_MODEL")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
+    )
+    env["TORCH_HOME"] = str(torch_home)
+    env["HW5_ALLOW_LOOPBACK"] = "1"
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def photo_server(workdir: Path, log: Log) -> Iterator[tuple[str, procs.Process]]:
+    """The loopback photo server (``hw5kit.photos.serve_photos``) in a process of its own."""
+    log_path = workdir / "photos.log"
+    proc = procs.start(
+        "photos",
+        [sys.executable, "-m", "hw5kit.bench", "photos", "--dir", str(workdir / "photos")],
+        log_path=log_path,
+        env=subject_env(workdir / "unused"),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        base = None
+        while time.monotonic() < deadline and base is None:
+            for line in log_path.read_text().splitlines() if log_path.exists() else []:
+                if line.startswith("http://"):
+                    base = line.strip()
+            if not proc.alive():
+                raise procs.ServiceFailed(f"photo server exited:\n{procs.log_tail(log_path)}")
+            time.sleep(0.05)
+        if base is None:
+            raise procs.ServiceFailed("photo server did not print its URL")
+        log(f"photo server at {base}")
+        yield base, proc
+    finally:
+        proc.stop()
+
+
+# ---- servers -------------------------------------------------------------------------------
+def wait_ok(url: str, process: procs.Process, timeout: float) -> None:
+    """Poll every 20 ms until ``url`` answers 200 (cold-start resolution)."""
+    deadline = time.monotonic() + timeout
+    while procs.http_status(url, timeout=1.0) != 200:
+        if not process.alive():
+            raise procs.ServiceFailed(
+                f"{process.name} exited ({process.popen.returncode}); its log ends with:\n"
+                f"{procs.log_tail(process.log_path)}"
+            )
+        if time.monotonic() > deadline:
+            raise procs.ServiceFailed(
+                f"{url} not ready within {timeout:g} s\n{procs.log_tail(process.log_path)}"
+            )
+        time.sleep(0.02)
+
+
+def ours_overrides(plan: Plan | None) -> dict[str, str]:
+    """Settings the bench gives our backend unless the caller set them.
+
+    The in-flight limiter (``HW5_MAX_INFLIGHT``, default 4 per CPU) sheds load past that many
+    predictions with an immediate 503, and expects Cloud Run's front end (``--concurrency``) to
+    queue the rest. Here no front end queues, so the limit is raised to the highest tested
+    concurrency: every client is served, as behind Cloud Run, instead of being turned away.
+    """
+    if plan is None or os.environ.get("HW5_MAX_INFLIGHT"):
+        return {}
+    return {"HW5_MAX_INFLIGHT": str(max(plan.concurrency))}
+
+
+def start_server(
+    kind: str,
+    model: str | None,
+    torch_home: Path,
+    workdir: Path,
+    *,
+    app: str = "backend_v1",
+    plan: Plan | None = None,
+) -> tuple[procs.Process, str, float]:
+    """Start a subject; returns it, its base URL and its cold start (Popen to ready), s."""
+    port = procs.free_port()
+    base = f"http://127.0.0.1:{port}"
+    if kind == "reference":
+        cmd = [
+            sys.executable, "-m", "gunicorn", *REFERENCE_GUNICORN_ARGS,
+            "--bind", f"127.0.0.1:{port}", "hw5kit.bench.reference:app",
+        ]  # fmt: skip
+        env = subject_env(torch_home, REFERENCE_MODEL=model or "")
+        ready = f"{base}/hello"  # the course's backend has no readiness route
+    else:
+        cmd = procs.gunicorn_command(ROOT / "apps" / app, port=port, python=sys.executable)
+        extra = {"MODEL_NAME": model} if model else {}
+        env = subject_env(torch_home, **ours_overrides(plan), **extra)
+        ready = f"{base}/readyz"
+    name = f"{kind}-{app if kind != 'reference' else 'ref'}-{model or 'default'}"
+    t0 = time.perf_counter()
+    proc = procs.start(name, cmd, log_path=workdir / f"{name}.log", env=env, url=base)
+    try:
+        wait_ok(ready, proc, 180)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, base, time.perf_counter() - t0
+
+
+def record_of(result, cpu: float, *, mode: str, concurrency: int, extra: dict) -> dict:
+    lat = result.latencies
+
+    def ms(q):
+        value = percentile(lat, q)
+        return None if value is None else value * 1000
+
+    return {
+        "mode": mode,
+        "concurrency": concurrency,
+        "requests": result.ok,
+        "errors": result.errors,
+        "error_samples": result.error_samples,
+        "seconds": result.seconds,
+        "throughput": result.throughput,
+        "p50_ms": ms(50),
+        "p95_ms": ms(95),
+        "p99_ms": ms(99),
+        "cpu_seconds": cpu,
+        "cpu_ms_per_image": cpu / result.ok * 1000 if result.ok else None,
+        "categories": {k: sorted(v) for k, v in result.categories.items()},
+        **extra,
+    }
+
+
+def bodies_for(plan: Plan, photos_base: str, model: str | None = None) -> dict[str, list]:
+    """The prepared requests of each mode (``model`` named in the body when given)."""
+    files = {n: PHOTOS[n].path.read_bytes() for n in plan.photos}
+    return {
+        "url": url_requests(photos_base, plan.photos, model),
+        "upload": upload_requests(files, model),
+    }
+
+
+def drive_phase(
+    proc: procs.Process, base: str, bodies: list, n: int, mode: str, plan: Plan, photo_pid: int
+) -> dict:
+    """One (mode, concurrency) phase against a running server, with its CPU from /proc."""
+    me = os.getpid()
+    marks: dict = {}
+
+    def mark() -> None:
+        marks["server"] = procstats.sample(proc.pid)
+        marks["client"] = procstats.cpu_seconds(me)
+        marks["photos"] = procstats.sample(photo_pid)
+
+    timer = threading.Timer(plan.warmup, mark)
+    timer.start()
+    result = run_load(
+        lambda: HttpClient(base),
+        bodies,
+        concurrency=n,
+        duration=plan.duration,
+        warmup=plan.warmup,
+        max_requests=plan.max_requests,
+    )
+    timer.join()
+    server = procstats.sample(proc.pid)
+    return record_of(
+        result,
+        server.cpu_since(marks["server"]),
+        mode=mode,
+        concurrency=n,
+        extra={
+            "client_cpu_seconds": procstats.cpu_seconds(me) - marks["client"],
+            "photo_server_cpu_seconds": procstats.sample(photo_pid).cpu_since(marks["photos"])
+            if mode == "url"
+            else 0.0,
+            "rss_bytes": server.rss,
+        },
+    )
+
+
+class InProcessRunner:
+    """The in-process subject in a child process, driven one phase at a time (line protocol)."""
+
+    def __init__(self, model: str, plan: Plan, torch_home: Path, photos_base: str, log_path):
+        cmd = [
+            sys.executable, "-m", "hw5kit.bench", "inprocess", "--model", model,
+            "--photos-url", photos_base, "--photos", ",".join(plan.photos),
+        ]  # fmt: skip
+        self.log_path = log_path
+        self.stderr = log_path.open("w")
+        self.popen = subprocess.Popen(
+            cmd,
+            env=subject_env(torch_home, **ours_overrides(plan)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        self.plan = plan
+        self._read()  # {"ready": true} once the model is loaded
+
+    def _read(self) -> dict:
+        line = self.popen.stdout.readline() if self.popen.stdout else ""
+        if not line:
+            self.stderr.flush()
+            tail = procs.log_tail(self.log_path)
+            raise RuntimeError(f"the in-process subject stopped; its log ends with:\n{tail}")
+        return json.loads(line)
+
+    def phase(self, mode: str, n: int) -> dict:
+        request = {
+            "mode": mode,
+            "concurrency": n,
+            "duration": self.plan.duration,
+            "warmup": self.plan.warmup,
+            "max_requests": self.plan.max_requests,
+        }
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps(request) + "\n")
+        self.popen.stdin.flush()
+        return self._read()
+
+    def finish(self) -> dict:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+        summary = self._read()
+        self.popen.wait(30)
+        self.stderr.close()
+        return summary
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+        self.stderr.close()
+
+
+def measure_model(
+    model: str, plan: Plan, torch_home: Path, workdir: Path, photos: tuple[str, int], log: Log
+) -> dict[str, dict]:
+    """Every subject with ``model``, all running at once, measured phase by phase in turn.
+
+    Interleaving (reference, ours, in-process for one phase, then the next phase, the order
+    rotating) means a change in the machine's load hits every subject alike, which keeps the
+    ratios honest on a shared machine.
+    """
+    photos_base, photo_pid = photos
+    bodies = bodies_for(plan, photos_base)
+    servers: dict[str, tuple[procs.Process, str, float]] = {}
+    runner: InProcessRunner | None = None
+    out: dict[str, dict] = {}
+    try:
+        for kind in ("reference", "ours"):
+            if kind in plan.subjects:
+                log(f"starting {kind} with {model}")
+                servers[kind] = start_server(kind, model, torch_home, workdir, plan=plan)
+                log(f"  ready in {servers[kind][2]:.2f} s")
+                out[kind] = {"cold_start_s": servers[kind][2], "records": []}
+        if "inprocess" in plan.subjects:
+            log(f"loading the in-process subject with {model}")
+            runner = InProcessRunner(
+                model, plan, torch_home, photos_base, workdir / f"inprocess-{model}.log"
+            )
+            out["inprocess"] = {"records": []}
+        order = [s for s in SUBJECTS if s in plan.subjects]
+        phases = [(mode, n) for mode in plan.modes for n in plan.concurrency]
+        for i, (mode, n) in enumerate(phases):
+            for kind in order[i % len(order) :] + order[: i % len(order)]:
+                if kind == "inprocess":
+                    assert runner is not None
+                    rec = runner.phase(mode, n)
+                else:
+                    proc, base, _ = servers[kind]
+                    rec = drive_phase(proc, base, bodies[mode], n, mode, plan, photo_pid)
+                out[kind]["records"].append(rec)
+                log(
+                    f"  {kind:9s} {model} {mode:6s} c{n:<2d}: {rec['throughput']:6.1f} req/s, "
+                    f"p50 {rec['p50_ms'] or 0:7.1f} ms, p99 {rec['p99_ms'] or 0:7.1f} ms, "
+                    f"{rec['cpu_ms_per_image'] or 0:5.1f} CPU ms/img, errors {rec['errors']}"
+                )
+        for kind, (proc, _, _) in servers.items():
+            sample = procstats.sample(proc.pid)
+            out[kind].update(rss_bytes=sample.rss, processes=sample.processes)
+        if runner is not None:
+            out["inprocess"].update(runner.finish())
+            runner = None
+    finally:
+        if runner is not None:
+            runner.kill()
+        for proc, _, _ in servers.values():
+            proc.stop()
+    return out
+
+
+def v2_memory(torch_home: Path, workdir: Path, photos_base: str, plan: Plan, log: Log) -> dict:
+    """backend_v2 with its three default models: cold start, and RSS after using each model."""
+    proc, base, cold = start_server("ours", None, torch_home, workdir, app="backend_v2", plan=plan)
+    try:
+        bodies = []
+        for model in OFFLINE_MODELS:
+            bodies += bodies_for(plan, photos_base, model)["url"]
+        result = run_load(
+            lambda: HttpClient(base),
+            bodies,
+            concurrency=4,
+            duration=max(1.0, plan.duration / 2),
+            max_requests=max(len(bodies), 60),
+        )
+        sample = procstats.sample(proc.pid)
+        log(
+            f"v2 ({', '.join(OFFLINE_MODELS)}): cold start {cold:.2f} s, "
+            f"RSS {sample.rss / 2**20:.0f} MiB over {sample.processes} processes, "
+            f"{result.ok} requests ({result.errors} errors)"
+        )
+        return {
+            "models": list(OFFLINE_MODELS),
+            "cold_start_s": cold,
+            "rss_bytes": sample.rss,
+            "processes": sample.processes,
+            "requests": result.ok,
+            "errors": result.errors,
+        }
+    finally:
+        proc.stop()
+
+
+def first_start(model: str, torch_home: Path, workdir: Path, log: Log) -> dict:
+    """Cold start with the weights baked but no ONNX export yet (exported at start-up)."""
+    home = workdir / "torch_home_no_onnx"
+    (home / "hub").mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        (home / "hub" / "checkpoints").symlink_to(torch_home / "hub" / "checkpoints")
+    proc, _, cold = start_server("ours", model, home, workdir)
+    proc.stop()
+    shutil.rmtree(home, ignore_errors=True)
+    log(f"first start of {model} without a baked ONNX export: {cold:.2f} s")
+    return {"model": model, "cold_start_s": cold}
+
+
+# ---- the whole run -------------------------------------------------------------------------
+def environment_info() -> dict:
+    info: dict = {
+        "python": platform.python_version(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    for package in ("torch", "onnxruntime", "gunicorn", "flask", "pillow"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            info[package] = version(package)
+    with contextlib.suppress(Exception):
+        info["git_commit"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    info["hw5_settings"] = {k: v for k, v in sorted(os.environ.items()) if k.startswith("HW5_")}
+    return info
+
+
+def settings_used(plan: Plan) -> dict[str, str]:
+    """The HW5_* settings our backend ran with: the caller's, plus the bench's overrides."""
+    return {**environment_info()["hw5_settings"], **ours_overrides(plan)}
+
+
+def run(plan: Plan, *, command: str, log: Log = print) -> dict:
+    started = time.perf_counter()
+    results: dict = {
+        "meta": {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command,
+            "plan": asdict(plan),
+            "load_average_before": procstats.load_average(),
+            **environment_info(),
+            "hw5_settings": settings_used(plan),
+        },
+        "models": {m: {"random_init": is_random_init(m)} for m in plan.models},
+        "subjects": {s: {} for s in plan.subjects},
+    }
+    with tempfile.TemporaryDirectory(prefix="hw5-bench-") as tmp:
+        workdir = Path(tmp)
+        torch_home = workdir / "torch_home"
+        needed = list(dict.fromkeys([*plan.models, *(OFFLINE_MODELS if plan.v2 else ())]))
+        log(f"preparing weights and ONNX exports for {', '.join(needed)} (the build step)")
+        results["meta"]["bake_seconds"] = prepare_in_subprocess(needed, torch_home, log)
+        with photo_server(workdir, log) as (photos_base, photo_proc):
+            for model in plan.models:
+                measured = measure_model(
+                    model, plan, torch_home, workdir, (photos_base, photo_proc.pid), log
+                )
+                for kind, entry in measured.items():
+                    results["subjects"][kind][model] = entry
+            if plan.v2:
+                results["v2"] = v2_memory(torch_home, workdir, photos_base, plan, log)
+        if plan.first_start and "efficientnet_lite0" in plan.models:
+            results["first_start"] = first_start("efficientnet_lite0", torch_home, workdir, log)
+    results["meta"]["load_average_after"] = procstats.load_average()
+    results["meta"]["wall_seconds"] = time.perf_counter() - started
+    return results

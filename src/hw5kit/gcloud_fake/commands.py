@@ -1,0 +1,888 @@
+"""What each allowed command does to the fake project state, and what it prints.
+
+Messages follow the real gcloud 528's wording where the kit or a student would see them
+(``Created [...]``, ``Service URL: ...``, ``Cannot find service [...]``, ...). Handlers take the
+parsed ``Call`` and the locked state, and return a ``Result`` or raise ``GcloudError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from typing import Any
+
+from . import cloudbuild, formats
+from .cli import Call, GcloudError, Result
+from .state import API_TITLES, BILLED_APIS, new_project, now
+
+# Region codes in *.a.run.app URLs (https://cloud.google.com/run/docs/triggering/https-request).
+REGION_CODES = {
+    "us-central1": "uc",
+    "us-east1": "ue",
+    "us-east4": "uk",
+    "us-west1": "uw",
+    "europe-west1": "ew",
+    "europe-west4": "ez",
+    "northamerica-northeast1": "nn",
+    "asia-east1": "de",
+    "asia-northeast1": "an",
+}
+PROPERTIES = {
+    "project": "core/project",
+    "core/project": "core/project",
+    "account": "core/account",
+    "core/account": "core/account",
+    "run/region": "run/region",
+    "builds/region": "builds/region",
+    "compute/region": "compute/region",
+    "artifacts/location": "artifacts/location",
+}
+RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SERVICE_NAME_RE = re.compile(r"(?=^[a-z0-9-]{1,63}$)(?!^\-.*)(?!.*\-$)")
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+
+def _format(call: Call) -> tuple[str, list[str]]:
+    try:
+        return formats.parse(call.flag("--format"))
+    except formats.FormatError as exc:
+        raise GcloudError(str(exc), 1, call.command.dotted) from None
+
+
+def _project(call: Call, state: dict) -> tuple[str, dict]:
+    project = (
+        call.flag("--project")
+        or call.env.get("CLOUDSDK_CORE_PROJECT")
+        or state["config"].get("core/project")
+    )
+    if not project:
+        raise GcloudError(
+            "The required property [project] is not currently set.\nIt can be set on a "
+            "per-command basis by re-running your command with the [--project] flag.\n\n"
+            "You may set it for your current workspace by running:\n\n"
+            "  $ gcloud config set project VALUE",
+            1,
+            call.command.dotted,
+        )
+    data = state["projects"].get(project)
+    if data is None:
+        raise GcloudError(
+            f"PERMISSION_DENIED: Permission denied on resource project {project}. (The fake "
+            f"gcloud knows the projects: {', '.join(sorted(state['projects'])) or 'none'}.)",
+            1,
+            call.command.dotted,
+        )
+    return project, data
+
+
+def _need_api(call: Call, project: str, data: dict, api: str) -> None:
+    if api not in data["apis"]:
+        title = API_TITLES.get(api, api)
+        raise GcloudError(
+            f"PERMISSION_DENIED: {title} has not been used in project {data['number']} before "
+            f"or it is disabled. Enable it by visiting https://console.developers.google.com/"
+            f"apis/api/{api}/overview?project={data['number']} then retry. (gcloud services "
+            f"enable {api} --project={project})",
+            1,
+            call.command.dotted,
+        )
+
+
+def _region(call: Call, state: dict, prop: str, *, default: str | None = None) -> str:
+    region = (
+        call.flag("--region")
+        or call.env.get("CLOUDSDK_" + prop.upper().replace("/", "_"))
+        or state["config"].get(prop)
+        or default
+    )
+    if not region:
+        raise GcloudError(
+            "Missing required argument [--region]: You must specify a region. Either use the "
+            f"`--region` flag or set the {prop} property.",
+            1,
+            call.command.dotted,
+        )
+    return region
+
+
+def _describe_output(call: Call, resource: dict) -> str:
+    spec = _format(call)
+    if spec[0] == "default":
+        spec = ("yaml", [])
+    return formats.render([resource], spec, single=True)
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+def _property(call: Call) -> str:
+    name = call.positionals[0]
+    prop = PROPERTIES.get(name)
+    if prop is None:
+        section, _, key = name.rpartition("/")
+        raise GcloudError(
+            f"Section [{section or 'core'}] has no property [{key}]. (fake gcloud: known "
+            f"properties: {', '.join(sorted(set(PROPERTIES.values())))})",
+            1,
+            call.command.dotted,
+        )
+    return prop
+
+
+def config_get_value(call: Call, state: dict) -> Result:
+    prop = _property(call)
+    env_name = "CLOUDSDK_" + prop.upper().replace("/", "_")
+    value = call.env.get(env_name) or state["config"].get(prop)
+    if not value:
+        return Result(stderr="(unset)\n")
+    return Result(stdout=f"{value}\n")
+
+
+def config_set(call: Call, state: dict) -> Result:
+    prop = _property(call)
+    value = call.positionals[1]
+    state["config"][prop] = value
+    stderr = f"Updated property [{prop}].\n"
+    if prop == "core/project" and value not in state["projects"]:
+        stderr = (
+            f"WARNING: You do not appear to have access to project [{value}] or it does not "
+            "exist.\n" + stderr
+        )
+    return Result(stderr=stderr)
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+def services_list(call: Call, state: dict) -> Result:
+    _project_id, data = _project(call, state)
+    items = [
+        {
+            "config": {"name": api, "title": API_TITLES.get(api, api)},
+            "name": f"projects/{data['number']}/services/{api}",
+            "parent": f"projects/{data['number']}",
+            "state": "ENABLED",
+        }
+        for api in sorted(data["apis"])
+    ]
+    spec = _format(call)
+    if spec[0] == "default":
+        rows = [[i["config"]["name"], i["config"]["title"]] for i in items]
+        return Result(stdout=formats.table(rows, ["NAME", "TITLE"]))
+    return Result(stdout=formats.render(items, spec, single=False))
+
+
+# --- artifacts -----------------------------------------------------------------------------
+
+
+def artifacts_repositories_describe(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    location = call.flag("--location") or state["config"].get("artifacts/location")
+    if not location:
+        raise GcloudError(
+            "Error parsing [repository].\nThe [repository] resource is not properly specified."
+            "\nFailed to find attribute [location]. The attribute can be set in the following "
+            "ways:\n- provide the argument `--location` on the command line\n- set the "
+            "property `artifacts/location`",
+            1,
+            call.command.dotted,
+        )
+    _need_api(call, project, data, "artifactregistry.googleapis.com")
+    name = call.positionals[0]
+    repo = data["repositories"].get(f"{location}/{name}")
+    if repo is None:
+        raise GcloudError("NOT_FOUND: Requested entity was not found.", 1, call.command.dotted)
+    return Result(stdout=_describe_output(call, repo))
+
+
+def repository_resource(
+    project: str, location: str, name: str, *, repository_format: str = "DOCKER", description=""
+) -> dict[str, Any]:
+    stamp = now()
+    host = f"{location}-{repository_format.lower()}.pkg.dev"
+    return {
+        "name": f"projects/{project}/locations/{location}/repositories/{name}",
+        "format": repository_format.upper(),
+        "mode": "STANDARD_REPOSITORY",
+        "description": description,
+        "createTime": stamp,
+        "updateTime": stamp,
+        "registryUri": f"{host}/{project}/{name}",
+        "sizeBytes": "0",
+    }
+
+
+# --- builds --------------------------------------------------------------------------------
+
+
+def _parse_substitutions(call: Call, raw: str | None) -> dict[str, str]:
+    """gcloud's ArgDict: KEY=VALUE,KEY=VALUE (with the ^D^ alternate delimiter syntax)."""
+    if not raw:
+        return {}
+    pairs = _split_list(raw)
+    out = {}
+    for item in pairs:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise GcloudError(
+                f"argument --substitutions: Bad syntax for dict arg: [{item}]. Please see "
+                "`gcloud topic flags-file` or `gcloud topic escaping` for information on "
+                "providing list or dictionary flag values with special characters.",
+                2,
+                call.command.dotted,
+            )
+        out[key] = value
+    return out
+
+
+def _split_list(raw: str) -> list[str]:
+    delimiter = ","
+    match = re.match(r"^\^([^^]+)\^", raw)
+    if match:
+        delimiter = match.group(1)
+        raw = raw[match.end() :]
+    return [item for item in raw.split(delimiter) if item != ""]
+
+
+def builds_submit(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    region = _region(call, state, "builds/region", default="global")
+    _need_api(call, project, data, "cloudbuild.googleapis.com")
+    source_arg = call.positionals[0] if call.positionals else "."
+    source = (call.cwd / source_arg).resolve()
+    if source_arg.startswith("gs://") or not source.is_dir():
+        raise GcloudError(
+            f"could not find source [{source_arg}] (fake gcloud: SOURCE must be a local directory)",
+            1,
+            call.command.dotted,
+        )
+    config_arg = call.flag("--config") or "cloudbuild.yaml"
+    config_path = (call.cwd / config_arg).resolve()
+    given = _parse_substitutions(call, call.flag("--substitutions"))
+    build_id = str(uuid.uuid4())
+    number = data["number"]
+    builtins = {
+        "PROJECT_ID": project,
+        "PROJECT_NUMBER": number,
+        "BUILD_ID": build_id,
+        "LOCATION": region,
+        "SERVICE_ACCOUNT_EMAIL": f"{number}-compute@developer.gserviceaccount.com",
+    }
+    try:
+        config = cloudbuild.load_config(config_path)
+        resolved, user = cloudbuild.apply_substitutions(config, given, builtins)
+    except cloudbuild.ConfigProblem as exc:
+        raise GcloudError(str(exc), 1, call.command.dotted) from None
+    created = now()
+    log_url = (
+        f"https://console.cloud.google.com/cloud-build/builds;region={region}/{build_id}"
+        f"?project={number}"
+    )
+    name = f"projects/{number}/locations/{region}/builds/{build_id}"
+    build: dict[str, Any] = {
+        "id": build_id,
+        "name": name,
+        "projectId": project,
+        "status": "WORKING",
+        "createTime": created,
+        "startTime": created,
+        "logUrl": log_url,
+        "logsBucket": f"gs://{number}.cloudbuild-logs.googleusercontent.com",
+        "source": {
+            "storageSource": {
+                "bucket": f"{project}_cloudbuild",
+                "object": f"source/{created[:19].replace(':', '')}-{build_id[:8]}.tgz",
+            }
+        },
+        "steps": [dict(s) for s in resolved["steps"]],
+        "images": resolved.get("images", []),
+        "substitutions": user,
+        "options": resolved.get("options", {}),
+        "timeout": call.flag("--timeout") or resolved.get("timeout", "600s"),
+        "fake": {"source": str(source), "config": str(config_path)},
+    }
+    if resolved.get("tags"):
+        build["tags"] = resolved["tags"]
+    repositories = {
+        (p, *key.split("/", 1)) for p, d in state["projects"].items() for key in d["repositories"]
+    }
+    images = data["images"]
+    sim = cloudbuild.Simulation(
+        build_id, source, cloudbuild.Registry(project, repositories, images)
+    )
+    failure = None
+    for index, step in enumerate(resolved["steps"]):
+        try:
+            sim.run_step(index, step)
+            build["steps"][index]["status"] = "SUCCESS"
+        except cloudbuild.StepFailed as exc:
+            sim.log.append(f"Step #{index}: {exc}")
+            build["steps"][index]["status"] = "FAILURE"
+            build["steps"][index]["exitCode"] = 1
+            if step.get("allowFailure"):
+                sim.log.append(f"Step #{index}: failure allowed (allowFailure: true)")
+                continue
+            failure = (
+                f'Build step failure: build step {index} "{step["name"]}" failed: step exited '
+                "with non-zero status: 1"
+            )
+            for later in build["steps"][index + 1 :]:
+                later["status"] = "CANCELLED"
+            break
+    if failure is None:
+        for image in resolved.get("images", []):
+            ref = cloudbuild.parse_reference(image)
+            try:
+                if ref is None:
+                    raise cloudbuild.StepFailed(f"invalid image name {image!r}")
+                sim.push(ref, "PUSH")
+            except cloudbuild.StepFailed as exc:
+                sim.log.append(f"PUSH: {exc}")
+                failure = f"failed to push images: {exc}"
+                break
+    finished = now()
+    build["finishTime"] = finished
+    build["status"] = "FAILURE" if failure else "SUCCESS"
+    if failure:
+        build["failureInfo"] = {"type": "USER_BUILD_STEP", "detail": failure}
+        build["statusDetail"] = failure
+    else:
+        pushed = {}
+        for tagged, digest in sim.pushed:
+            pushed[tagged] = digest
+        build["results"] = {
+            "images": [
+                {"name": tagged, "digest": digest, "pushTiming": {"startTime": finished}}
+                for tagged, digest in pushed.items()
+            ],
+            "buildStepImages": [cloudbuild.digest_of(s["name"]) for s in resolved["steps"]],
+        }
+        for tagged, digest in pushed.items():
+            repo = tagged.rsplit(":", 1)[0]
+            images[repo].setdefault("builds", {})[digest] = build_id
+    data["builds"][build_id] = build
+    stderr = (
+        f"Creating temporary archive of source [{source_arg}].\n"
+        f"Uploading tarball of [{source_arg}] to [gs://{build['source']['storageSource']['bucket']}"
+        f"/{build['source']['storageSource']['object']}]\n"
+        f"Created [https://cloudbuild.googleapis.com/v1/{name.replace(number, project, 1)}].\n"
+        f"Logs are available at [ {log_url} ].\n"
+    )
+    stdout = ""
+    if not call.flag("--suppress-logs"):
+        stdout += "-" * 29 + " REMOTE BUILD OUTPUT " + "-" * 30 + "\n"
+        stdout += f'starting build "{build_id}"\n\n' + "\n".join(sim.log) + "\n"
+        stdout += "PUSH\nDONE\n" if not failure else "ERROR\n"
+        stdout += "-" * 80 + "\n"
+    if failure:
+        stderr += (
+            f"\nBUILD FAILURE: {failure}\n"
+            f'ERROR: (gcloud.builds.submit) build {build_id} completed with status "FAILURE"\n'
+        )
+        return Result(stdout=stdout, stderr=stderr, code=1, extra={"build_id": build_id})
+    spec = _format(call)
+    if spec[0] == "default":
+        rows = [
+            [
+                build_id,
+                created[:19] + "+00:00",
+                "0S",
+                f"gs://{build['source']['storageSource']['bucket']}/"
+                f"{build['source']['storageSource']['object']}",
+                " ".join(build["images"]) or "-",
+                "SUCCESS",
+            ]
+        ]
+        stdout += formats.table(
+            rows, ["ID", "CREATE_TIME", "DURATION", "SOURCE", "IMAGES", "STATUS"]
+        )
+    else:
+        stdout += formats.render([_public(build)], spec, single=True)
+    return Result(stdout=stdout, stderr=stderr, extra={"build_id": build_id})
+
+
+def _public(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if k != "fake"}
+
+
+def builds_describe(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    region = _region(call, state, "builds/region", default="global")
+    _need_api(call, project, data, "cloudbuild.googleapis.com")
+    build = data["builds"].get(call.positionals[0])
+    if build is None or f"/locations/{region}/" not in build["name"]:
+        raise GcloudError("NOT_FOUND: Requested entity was not found.", 1, call.command.dotted)
+    return Result(stdout=_describe_output(call, _public(build)))
+
+
+# --- Cloud Run -----------------------------------------------------------------------------
+
+
+def _env_vars(call: Call) -> dict[str, str]:
+    raw = call.flag("--set-env-vars")
+    if raw is None:
+        return {}
+    out: dict[str, str] = {}
+    for item in _split_list(str(raw)):
+        key, eq, value = item.partition("=")
+        if not eq or not ENV_KEY_RE.match(key):
+            raise GcloudError(
+                f"argument --set-env-vars: Bad syntax for dict arg: [{item}]. Please see "
+                "`gcloud topic flags-file` or `gcloud topic escaping` for information on "
+                "providing list or dictionary flag values with special characters.",
+                2,
+                call.command.dotted,
+            )
+        out[key] = value
+    reserved = [k for k in out if k in RESERVED_ENV]
+    if reserved:
+        raise GcloudError(
+            "Invalid value for [--set-env-vars]: The following reserved env names were "
+            f"provided: {', '.join(reserved)}. These values are automatically set by the system.",
+            1,
+            call.command.dotted,
+        )
+    return out
+
+
+def service_url(project: str, number: str, region: str, service: str) -> str:
+    code = REGION_CODES.get(region)
+    if code is None:
+        return f"https://{service}-{number}.{region}.run.app"
+    digest = hashlib.sha256(f"{project}/{region}".encode()).digest()
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    token = "".join(alphabet[b % 32] for b in digest[:10])
+    return f"https://{service}-{token}-{code}.a.run.app"
+
+
+def _memory_bytes(value: str) -> int:
+    match = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi|k|M|G)?", value)
+    assert match
+    scale = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9, None: 1}
+    return int(match.group(1)) * scale[match.group(2)]
+
+
+def _cpu_value(value: str) -> float:
+    return int(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+def run_deploy(call: Call, state: dict) -> Result:
+    service = call.positionals[0]
+    if not SERVICE_NAME_RE.match(service):
+        raise GcloudError(
+            f"Invalid resource name [{service}]. The name must use only lowercase alphanumeric "
+            "characters and dashes, cannot begin or end with a dash, and cannot be longer than "
+            "63 characters.",
+            1,
+            call.command.dotted,
+        )
+    project, data = _project(call, state)
+    region = _region(call, state, "run/region")
+    _need_api(call, project, data, "run.googleapis.com")
+    image = call.flag("--image")
+    if not image:
+        raise GcloudError(
+            "Missing required argument [--image] (fake gcloud: deploying from source is not "
+            "part of the HW5 workflow; deploy the image Cloud Build pushed)",
+            1,
+            call.command.dotted,
+        )
+    ref = cloudbuild.parse_reference(str(image))
+    if ref is None:
+        raise GcloudError(
+            f"Invalid image reference [{image}]: expected REGISTRY/PATH[:TAG|@DIGEST]",
+            1,
+            call.command.dotted,
+        )
+    env = _env_vars(call)
+    key = f"{region}/{service}"
+    existing = data["run"].get(key)
+    old_container = existing["spec"]["template"]["spec"]["containers"][0] if existing else {}
+    memory = call.flag("--memory") or old_container.get("resources", {}).get("limits", {}).get(
+        "memory", "512Mi"
+    )
+    cpu = call.flag("--cpu") or old_container.get("resources", {}).get("limits", {}).get(
+        "cpu", "1000m"
+    )
+    mem_bytes, cpu_count = _memory_bytes(str(memory)), _cpu_value(str(cpu))
+    if not 128 * 2**20 <= mem_bytes <= 32 * 2**30:
+        raise GcloudError(
+            f"Invalid value for [--memory]: {memory} is outside 128Mi-32Gi", 1, call.command.dotted
+        )
+    for needs_cpu, above in ((2, 4 * 2**30), (4, 8 * 2**30), (6, 16 * 2**30), (8, 24 * 2**30)):
+        if mem_bytes > above and cpu_count < needs_cpu:
+            raise GcloudError(
+                f"Invalid value for [--memory]: more than {above // 2**30}Gi of memory requires "
+                f"at least {needs_cpu} CPUs (--cpu)",
+                1,
+                call.command.dotted,
+            )
+    if cpu_count >= 4 and mem_bytes < 2 * 2**30:
+        raise GcloudError(
+            f"Invalid value for [--cpu]: {cpu} CPUs requires at least 2Gi of memory",
+            1,
+            call.command.dotted,
+        )
+    annotations = dict(existing["spec"]["template"]["metadata"]["annotations"]) if existing else {}
+    low = call.flag("--min-instances")
+    high = call.flag("--max-instances")
+    if low is not None:
+        annotations.pop("autoscaling.knative.dev/minScale", None)
+        if low != "default":
+            annotations["autoscaling.knative.dev/minScale"] = str(low)
+    if high is not None:
+        annotations.pop("autoscaling.knative.dev/maxScale", None)
+        if high != "default":
+            annotations["autoscaling.knative.dev/maxScale"] = str(high)
+    low_n = int(annotations.get("autoscaling.knative.dev/minScale", "0"))
+    high_n = int(annotations.get("autoscaling.knative.dev/maxScale", "100"))
+    if low_n > high_n:
+        raise GcloudError(
+            f"min-instances ({low_n}) cannot be greater than max-instances ({high_n})",
+            1,
+            call.command.dotted,
+        )
+    if ref.ar_location is not None and state["settings"].get("require_built_images", True):
+        parts = ref.ar_parts()
+        owner = state["projects"].get(parts[0]) if parts else None
+        digest = None
+        if owner is not None:
+            digest = cloudbuild.Registry(parts[0], set(), owner["images"]).lookup(ref)
+        if digest is None:
+            raise GcloudError(
+                f"Revision '{service}-00000' is not ready and cannot serve traffic. Image "
+                f"'{image}' not found.",
+                1,
+                call.command.dotted,
+            )
+    port = call.flag("--port") or (
+        str(old_container["ports"][0]["containerPort"]) if old_container else "8080"
+    )
+    generation = (existing["metadata"]["generation"] + 1) if existing else 1
+    suffix = hashlib.sha256(f"{key}/{generation}/{image}".encode()).hexdigest()[:3]
+    revision = f"{service}-{generation:05d}-{suffix}"
+    url = service_url(project, data["number"], region, service)
+    public = call.flag("--allow-unauthenticated")
+    if public is None:
+        public = existing["fake"]["public"] if existing else False
+    stamp = now()
+    resource = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service,
+            "namespace": data["number"],
+            "generation": generation,
+            "creationTimestamp": existing["metadata"]["creationTimestamp"] if existing else stamp,
+            "labels": {"cloud.googleapis.com/location": region},
+            "annotations": {"run.googleapis.com/ingress": "all"},
+        },
+        "spec": {
+            "template": {
+                "metadata": {"name": revision, "annotations": annotations},
+                "spec": {
+                    "containerConcurrency": 80,
+                    "timeoutSeconds": 300,
+                    "containers": [
+                        {
+                            "image": str(image),
+                            "ports": [{"name": "http1", "containerPort": int(port)}],
+                            "env": [{"name": k, "value": v} for k, v in env.items()]
+                            if call.flag("--set-env-vars") is not None
+                            else old_container.get("env", []),
+                            "resources": {"limits": {"cpu": str(cpu), "memory": str(memory)}},
+                        }
+                    ],
+                },
+            },
+            "traffic": [{"latestRevision": True, "percent": 100}],
+        },
+        "status": {
+            "url": url,
+            "address": {"url": url},
+            "observedGeneration": generation,
+            "latestCreatedRevisionName": revision,
+            "latestReadyRevisionName": revision,
+            "traffic": [{"latestRevision": True, "percent": 100, "revisionName": revision}],
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": stamp}
+                for t in ("Ready", "ConfigurationsReady", "RoutesReady")
+            ],
+        },
+        "fake": {"public": bool(public), "updated": stamp},
+    }
+    data["run"][key] = resource
+    verb = "Deploying..." if existing else "Deploying new service..."
+    stderr = (
+        f"Deploying container to Cloud Run service [{service}] in project [{project}] region "
+        f"[{region}]\n{verb}\n  Creating Revision...\n  Routing traffic...\n"
+    )
+    if public:
+        stderr += "  Setting IAM Policy...\n"
+    stderr += (
+        "Done.\n"
+        f"Service [{service}] revision [{revision}] has been deployed and is serving 100 "
+        f"percent of traffic.\nService URL: {url}\n"
+    )
+    return Result(stderr=stderr, extra={"service_url": url})
+
+
+def run_services_describe(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    region = _region(call, state, "run/region")
+    _need_api(call, project, data, "run.googleapis.com")
+    service = call.positionals[0]
+    resource = data["run"].get(f"{region}/{service}")
+    if resource is None:
+        raise GcloudError(f"Cannot find service [{service}]", 1, call.command.dotted)
+    public = _public(resource)
+    spec = _format(call)
+    if spec[0] != "default":
+        return Result(stdout=formats.render([public], spec, single=True))
+    container = public["spec"]["template"]["spec"]["containers"][0]
+    lines = [
+        f"✔ Service {service} in region {region}",
+        "",
+        f"URL:     {public['status']['url']}",
+        f"Ingress: {public['metadata']['annotations']['run.googleapis.com/ingress']}",
+        "Traffic:",
+        f"  100% LATEST (currently {public['status']['latestReadyRevisionName']})",
+        "",
+        f"Image:   {container['image']}",
+        f"Port:    {container['ports'][0]['containerPort']}",
+        f"Memory:  {container['resources']['limits']['memory']}",
+        f"CPU:     {container['resources']['limits']['cpu']}",
+    ]
+    for env in container.get("env", []):
+        lines.append(f"Env:     {env['name']}={env['value']}")
+    return Result(stdout="\n".join(lines) + "\n")
+
+
+def ensure_project(state: dict, project_id: str) -> dict:
+    return state["projects"].setdefault(project_id, new_project(project_id))
+
+
+# --- projects describe, services enable, repository create and IAM (nox -s setup) ---------
+
+# Roles that can be granted on an Artifact Registry repository
+# (https://cloud.google.com/artifact-registry/docs/access-control#roles), and the basic roles.
+REPOSITORY_ROLES = frozenset(
+    {
+        "roles/artifactregistry.reader",
+        "roles/artifactregistry.writer",
+        "roles/artifactregistry.createOnPushWriter",
+        "roles/artifactregistry.repoAdmin",
+        "roles/artifactregistry.createOnPushRepoAdmin",
+        "roles/artifactregistry.admin",
+        "roles/viewer",
+        "roles/editor",
+        "roles/owner",
+    }
+)
+MEMBER_RE = re.compile(
+    r"^((user|group|serviceAccount|domain|principal|principalSet):[^\s:]\S*"
+    r"|allUsers|allAuthenticatedUsers)$"
+)
+REPOSITORY_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+EMPTY_POLICY_ETAG = "ACAB"  # what Google returns for a resource with no policy yet
+
+
+def _account(state: dict) -> str:
+    return state["config"].get("core/account") or "student@example.com"
+
+
+def projects_describe(call: Call, state: dict) -> Result:
+    wanted = call.positionals[0]
+    for project_id, data in state["projects"].items():
+        if wanted in (project_id, data["number"]):
+            break
+    else:
+        account = _account(state)
+        raise GcloudError(
+            f"[{account}] does not have permission to access projects instance [{wanted}] (or "
+            "it may not exist): The caller does not have permission. This command is "
+            f"authenticated as {account} which is the active account specified by the "
+            "[core/account] property",
+            1,
+            call.command.dotted,
+        )
+    resource = {
+        "createTime": data.get("createTime", "2024-01-01T00:00:00.000Z"),
+        "lifecycleState": data.get("lifecycleState", "ACTIVE"),
+        "name": project_id,
+        "projectId": project_id,
+        "projectNumber": data["number"],
+    }
+    return Result(stdout=_describe_output(call, resource))
+
+
+def services_enable(call: Call, state: dict) -> Result:
+    _project_id, data = _project(call, state)
+    wanted = list(dict.fromkeys(call.positionals))
+    if not wanted:
+        raise GcloudError("argument SERVICE: Must be specified.", 2, call.command.dotted)
+    unknown = [api for api in wanted if api not in API_TITLES]
+    if unknown:
+        raise GcloudError(
+            "PERMISSION_DENIED: Not found or permission denied for service(s): "
+            f"{', '.join(unknown)}. (fake gcloud: it knows {', '.join(sorted(API_TITLES))})",
+            1,
+            call.command.dotted,
+        )
+    new = [api for api in wanted if api not in data["apis"]]
+    billed = [api for api in new if api in BILLED_APIS]
+    if billed and not data.get("billing", True):
+        raise GcloudError(
+            f"FAILED_PRECONDITION: Billing account for project '{data['number']}' is not found. "
+            f"Billing must be enabled for activation of service(s) '{','.join(billed)}' to "
+            "proceed.",
+            1,
+            call.command.dotted,
+        )
+    data["apis"] = sorted(set(data["apis"]) | set(new))
+    if not new:
+        return Result(extra={"enabled": []})
+    operation = f"operations/acf.p2-{data['number']}-{uuid.uuid4()}"
+    if call.flag("--async"):
+        stderr = (
+            "Asynchronous operation is in progress... Use the following command to wait for its "
+            f"completion:\n gcloud beta services operations wait {operation}\n"
+        )
+    else:
+        stderr = f'Operation "{operation}" finished successfully.\n'
+    return Result(stderr=stderr, extra={"enabled": new})
+
+
+def _ar_location(call: Call, state: dict) -> str:
+    location = call.flag("--location") or state["config"].get("artifacts/location")
+    if not location:
+        raise GcloudError(
+            "Error parsing [repository].\nThe [repository] resource is not properly specified."
+            "\nFailed to find attribute [location]. The attribute can be set in the following "
+            "ways:\n- provide the argument `--location` on the command line\n- set the "
+            "property `artifacts/location`",
+            1,
+            call.command.dotted,
+        )
+    return str(location)
+
+
+def artifacts_repositories_create(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    location = _ar_location(call, state)
+    repository_format = call.flag("--repository-format")
+    if not repository_format:
+        raise GcloudError(
+            "argument --repository-format: Must be specified.", 2, call.command.dotted
+        )
+    _need_api(call, project, data, "artifactregistry.googleapis.com")
+    name = call.positionals[0]
+    if not REPOSITORY_ID_RE.match(name):
+        raise GcloudError(
+            f"INVALID_ARGUMENT: invalid repository ID [{name}] (fake gcloud: lowercase letters, "
+            "digits and hyphens, starting with a letter and ending with a letter or digit, at "
+            "most 63 characters)",
+            1,
+            call.command.dotted,
+        )
+    key = f"{location}/{name}"
+    if key in data["repositories"]:
+        raise GcloudError("ALREADY_EXISTS: the repository already exists", 1, call.command.dotted)
+    data["repositories"][key] = repository_resource(
+        project,
+        location,
+        name,
+        repository_format=str(repository_format),
+        description=str(call.flag("--description") or ""),
+    )
+    operation = f"projects/{project}/locations/{location}/operations/{uuid.uuid4()}"
+    stderr = f"Create request issued for: [{name}]\n"
+    if call.flag("--async"):
+        stderr += f"Check operation [{operation}] for status.\n"
+    else:
+        stderr += (
+            f"Waiting for operation [{operation}] to complete...done.\n"
+            f"Created repository [{name}].\n"
+        )
+    return Result(stderr=stderr, extra={"created": key})
+
+
+def _repository(call: Call, state: dict) -> tuple[dict, str, str]:
+    """The project data, the repository's state key and its name; NOT_FOUND when missing."""
+    project, data = _project(call, state)
+    location = _ar_location(call, state)
+    _need_api(call, project, data, "artifactregistry.googleapis.com")
+    name = call.positionals[0]
+    key = f"{location}/{name}"
+    if key not in data["repositories"]:
+        raise GcloudError("NOT_FOUND: Requested entity was not found.", 1, call.command.dotted)
+    return data, key, name
+
+
+def repository_policy(data: dict, key: str) -> dict:
+    """The repository's IAM policy (``{"etag": "ACAB"}`` until a binding is added)."""
+    return data.setdefault("repository_iam", {}).setdefault(key, {"etag": EMPTY_POLICY_ETAG})
+
+
+def add_binding(policy: dict, role: str, member: str) -> bool:
+    """Add ``member`` to ``role`` as add-iam-policy-binding does; True when it changed."""
+    bindings = policy.setdefault("bindings", [])
+    for binding in bindings:
+        if binding["role"] == role and "condition" not in binding:
+            if member in binding["members"]:
+                return False
+            binding["members"] = sorted([*binding["members"], member])
+            break
+    else:
+        bindings.append({"members": [member], "role": role})
+        bindings.sort(key=lambda b: b["role"])
+    policy["version"] = 1
+    digest = hashlib.sha256(json.dumps(bindings, sort_keys=True).encode()).digest()
+    policy["etag"] = base64.b64encode(digest[:8]).decode()
+    return True
+
+
+def artifacts_repositories_get_iam_policy(call: Call, state: dict) -> Result:
+    data, key, _name = _repository(call, state)
+    policy = data.get("repository_iam", {}).get(key, {"etag": EMPTY_POLICY_ETAG})
+    return Result(stdout=_describe_output(call, policy))
+
+
+def artifacts_repositories_add_iam_policy_binding(call: Call, state: dict) -> Result:
+    for flag in ("--member", "--role"):
+        if not call.flag(flag):
+            raise GcloudError(f"argument {flag}: Must be specified.", 2, call.command.dotted)
+    member, role = str(call.flag("--member")), str(call.flag("--role"))
+    data, key, name = _repository(call, state)
+    if not MEMBER_RE.match(member):
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Invalid member: {member}. (fake gcloud: a principal is "
+            "user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, allUsers or "
+            "allAuthenticatedUsers)",
+            1,
+            call.command.dotted,
+        )
+    kind, _, email = member.partition(":")
+    if kind == "serviceAccount" and email not in state.get("service_accounts", []):
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Service account {email} does not exist.", 1, call.command.dotted
+        )
+    if role not in REPOSITORY_ROLES:
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Role {role} is not supported for this resource.",
+            1,
+            call.command.dotted,
+        )
+    policy = repository_policy(data, key)
+    changed = add_binding(policy, role, member)
+    return Result(
+        stdout=_describe_output(call, policy),
+        stderr=f"Updated IAM policy for repository [{name}].\n",
+        extra={"binding_added": changed},
+    )

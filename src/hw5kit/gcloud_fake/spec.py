@@ -1,0 +1,300 @@
+"""The allow-list: every command and flag the fake gcloud accepts, each checked against
+Google's reference (the URL is kept with the command) and the real CLI's ``--help``.
+
+To allow another command, add a ``Command`` to ``COMMANDS`` with its flags and a handler
+(``handler(call, state) -> Result`` in ``commands.py``); anything not listed here is refused
+with gcloud's own wording ("Invalid choice", "unrecognized arguments") and exit status 2.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Cloud Run regions (https://cloud.google.com/run/docs/locations), also valid for Cloud Build
+# and Artifact Registry.
+REGIONS = frozenset(
+    {
+        "africa-south1",
+        "asia-east1",
+        "asia-east2",
+        "asia-northeast1",
+        "asia-northeast2",
+        "asia-northeast3",
+        "asia-south1",
+        "asia-south2",
+        "asia-southeast1",
+        "asia-southeast2",
+        "australia-southeast1",
+        "australia-southeast2",
+        "europe-central2",
+        "europe-north1",
+        "europe-southwest1",
+        "europe-west1",
+        "europe-west2",
+        "europe-west3",
+        "europe-west4",
+        "europe-west6",
+        "europe-west8",
+        "europe-west9",
+        "europe-west10",
+        "europe-west12",
+        "me-central1",
+        "me-central2",
+        "me-west1",
+        "northamerica-northeast1",
+        "northamerica-northeast2",
+        "southamerica-east1",
+        "southamerica-west1",
+        "us-central1",
+        "us-east1",
+        "us-east4",
+        "us-east5",
+        "us-south1",
+        "us-west1",
+        "us-west2",
+        "us-west3",
+        "us-west4",
+    }
+)
+
+Check = Callable[[str], str | None]  # returns an error message, or None when the value is fine
+
+
+def _regex(pattern: str, expected: str) -> Check:
+    compiled = re.compile(pattern)
+    return lambda v: None if compiled.match(v) else f"expected {expected}, got [{v}]"
+
+
+def region_check(value: str) -> str | None:
+    if value in REGIONS:
+        return None
+    return f"[{value}] is not a Cloud Run region (e.g. us-central1)"
+
+
+# Artifact Registry also has multi-region locations
+# (https://cloud.google.com/artifact-registry/docs/repositories/repo-locations).
+MULTI_REGIONS = frozenset({"us", "europe", "asia"})
+
+
+def location_check(value: str) -> str | None:
+    if value in REGIONS or value in MULTI_REGIONS:
+        return None
+    return f"[{value}] is not an Artifact Registry location (e.g. us-central1)"
+
+
+def build_region_check(value: str) -> str | None:
+    return None if value == "global" else region_check(value)
+
+
+def _int_range(low: int, high: int, *, default_ok: bool = False) -> Check:
+    def check(value: str) -> str | None:
+        if default_ok and value == "default":
+            return None
+        if not re.fullmatch(r"[0-9]+", value) or not low <= int(value) <= high:
+            return f"expected an integer from {low} to {high}, got [{value}]"
+        return None
+
+    return check
+
+
+def cpu_check(value: str) -> str | None:
+    if re.fullmatch(r"[1248]|6|0?\.[0-9]*[1-9]|[1-9][0-9]{0,3}m", value):
+        return None
+    return (
+        f"[{value}]: Cloud Run supports fractional values below 1, 1, 2, 4, 6 and 8 "
+        "(or millicpu such as 500m)"
+    )
+
+
+def memory_check(value: str) -> str | None:
+    if re.fullmatch(r"[1-9][0-9]*(Ki|Mi|Gi|k|M|G)?", value):
+        return None
+    return f"[{value}] is not a memory size such as 512Mi or 2Gi"
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # "--region"
+    takes_value: bool = True
+    negatable: bool = False  # accepts --no-NAME too
+    check: Check | None = None
+    choices: tuple[str, ...] = ()
+    short: str | None = None  # e.g. "-q"
+
+
+@dataclass(frozen=True)
+class Positional:
+    name: str  # as gcloud's usage shows it, e.g. SERVICE
+    required: bool = True
+    repeated: bool = False  # the last positional only: SERVICE [SERVICE ...]
+
+
+@dataclass(frozen=True)
+class Command:
+    path: tuple[str, ...]
+    doc: str  # the reference page the flags were checked against
+    flags: tuple[Flag, ...] = ()
+    positionals: tuple[Positional, ...] = ()
+    handler: str = ""  # function name in commands.py
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.path)
+
+    @property
+    def dotted(self) -> str:
+        return "gcloud." + ".".join(self.path)
+
+    def flag(self, name: str) -> Flag | None:
+        for f in (*self.flags, *GLOBAL_FLAGS):
+            if f.name == name or f.short == name:
+                return f
+            if f.negatable and name == "--no-" + f.name[2:]:
+                return f
+        return None
+
+
+# https://cloud.google.com/sdk/gcloud/reference (GCLOUD WIDE FLAGS), the ones the kit uses
+GLOBAL_FLAGS = (
+    Flag("--project", check=_regex(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", "a project ID")),
+    Flag("--quiet", takes_value=False, short="-q"),
+    Flag("--format"),
+    Flag("--verbosity", choices=("debug", "info", "warning", "error", "critical", "none")),
+)
+
+REGION = Flag("--region", check=region_check)
+# `gcloud artifacts repositories create --repository-format` (gcloud 528's --help)
+REPOSITORY_FORMATS = ("apt", "docker", "go", "kfp", "maven", "npm", "python", "yum")
+
+COMMANDS: dict[tuple[str, ...], Command] = {
+    c.path: c
+    for c in (
+        Command(
+            ("config", "get-value"),
+            "https://cloud.google.com/sdk/gcloud/reference/config/get-value",
+            positionals=(Positional("SECTION/PROPERTY"),),
+            handler="config_get_value",
+        ),
+        Command(
+            ("config", "set"),
+            "https://cloud.google.com/sdk/gcloud/reference/config/set",
+            positionals=(Positional("SECTION/PROPERTY"), Positional("VALUE")),
+            handler="config_set",
+        ),
+        Command(
+            ("services", "list"),
+            "https://cloud.google.com/sdk/gcloud/reference/services/list",
+            flags=(Flag("--enabled", takes_value=False),),
+            handler="services_list",
+        ),
+        Command(
+            ("artifacts", "repositories", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/describe",
+            flags=(Flag("--location", check=region_check),),
+            positionals=(Positional("REPOSITORY"),),
+            handler="artifacts_repositories_describe",
+        ),
+        Command(
+            ("builds", "submit"),
+            "https://cloud.google.com/sdk/gcloud/reference/builds/submit",
+            flags=(
+                Flag("--config"),
+                Flag("--region", check=build_region_check),
+                Flag("--substitutions"),
+                Flag("--suppress-logs", takes_value=False),
+                Flag("--timeout", check=_regex(r"^[0-9]+[smhd]?$", "a duration such as 3600s")),
+            ),
+            positionals=(Positional("SOURCE", required=False),),
+            handler="builds_submit",
+        ),
+        Command(
+            ("builds", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/builds/describe",
+            flags=(Flag("--region", check=build_region_check),),
+            positionals=(Positional("BUILD"),),
+            handler="builds_describe",
+        ),
+        Command(
+            ("run", "deploy"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/deploy",
+            flags=(
+                REGION,
+                Flag("--image"),
+                Flag("--port", check=_int_range(1, 65535)),
+                Flag("--memory", check=memory_check),
+                Flag("--cpu", check=cpu_check),
+                Flag("--min-instances", check=_int_range(0, 1000, default_ok=True)),
+                Flag("--max-instances", check=_int_range(1, 1000, default_ok=True)),
+                Flag("--allow-unauthenticated", takes_value=False, negatable=True),
+                Flag("--set-env-vars"),
+                # hidden in gcloud 528 but still accepted; course material passes it
+                Flag("--platform", choices=("managed",)),
+            ),
+            positionals=(Positional("SERVICE"),),
+            handler="run_deploy",
+        ),
+        Command(
+            ("run", "services", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/services/describe",
+            flags=(REGION, Flag("--platform", choices=("managed",))),
+            positionals=(Positional("SERVICE"),),
+            handler="run_services_describe",
+        ),
+        # --- what `nox -s setup` and setup/check_prereq.sh use (steps 1 to 5) ---
+        Command(
+            ("projects", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/projects/describe",
+            positionals=(Positional("PROJECT_ID_OR_NUMBER"),),
+            handler="projects_describe",
+        ),
+        Command(
+            ("services", "enable"),
+            "https://cloud.google.com/sdk/gcloud/reference/services/enable",
+            flags=(Flag("--async", takes_value=False),),
+            positionals=(Positional("SERVICE", repeated=True),),
+            handler="services_enable",
+        ),
+        Command(
+            ("artifacts", "repositories", "create"),
+            "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/create",
+            flags=(
+                Flag("--location", check=location_check),
+                Flag("--repository-format", choices=REPOSITORY_FORMATS),
+                Flag("--description"),
+                Flag("--async", takes_value=False),
+            ),
+            positionals=(Positional("REPOSITORY"),),
+            handler="artifacts_repositories_create",
+        ),
+        Command(
+            ("artifacts", "repositories", "get-iam-policy"),
+            "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/get-iam-policy",
+            flags=(Flag("--location", check=location_check),),
+            positionals=(Positional("REPOSITORY"),),
+            handler="artifacts_repositories_get_iam_policy",
+        ),
+        Command(
+            ("artifacts", "repositories", "add-iam-policy-binding"),
+            "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/"
+            "add-iam-policy-binding",
+            flags=(
+                Flag("--location", check=location_check),
+                Flag("--member"),
+                Flag("--role"),
+            ),
+            positionals=(Positional("REPOSITORY"),),
+            handler="artifacts_repositories_add_iam_policy_binding",
+        ),
+    )
+}
+
+
+def groups() -> set[tuple[str, ...]]:
+    """Every command-group prefix (("run",), ("run", "services"), ...)."""
+    out: set[tuple[str, ...]] = set()
+    for path in COMMANDS:
+        for i in range(1, len(path)):
+            out.add(path[:i])
+    return out

@@ -1,0 +1,231 @@
+"""The gcp target: Cloud Build and Cloud Run through the rendered scripts and ``gcloud``.
+
+* build: ``deployment/submit_build.sh <image>`` for every service at once (the builds are
+  independent), each build ID read from gcloud's ``Created [.../builds/<id>]`` line and
+  written into ``deliverables.yaml`` as soon as its build succeeds.
+* deploy: per version, ``deploy_<backend>.sh`` with the recorded build ID, then the backend's
+  URL from ``gcloud run services describe ... --format='value(status.url)'``, then
+  ``deploy_<frontend>.sh`` with ``SERVING_URL`` set to it; v1 and v2 go in parallel.
+
+``deliverables.yaml`` is rewritten atomically after each success: a failure keeps the previous
+file plus every entry that did succeed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .. import deliverables
+from ..config import Service
+from ..project import PipelineError, Project, run_script, tail
+
+BUILD_ID_RE = re.compile(
+    r"/builds/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]"
+)
+GCLOUD_MISSING = (
+    "gcloud is not on PATH: install the Google Cloud CLI (https://cloud.google.com/sdk/docs/"
+    "install), run `gcloud auth login`, then `nox -s check_prereq`"
+)
+
+
+@dataclass
+class Outcome:
+    service: str
+    ok: bool
+    detail: str
+
+
+class GcpTarget:
+    name = "gcp"
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.config = project.config
+        self._lock = threading.Lock()
+
+    # -- helpers -- #
+    def _preflight(self) -> None:
+        if self.project.which("gcloud") is None:
+            raise PipelineError(GCLOUD_MISSING)
+        self.project.require_rendered()
+        deliverables.load_for_update(self.project.deliverables_path)
+
+    def _record(self, service: Service, **fields: str | None) -> None:
+        with self._lock:
+            deliverables.update(
+                self.project.deliverables_path, {service.deliverable_key: fields}, target="gcp"
+            )
+
+    def _script(self, name: str) -> str:
+        return str(self.project.root / "deployment" / name)
+
+    def describe_url(self, service: Service) -> str:
+        cmd = [
+            "gcloud",
+            "run",
+            "services",
+            "describe",
+            service.cloud_run_name,
+            f"--project={self.config.project_id}",
+            f"--region={self.config.region}",
+            "--format=value(status.url)",
+        ]
+        done = subprocess.run(
+            cmd,
+            env=dict(self.project.env),
+            cwd=self.project.root,
+            capture_output=True,
+            text=True,
+        )
+        url = done.stdout.strip()
+        if done.returncode != 0 or not url.startswith("https://"):
+            raise PipelineError(
+                f"could not read the URL of Cloud Run service {service.cloud_run_name}: "
+                f"{(done.stderr or done.stdout).strip() or 'empty answer'}"
+            )
+        return url
+
+    def _summary(self, what: str, outcomes: list[Outcome]) -> int:
+        log = self.project.log
+        failed = [o for o in outcomes if not o.ok]
+        log(f"{what}: {len(outcomes) - len(failed)} of {len(outcomes)} succeeded")
+        for o in outcomes:
+            log(f"  {'ok ' if o.ok else 'FAILED'} {o.service}: {o.detail}")
+        if failed:
+            log(
+                f"{self.project.deliverables_path.name} kept the previous values for the "
+                "failed entries and records every success"
+            )
+        return 1 if failed else 0
+
+    # -- build -- #
+    def build(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
+        self._preflight()
+        services = self.config.select(names)
+        self.project.log(
+            f"building {', '.join(s.name for s in services)} with Cloud Build in "
+            f"{self.config.project_id} ({self.config.region}); logs in {self.project.logs_dir}"
+        )
+        with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+            outcomes = list(pool.map(lambda s: self._build_one(s, verbose), services))
+        return self._summary("build", outcomes)
+
+    def _build_one(self, service: Service, verbose: bool) -> Outcome:
+        result = run_script(
+            ["bash", self._script("submit_build.sh"), service.image],
+            cwd=self.project.root,
+            env=self.project.env,
+            log_path=self.project.logs_dir / f"build-{service.name}.log",
+            prefix=f"[{service.name}]",
+            log=self.project.log,
+            verbose=verbose,
+        )
+        ids = BUILD_ID_RE.findall(result.output)
+        if result.code != 0 or not ids:
+            why = tail(result.output, 8) if result.output.strip() else f"exit {result.code}"
+            if result.code == 0:
+                why = "gcloud printed no build ID (Created [.../builds/ID])"
+            return Outcome(service.name, False, f"{why}\n  (full log: {result.log_path})")
+        build_id = ids[-1]
+        self._record(service, build_id=build_id)
+        return Outcome(service.name, True, f"build {build_id} ({result.seconds:.0f} s)")
+
+    # -- deploy -- #
+    def deploy(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
+        self._preflight()
+        services = self.config.select(names)
+        current = deliverables.load_for_update(self.project.deliverables_path)
+        missing = []
+        for s in services:
+            build_id = deliverables.entry(current, *s.deliverable_key).get("build_id")
+            if not build_id or not deliverables.UUID_RE.match(str(build_id)):
+                missing.append(s)
+        if missing:
+            raise PipelineError(
+                "no build ID recorded for "
+                + ", ".join(
+                    f"{s.name} (services.{'.'.join(s.deliverable_key)}.build_id)" for s in missing
+                )
+                + f" in {self.project.deliverables_path.name}: run `nox -s build -- --target gcp`"
+                " first"
+            )
+        chains: dict[str, list[Service]] = {}
+        for s in sorted(services, key=lambda s: s.kind != "backend"):
+            chains.setdefault(s.version, []).append(s)
+        self.project.log(
+            f"deploying {', '.join(s.name for s in services)} to Cloud Run in "
+            f"{self.config.project_id} ({self.config.region})"
+        )
+        with ThreadPoolExecutor(max_workers=max(1, len(chains))) as pool:
+            results = list(
+                pool.map(lambda chain: self._deploy_chain(chain, current, verbose), chains.values())
+            )
+        return self._summary("deploy", [o for chain in results for o in chain])
+
+    def _deploy_chain(self, chain: list[Service], current, verbose: bool) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        urls: dict[str, str] = {}
+        for s in chain:
+            if s.kind == "frontend":
+                backend = self.config.service(s.backend)
+                if backend.name not in urls:
+                    if any(o.service == backend.name for o in outcomes):
+                        outcomes.append(Outcome(s.name, False, f"skipped: {backend.name} failed"))
+                        continue
+                    try:
+                        urls[backend.name] = self.describe_url(backend)
+                    except PipelineError as exc:
+                        outcomes.append(Outcome(s.name, False, f"{exc}; deploy {backend.name}"))
+                        continue
+            outcome = self._deploy_one(s, current, urls, verbose)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _deploy_one(self, s: Service, current, urls: dict[str, str], verbose: bool) -> Outcome:
+        build_id = str(deliverables.entry(current, *s.deliverable_key)["build_id"])
+        env = dict(self.project.env, BUILD_ID=build_id)
+        env.pop("SERVING_URL", None)
+        if s.kind == "frontend":
+            env["SERVING_URL"] = urls[s.backend]
+        result = run_script(
+            ["bash", self._script(s.deploy_script), build_id],
+            cwd=self.project.root,
+            env=env,
+            log_path=self.project.logs_dir / f"deploy-{s.name}.log",
+            prefix=f"[{s.name}]",
+            log=self.project.log,
+            verbose=verbose,
+        )
+        if result.code != 0:
+            return Outcome(
+                s.name, False, f"{tail(result.output, 8)}\n  (full log: {result.log_path})"
+            )
+        try:
+            url = self.describe_url(s)
+        except PipelineError as exc:
+            return Outcome(s.name, False, str(exc))
+        urls[s.name] = url
+        self._record(s, service_url=url)
+        wired = f", SERVING_URL={env['SERVING_URL']}" if s.kind == "frontend" else ""
+        return Outcome(s.name, True, f"{url} (image :{build_id}{wired})")
+
+    # -- nothing runs locally -- #
+    def stop(self) -> int:
+        self.project.log(
+            "the gcp target starts nothing on this machine; to remove a Cloud Run service: "
+            "gcloud run services delete SERVICE --region=" + self.config.region
+        )
+        return 0
+
+    def status(self) -> int:
+        data = deliverables.load_for_update(self.project.deliverables_path)
+        for s in self.config.services:
+            e = deliverables.entry(data, *s.deliverable_key)
+            self.project.log(
+                f"{s.name:12} build {e.get('build_id') or '-':36}  {e.get('service_url') or '-'}"
+            )
+        return 0

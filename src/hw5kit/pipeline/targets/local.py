@@ -1,0 +1,380 @@
+"""The local target (the default): the whole pipeline on this machine, no cloud, no network.
+
+* build: checks the environment can serve (gunicorn, Streamlit, torch, the apps), bakes every
+  backend's model weights into ``weights/`` (the local ``TORCH_HOME``, as the image build bakes
+  them into the image), and records one build per service (a UUID, like a Cloud Build ID) in
+  ``.hw5/local/builds.json`` and ``deliverables.local.yaml``.
+* deploy: starts each backend under gunicorn and each frontend under Streamlit on free
+  127.0.0.1 ports (a service keeps its port across redeploys when it is free), backends
+  first, frontends with ``SERVING_URL`` set to their backend's URL; waits for health; keeps
+  logs (``.hw5/local/logs``) and PIDs (``.hw5/local/deployment.json``); writes the URLs into
+  ``deliverables.local.yaml``. The processes keep running after the command ends.
+* stop: stops what deploy started (checking each PID is still that service first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import socket
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ... import procs
+from .. import deliverables
+from ..config import ConfigError, Service
+from ..deliverables import DeliverablesError
+from ..project import PipelineError, Project
+
+WEIGHTS_DIR = "weights"
+BUILDS_FILE = "builds.json"
+DEPLOYMENT_FILE = "deployment.json"
+REQUIRED_MODULES = ("gunicorn", "streamlit", "flask", "torch", "requests")
+READY_TIMEOUT = 240.0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _write_json(path: Path, data: Any) -> None:
+    deliverables.write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+    except ValueError as exc:
+        raise PipelineError(f"{path} is corrupted ({exc}); delete it and run again") from None
+
+
+def source_digest(root: Path, service: Service) -> str:
+    digest = hashlib.sha256()
+    app_dir = root / service.app_dir
+    for path in sorted(
+        p for p in app_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ):
+        digest.update(path.relative_to(app_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def process_environ(pid: int) -> dict[str, str] | None:
+    """The environment a running process was started with (Linux), or None."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    out = {}
+    for item in raw.split(b"\0"):
+        key, eq, value = item.partition(b"=")
+        if eq:
+            out[key.decode(errors="replace")] = value.decode(errors="replace")
+    return out
+
+
+def process_cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.config = project.config
+        self.root = project.root
+        self._lock = threading.Lock()
+
+    # -- paths and records -- #
+    @property
+    def weights_dir(self) -> Path:
+        return self.root / WEIGHTS_DIR
+
+    @property
+    def builds_path(self) -> Path:
+        return self.project.state_dir / BUILDS_FILE
+
+    @property
+    def deployment_path(self) -> Path:
+        return self.project.state_dir / DEPLOYMENT_FILE
+
+    def builds(self) -> dict[str, Any]:
+        return _read_json(self.builds_path, {})
+
+    def deployment(self) -> dict[str, Any]:
+        return _read_json(self.deployment_path, {"services": {}})
+
+    def _save_deployment(self, data: dict[str, Any]) -> None:
+        _write_json(self.deployment_path, data)
+
+    def _record(self, service: Service, **fields: str | None) -> None:
+        with self._lock:
+            deliverables.update(
+                self.project.deliverables_path, {service.deliverable_key: fields}, target="local"
+            )
+
+    # -- build -- #
+    def build(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
+        log = self.project.log
+        services = self.config.select(names)
+        missing = [m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise PipelineError(
+                f"this Python ({sys.executable}) lacks {', '.join(missing)}: run the pipeline "
+                "through nox (`nox -s build`), which uses the project's environment .nox/kit"
+            )
+        for s in services:
+            app = self.root / s.app_dir / "app.py"
+            if not app.is_file():
+                raise PipelineError(
+                    f"{s.name}: {app} is missing; every service is apps/<name>/app.py"
+                )
+        deliverables.load_for_update(self.project.deliverables_path)
+        models = []
+        for s in services:
+            models += [m for m in s.models() if m not in models]
+        if models:
+            from ...serving.errors import ServingError
+            from ...serving.models import weights
+
+            log(f"baking the weights of {', '.join(models)} into {self.weights_dir}")
+            try:
+                weights.bake(models, self.weights_dir, log=lambda m: log(f"  {m}"))
+            except ServingError as exc:
+                raise PipelineError(f"baking the weights failed: {exc.message}") from None
+        builds = self.builds()
+        for s in services:
+            build_id = str(uuid.uuid4())
+            builds[build_id] = {
+                "id": build_id,
+                "service": s.name,
+                "status": "SUCCESS",
+                "createTime": _now(),
+                "models": s.models(),
+                "torch_home": str(self.weights_dir),
+                "python": sys.executable,
+                "source_digest": source_digest(self.root, s),
+            }
+            self._record(s, build_id=build_id)
+            log(f"  {s.name}: build {build_id}")
+        _write_json(self.builds_path, builds)
+        log(
+            f"build: {len(services)} service(s) ready to deploy; recorded in "
+            f"{self.project.deliverables_path.name}"
+        )
+        return 0
+
+    # -- deploy -- #
+    def _service_env(self, s: Service, build_id: str, port: int, serving_url: str | None):
+        env = dict(self.project.env)
+        for key in ("PORT", "SERVING_PORT", "SERVING_URL", "MODEL_NAME", "MODELS"):
+            env.pop(key, None)
+        env.update(s.env_dict())
+        env["SERVING_PORT"] = str(port)
+        env["HW5_BUILD_ID"] = build_id
+        if s.kind == "backend":
+            env["HW5_ALLOW_LOOPBACK"] = "1"
+            env["TORCH_HOME"] = str(self.weights_dir)
+        else:
+            env["SERVING_URL"] = serving_url or ""
+        return env
+
+    def _port(self, previous: dict[str, Any] | None) -> int:
+        """The service's previous port when it is free (frontends keep working across a
+        backend's redeploy), else a new free one."""
+        if previous and previous.get("port"):
+            port = int(previous["port"])
+            with socket.socket() as sock:
+                # as gunicorn and Tornado do: a port whose old connections linger is reusable
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    pass
+                else:
+                    return port
+        return procs.free_port()
+
+    def _stop_recorded(self, entry: dict[str, Any]) -> bool:
+        pid = int(entry.get("pid") or 0)
+        if not pid or not procs.pid_alive(pid):
+            return False
+        marker = entry.get("marker", "")
+        if marker and not any(marker in a for a in process_cmdline(pid)):
+            return False  # the PID now belongs to something else
+        procs.stop_pid(pid)
+        return True
+
+    def deploy(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
+        log = self.project.log
+        services = self.config.select(names)
+        current = deliverables.load_for_update(self.project.deliverables_path)
+        builds = self.builds()
+        missing = []
+        for s in services:
+            build_id = deliverables.entry(current, *s.deliverable_key).get("build_id")
+            if not build_id or str(build_id) not in builds:
+                missing.append(s.name)
+        if missing:
+            raise PipelineError(f"no local build of {', '.join(missing)}: run `nox -s build` first")
+        state = self.deployment()
+        for s in services:
+            previous = state["services"].get(s.name)
+            if previous and self._stop_recorded(previous):
+                log(f"stopped the previous {s.name} (pid {previous['pid']})")
+        backends = [s for s in services if s.kind == "backend"]
+        frontends = [s for s in services if s.kind == "frontend"]
+        outcomes: dict[str, str | None] = {}
+        urls: dict[str, str] = {
+            name: entry["url"]
+            for name, entry in state["services"].items()
+            if entry.get("url") and procs.pid_alive(int(entry.get("pid") or 0))
+        }
+
+        def start(s: Service) -> None:
+            build_id = str(deliverables.entry(current, *s.deliverable_key)["build_id"])
+            try:
+                url = self._start(s, build_id, state, urls)
+            except (procs.ServiceFailed, PipelineError) as exc:
+                outcomes[s.name] = str(exc)
+                with self._lock:
+                    state["services"].pop(s.name, None)
+                    self._save_deployment(state)
+                self._record(s, service_url=None)
+                return
+            urls[s.name] = url
+            outcomes[s.name] = None
+            self._record(s, service_url=url)
+
+        log(
+            f"deploying {', '.join(s.name for s in services)} on 127.0.0.1 (logs: "
+            f"{self.project.logs_dir})"
+        )
+        with ThreadPoolExecutor(max_workers=max(1, len(backends))) as pool:
+            list(pool.map(start, backends))
+        ready_frontends = []
+        for s in frontends:
+            if s.backend in urls:
+                ready_frontends.append(s)
+            else:
+                outcomes[s.name] = f"skipped: its backend {s.backend} is not running"
+        with ThreadPoolExecutor(max_workers=max(1, len(ready_frontends))) as pool:
+            list(pool.map(start, ready_frontends))
+        failed = {k: v for k, v in outcomes.items() if v}
+        log(f"deploy: {len(services) - len(failed)} of {len(services)} services running")
+        for s in services:
+            if s.name in failed:
+                log(f"  FAILED {s.name}: {failed[s.name]}")
+            else:
+                wired = f" (SERVING_URL={urls[s.backend]})" if s.kind == "frontend" else ""
+                log(f"  ok     {s.name}: {urls[s.name]}{wired}")
+        if not failed:
+            log("stop them with `nox -s stop`; check them with `nox -s verify`")
+        return 1 if failed else 0
+
+    def _start(self, s: Service, build_id: str, state: dict, urls: dict[str, str]) -> str:
+        previous = state["services"].get(s.name)
+        port = self._port(previous)
+        url = f"http://127.0.0.1:{port}"
+        app_dir = self.root / s.app_dir
+        if s.kind == "backend":
+            cmd = procs.gunicorn_command(app_dir, port=port, python=sys.executable)
+            health = f"{url}/readyz"
+            serving_url = None
+        else:
+            cmd = procs.streamlit_command(app_dir / "app.py", port=port, python=sys.executable)
+            health = f"{url}{procs.STREAMLIT_HEALTH}"
+            serving_url = urls[s.backend]
+        log_path = self.project.logs_dir / f"{s.name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as fh:
+            fh.write(f"\n=== {_now()} deploy {s.name} build {build_id} on {url}\n")
+        process = procs.start(
+            s.name,
+            cmd,
+            log_path=log_path,
+            env=self._service_env(s, build_id, port, serving_url),
+            cwd=self.root,
+            url=url,
+        )
+        entry = {
+            "pid": process.pid,
+            "port": port,
+            "url": url,
+            "kind": s.kind,
+            "build_id": build_id,
+            "log": str(log_path),
+            "marker": str(app_dir),
+            "serving_url": serving_url,
+            "started": _now(),
+        }
+        with self._lock:
+            state["services"][s.name] = entry
+            self._save_deployment(state)
+        self.project.log(f"[{s.name}] started (pid {process.pid}) on {url}; waiting for {health}")
+        try:
+            seconds = procs.wait_http(
+                health,
+                timeout=READY_TIMEOUT,
+                process=process,
+                progress=lambda m: self.project.log(f"[{s.name}] {m}"),
+            )
+        except procs.ServiceFailed:
+            process.stop()
+            raise
+        self.project.log(f"[{s.name}] ready in {seconds:.1f} s")
+        return url
+
+    # -- stop / status -- #
+    def stop(self) -> int:
+        state = self.deployment()
+        if not state["services"]:
+            self.project.log("nothing to stop: no local deployment is recorded")
+            return 0
+        for name, entry in sorted(state["services"].items()):
+            stopped = self._stop_recorded(entry)
+            self.project.log(
+                f"{name}: {'stopped' if stopped else 'was not running'} (pid {entry.get('pid')})"
+            )
+            # stopping must work even with a hand-broken deliverables file or config
+            with contextlib.suppress(PipelineError, DeliverablesError, ConfigError):
+                self._record(self.config.service(name), service_url=None)
+        state["services"] = {}
+        self._save_deployment(state)
+        return 0
+
+    def status(self) -> int:
+        state = self.deployment()
+        if not state["services"]:
+            self.project.log("no local deployment (run `nox -s deploy`)")
+            return 0
+        for name, entry in sorted(state["services"].items()):
+            alive = procs.pid_alive(int(entry.get("pid") or 0))
+            health = "/readyz" if entry.get("kind") == "backend" else procs.STREAMLIT_HEALTH
+            status = procs.http_status(entry["url"] + health) if alive else None
+            self.project.log(
+                f"{name:12} pid {entry.get('pid'):>7}  {'running' if alive else 'stopped':8} "
+                f"{entry['url']}  health {status or '-'}  log {entry.get('log')}"
+            )
+        return 0
+
+
+def env_of_running(entry: dict[str, Any]) -> dict[str, str] | None:
+    pid = int(entry.get("pid") or 0)
+    if not pid or not procs.pid_alive(pid):
+        return None
+    return process_environ(pid)

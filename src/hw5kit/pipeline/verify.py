@@ -1,0 +1,382 @@
+"""``verify``: is what the deliverables file says really deployed and working?
+
+1. The file: read, then checked against ``deliverables.schema.json``; any problem stops here
+   with one line per entry saying what is wrong and what to do.
+2. Live checks on every listed URL: a backend answers ``/hello`` with ``Hello!`` and classifies
+   a real photo (by URL from a loopback photo server when the backend is on this machine, by
+   upload otherwise) with each of its models; a frontend answers its health check and serves
+   its page.
+3. Where the deployment came from:
+   * gcp, with gcloud on PATH: every build ID exists, succeeded and pushed the service's image;
+     every Cloud Run service runs ``<repository>/<image>:<build id>`` on the configured port,
+     answers at the recorded URL, and frontends have ``SERVING_URL`` = their backend's URL.
+   * local: every build ID is a recorded local build, each running process was started from
+     that build, and each frontend process has ``SERVING_URL`` = its backend's URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+from .. import photos
+from . import deliverables
+from .config import Service
+from .project import Project
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_PHOTO = "coffee.png"
+
+
+@dataclass
+class Check:
+    where: str  # e.g. "services.v1.back_end (backend_v1)"
+    what: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        text = f"  {mark} {self.where}: {self.what}: {self.detail}"
+        if not self.ok and self.fix:
+            text += f"\n         -> {self.fix}"
+        return text
+
+
+def is_loopback(url: str) -> bool:
+    return (urlparse(url).hostname or "") in LOOPBACK_HOSTS
+
+
+class Verifier:
+    def __init__(
+        self,
+        project: Project,
+        *,
+        deliverables_path: Path | None = None,
+        http: bool = True,
+        gcloud: bool = True,
+        photo: str = DEFAULT_PHOTO,
+        timeout: float = 60.0,
+    ):
+        self.project = project
+        self.config = project.config
+        self.target = project.target
+        self.path = deliverables_path or project.deliverables_path
+        self.http = http
+        self.gcloud = gcloud
+        self.photo = photos.photo(photo)
+        self.timeout = timeout
+        self.checks: list[Check] = []
+        self.notes: list[str] = []
+        self.photo_base: str | None = None
+
+    # -- entry point -- #
+    def run(self) -> int:
+        log = self.project.log
+        log(f"verify: {self.path.name} on the {self.target} target")
+        try:
+            data = deliverables.read(self.path)
+        except deliverables.DeliverablesError as exc:
+            log(f"  FAIL {exc}")
+            return 1
+        problems = deliverables.problems(data, self.target)
+        if problems:
+            if all(p.kind == "empty" for p in problems) and len(problems) >= 8:
+                log(
+                    f"  FAIL {self.path.name} holds no build ID and no URL yet: nothing was "
+                    f"built or deployed on the {self.target} target"
+                )
+            for p in problems:
+                log(f"  FAIL {p.where}: {p.message}\n         -> {p.fix}")
+            log(f"verify: {self.path.name} does not pass its schema ({len(problems)} problem(s))")
+            return 1
+        self._add(self.path.name, "schema", True, "passes deliverables.schema.json")
+        with self._photo_server():
+            for s in self.config.services:
+                self._service_checks(s, data)
+        for check in self.checks:
+            log(check.line())
+        for note in self.notes:
+            log(f"  note: {note}")
+        failed = [c for c in self.checks if not c.ok]
+        if failed:
+            log(f"verify: {len(failed)} of {len(self.checks)} checks failed")
+            return 1
+        log(f"verify: all {len(self.checks)} checks passed")
+        return 0
+
+    @contextlib.contextmanager
+    def _photo_server(self) -> Iterator[None]:
+        if not self.http:
+            yield
+            return
+        with tempfile.TemporaryDirectory(prefix="hw5-verify-photos-") as tmp:
+            workdir = Path(tmp)
+            (workdir / self.photo.name).write_bytes(self.photo.path.read_bytes())
+            with photos.serve_directory(workdir) as base:
+                self.photo_base = base
+                try:
+                    yield
+                finally:
+                    self.photo_base = None
+
+    def _add(self, where: str, what: str, ok: bool, detail: str, fix: str = "") -> bool:
+        self.checks.append(Check(where, what, ok, detail, fix))
+        return ok
+
+    def _where(self, s: Service) -> str:
+        version, part = s.deliverable_key
+        return f"services.{version}.{part} ({s.name})"
+
+    def _service_checks(self, s: Service, data: Any) -> None:
+        entry = deliverables.entry(data, *s.deliverable_key)
+        url = str(entry["service_url"]).rstrip("/")
+        if self.http:
+            if s.kind == "backend":
+                self._backend_http(s, url)
+            else:
+                self._frontend_http(s, url)
+        if self.target == "gcp" and self.gcloud:
+            self._gcp_checks(s, entry, data)
+        if self.target == "local":
+            self._local_checks(s, entry, data)
+
+    # -- HTTP -- #
+    def _redeploy_fix(self, s: Service) -> str:
+        flag = "" if self.target == "local" else f" -- --target {self.target}"
+        if self.target == "gcp":
+            return (
+                f"check the service's logs (gcloud run services logs read "
+                f"{s.cloud_run_name} --region={self.config.region}), then `nox -s deploy{flag}`"
+            )
+        return f"read {self.project.logs_dir / (s.name + '.log')}, then `nox -s deploy{flag}`"
+
+    def _backend_http(self, s: Service, url: str) -> None:
+        where = self._where(s)
+        try:
+            r = requests.get(f"{url}/hello", timeout=15)
+            ok = r.status_code == 200 and r.text.strip() == "Hello!"
+            detail = f"{r.status_code} {r.text.strip()[:60]!r}"
+        except requests.RequestException as exc:
+            ok, detail = False, f"no answer ({type(exc).__name__}: {exc})"
+        if not self._add(where, f"GET {url}/hello", ok, detail, self._redeploy_fix(s)):
+            return
+        for model in s.models() or [None]:
+            if self.photo_base and is_loopback(url):
+                self._predict(s, url, model, by_url=True)
+            self._predict(s, url, model, by_url=False)
+
+    def _predict(self, s: Service, url: str, model: str | None, *, by_url: bool) -> None:
+        how = "by URL" if by_url else "by upload"
+        what = f"POST /predict {self.photo.name} {how}" + (f", model {model}" if model else "")
+        try:
+            if by_url:
+                body = {"url": f"{self.photo_base}/{self.photo.name}"}
+                if model:
+                    body["model"] = model
+                r = requests.post(f"{url}/predict", json=body, timeout=self.timeout)
+            else:
+                with self.photo.path.open("rb") as fh:
+                    r = requests.post(
+                        f"{url}/predict",
+                        files={"file": (self.photo.name, fh)},
+                        data={"model": model} if model else {},
+                        timeout=self.timeout,
+                    )
+            answer = (
+                r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            )
+        except (requests.RequestException, ValueError) as exc:
+            self._add(self._where(s), what, False, f"no answer ({exc})", self._redeploy_fix(s))
+            return
+        category = answer.get("category")
+        if r.status_code != 200 or not category:
+            message = (answer.get("error") or {}).get("message") or r.text[:200]
+            self._add(
+                self._where(s), what, False, f"{r.status_code}: {message}", self._redeploy_fix(s)
+            )
+            return
+        ok = self.photo.matches(category) and (model is None or answer.get("model") == model)
+        expected = " or ".join(sorted(self.photo.expected))
+        detail = f"{category!r} by {answer.get('model')}"
+        fix = (
+            f"expected {expected}: the backend loads wrong or untrained weights; check "
+            "TORCH_HOME and the model's preprocessing"
+        )
+        self._add(self._where(s), what, ok, detail if ok else f"{detail}, expected {expected}", fix)
+
+    def _frontend_http(self, s: Service, url: str) -> None:
+        where = self._where(s)
+        try:
+            r = requests.get(f"{url}/_stcore/health", timeout=15)
+            ok = r.status_code == 200 and r.text.strip() == "ok"
+            detail = f"{r.status_code} {r.text.strip()[:40]!r}"
+        except requests.RequestException as exc:
+            ok, detail = False, f"no answer ({type(exc).__name__})"
+        self._add(where, f"GET {url}/_stcore/health", ok, detail, self._redeploy_fix(s))
+        if not ok:
+            return
+        try:
+            r = requests.get(f"{url}/", timeout=15)
+            ok = r.status_code == 200 and "<title>" in r.text and "streamlit" in r.text.lower()
+            detail = f"{r.status_code}, {len(r.text)} bytes of Streamlit page"
+        except requests.RequestException as exc:
+            ok, detail = False, f"no answer ({type(exc).__name__})"
+        self._add(where, f"GET {url}/", ok, detail, self._redeploy_fix(s))
+
+    # -- gcp: Cloud Build and Cloud Run -- #
+    def _gcloud_json(self, *args: str) -> tuple[dict | None, str]:
+        cmd = ["gcloud", *args, f"--project={self.config.project_id}", "--format=json"]
+        try:
+            done = subprocess.run(
+                cmd,
+                env=dict(self.project.env),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, str(exc)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            errors = [line for line in lines if line.startswith("ERROR")]
+            return None, (errors or lines or [f"exit {done.returncode}"])[0]
+        try:
+            return json.loads(done.stdout), ""
+        except ValueError:
+            return None, "gcloud printed something that is not JSON"
+
+    def _gcp_checks(self, s: Service, entry: dict, data: Any) -> None:
+        if self.project.which("gcloud") is None:
+            note = "gcloud is not on PATH: the Cloud Build and Cloud Run checks were skipped"
+            if note not in self.notes:
+                self.notes.append(note)
+            return
+        where = self._where(s)
+        build_id = str(entry["build_id"])
+        image = self.config.image_uri(s, build_id)
+        build, error = self._gcloud_json(
+            "builds", "describe", build_id, f"--region={self.config.region}"
+        )
+        if build is None:
+            self._add(
+                where,
+                f"build {build_id}",
+                False,
+                f"not found in {self.config.project_id} ({self.config.region}): {error}",
+                "paste the ID of the build that made this service's image (gcloud builds list "
+                f"--region={self.config.region}), or run `nox -s build -- --target gcp`",
+            )
+        else:
+            status = build.get("status")
+            pushed = [i.get("name") for i in (build.get("results") or {}).get("images", [])]
+            ok = status == "SUCCESS" and image in pushed
+            detail = f"status {status}" + ("" if image in pushed else f"; did not push {image}")
+            self._add(
+                where,
+                f"build {build_id}",
+                ok,
+                detail + (f", pushed {image}" if ok else ""),
+                f"this build did not make {s.image}: record the build of {s.image} "
+                "(nox -s build -- --target gcp)",
+            )
+        service, error = self._gcloud_json(
+            "run", "services", "describe", s.cloud_run_name, f"--region={self.config.region}"
+        )
+        if service is None:
+            self._add(
+                where,
+                f"Cloud Run service {s.cloud_run_name}",
+                False,
+                error,
+                "run `nox -s deploy -- --target gcp`",
+            )
+            return
+        container = (((service.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+            "containers"
+        ) or [{}]
+        running = container[0].get("image")
+        self._add(
+            where,
+            f"Cloud Run service {s.cloud_run_name} image",
+            running == image,
+            f"runs {running}",
+            f"deliverables say build {build_id}, so it should run {image}: redeploy "
+            "(nox -s deploy -- --target gcp) or record the build it runs",
+        )
+        url = ((service.get("status") or {}).get("url") or "").rstrip("/")
+        recorded = str(entry["service_url"]).rstrip("/")
+        self._add(
+            where,
+            "service URL",
+            url == recorded,
+            f"Cloud Run answers at {url}" + ("" if url == recorded else f", recorded {recorded}"),
+            "record the URL gcloud run services describe prints (nox -s deploy -- --target gcp)",
+        )
+        port = ((container[0].get("ports") or [{}])[0]).get("containerPort")
+        self._add(
+            where,
+            "port",
+            port == self.config.serving_port,
+            f"container port {port}",
+            f"deploy with --port={self.config.serving_port}",
+        )
+        if s.kind == "frontend":
+            backend = self.config.service(s.backend)
+            expected = str(deliverables.entry(data, *backend.deliverable_key)["service_url"])
+            env = {e.get("name"): e.get("value") for e in container[0].get("env") or []}
+            self._wiring(where, env.get("SERVING_URL"), expected, backend)
+
+    def _wiring(self, where: str, actual: str | None, expected: str, backend: Service) -> None:
+        ok = (actual or "").rstrip("/") == expected.rstrip("/")
+        flag = "" if self.target == "local" else f" -- --target {self.target}"
+        self._add(
+            where,
+            "SERVING_URL",
+            ok,
+            f"{actual!r}" + ("" if ok else f", but {backend.name} is at {expected!r}"),
+            f"redeploy the frontend with its backend's URL (nox -s deploy{flag})",
+        )
+
+    # -- local: builds and processes -- #
+    def _local_checks(self, s: Service, entry: dict, data: Any) -> None:
+        from .targets.local import LocalTarget, env_of_running
+
+        target = LocalTarget(self.project)
+        where = self._where(s)
+        build_id = str(entry["build_id"])
+        record = target.builds().get(build_id)
+        if not self._add(
+            where,
+            f"build {build_id}",
+            bool(record and record.get("service") == s.name),
+            "a local build of this service" if record else "no such local build",
+            "run `nox -s build`",
+        ):
+            return
+        running = target.deployment()["services"].get(s.name)
+        env = env_of_running(running) if running else None
+        if env is None:
+            self._add(where, "process", False, "not running", "run `nox -s deploy`")
+            return
+        self._add(
+            where,
+            f"process {running['pid']}",
+            env.get("HW5_BUILD_ID") == build_id,
+            f"started from build {env.get('HW5_BUILD_ID')}",
+            "the running process comes from another build: run `nox -s deploy`",
+        )
+        if s.kind == "frontend":
+            backend = self.config.service(s.backend)
+            expected = str(deliverables.entry(data, *backend.deliverable_key)["service_url"])
+            self._wiring(where, env.get("SERVING_URL"), expected, backend)

@@ -1,0 +1,207 @@
+"""The benchmark's parts: load generator, /proc readings, target verdicts, README update."""
+
+import subprocess
+import sys
+import threading
+import time
+from typing import ClassVar
+
+import pytest
+
+from hw5kit.bench import procstats, report
+from hw5kit.bench.__main__ import main as bench_main
+from hw5kit.bench.load import run_load, upload_requests, url_requests
+
+
+class CountingClient:
+    sent: ClassVar[list] = []
+    lock = threading.Lock()
+
+    def __init__(self, fail_every: int = 0, delay: float = 0.002):
+        self.fail_every = fail_every
+        self.delay = delay
+
+    def send(self, payload):
+        time.sleep(self.delay)
+        with self.lock:
+            self.sent.append(payload)
+            n = len(self.sent)
+        if self.fail_every and n % self.fail_every == 0:
+            return False, "HTTP 503: busy"
+        return True, f"label-{payload.photo}"
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    CountingClient.sent = []
+
+
+def test_run_load_counts_only_the_measured_window_and_stops_at_max_requests():
+    payloads = url_requests("http://127.0.0.1:1", ["a.png", "b.png"], None)
+    result = run_load(
+        lambda: CountingClient(), payloads, concurrency=3, duration=5, warmup=0.1, max_requests=40
+    )
+    assert result.ok == 40 and result.errors == 0
+    assert len(CountingClient.sent) > 40  # the warm-up requests were sent but not counted
+    assert result.seconds < 2
+    assert result.categories == {"a.png": {"label-a.png"}, "b.png": {"label-b.png"}}
+
+
+def test_run_load_is_bounded_in_time_and_records_errors():
+    payloads = url_requests("http://127.0.0.1:1", ["a.png"], "m")
+    start = time.perf_counter()
+    result = run_load(lambda: CountingClient(fail_every=4), payloads, concurrency=2, duration=0.3)
+    assert time.perf_counter() - start < 1.5
+    assert result.errors > 0 and result.ok > result.errors
+    assert result.error_samples[0] == "HTTP 503: busy"
+    assert b'"model": "m"' in payloads[0].body
+
+
+def test_upload_bodies_are_valid_multipart():
+    (req,) = upload_requests({"x.png": b"\x89PNGdata"}, "efficientnet_lite1")
+    boundary = req.content_type.split("boundary=")[1]
+    assert req.body.startswith(f"--{boundary}\r\n".encode())
+    assert b'name="file"; filename="x.png"' in req.body and b"\x89PNGdata\r\n" in req.body
+    assert b'name="model"\r\n\r\nefficientnet_lite1\r\n' in req.body
+    assert req.body.endswith(f"--{boundary}--\r\n".encode())
+
+
+def test_percentile():
+    from hw5kit.bench.load import percentile
+
+    assert percentile([], 50) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile(list(range(101)), 99) == 99
+    assert percentile([1.0, 2.0], 75) == 1.75
+
+
+def test_procstats_sees_a_busy_child_and_its_memory():
+    burn = (
+        "import sys, time\n"
+        "while time.process_time() < 0.4: pass\n"
+        "print('done', flush=True)\n"
+        "time.sleep(10)\n"
+    )
+    me = procstats.os.getpid()
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, text=True)
+    try:
+        first = procstats.sample(me)
+        assert child.stdout.readline() == "done\n"  # it has burnt 0.4 s of CPU
+        later = procstats.sample(me)
+        assert child.pid in later.cpu and later.processes >= 2
+        assert later.cpu_since(first) >= 0.4 - first.cpu.get(child.pid, 0.0) - 0.02
+        assert later.rss > 10 * 2**20
+    finally:
+        child.kill()
+        child.wait(5)
+    assert procstats.cpu_seconds(child.pid) == 0.0  # gone: nothing to read
+
+
+def _results(ours_c16=120.0, ref_c16=30.0, inp_c16=140.0, ours_p50=12.0, inp_p50=10.0):
+    def rec(mode, c, thr, p50, cpu=10.0):
+        return {
+            "mode": mode,
+            "concurrency": c,
+            "requests": 100,
+            "errors": 0,
+            "throughput": thr,
+            "p50_ms": p50,
+            "p95_ms": p50 * 2,
+            "p99_ms": p50 * 3,
+            "cpu_ms_per_image": cpu,
+            "client_cpu_seconds": 0.05,
+            "categories": {"coffee.png": ["espresso"]},
+        }
+
+    def subject(c16, p50, cpu):
+        return {
+            "m": {
+                "cold_start_s": 1.2,
+                "rss_bytes": 300 * 2**20,
+                "processes": 2,
+                "records": [rec("url", 1, 50.0, p50, cpu), rec("url", 16, c16, p50 * 8, cpu)],
+            }
+        }
+
+    return {
+        "meta": {
+            "date": "2026-01-01 00:00 UTC",
+            "command": "python -m hw5kit.bench run",
+            "load_average_before": [0.1, 0.1, 0.1],
+            "load_average_after": [0.2, 0.2, 0.2],
+            "plan": {
+                "models": ["m"],
+                "modes": ["url"],
+                "concurrency": [1, 16],
+                "subjects": ["reference", "ours", "inprocess"],
+                "duration": 1,
+                "warmup": 0,
+                "max_requests": 10,
+                "photos": ["coffee.png"],
+            },
+        },
+        "models": {"m": {"random_init": True}},
+        "subjects": {
+            "reference": subject(ref_c16, 40.0, 40.0),
+            "ours": subject(ours_c16, ours_p50, 12.0),
+            "inprocess": {
+                "m": {
+                    "rss_bytes": 1,
+                    "records": [rec("url", 1, 60, inp_p50), rec("url", 16, inp_c16, 50)],
+                }
+            },
+        },
+        "v2": {
+            "models": ["a", "b", "c"],
+            "cold_start_s": 2,
+            "rss_bytes": 900 * 10**6,
+            "processes": 2,
+        },
+    }
+
+
+def test_targets_met_and_missed_with_margins():
+    met = report.targets(_results())
+    assert [r["verdict"] for r in met] == ["met", "met", "met", "met"]  # no lite0 row: no cold
+    assert met[0]["measured"].startswith("4.00x") and met[0]["margin"] == "33% margin"
+    missed = report.targets(_results(ours_c16=60.0, ours_p50=15.0))
+    by_target = {r["target"]: r for r in missed}
+    ref = by_target["throughput at c16 >= 3x the reference"]
+    assert ref["verdict"] == "MISSED" and ref["margin"] == "by 33%" and ref["why"]
+    inp = by_target["throughput at c16 >= 75% of the in-process limit"]
+    assert inp["verdict"] == "MISSED" and inp["margin"] == "by 43%"
+    p50 = by_target["p50 at c1 <= 1.25x in-process single-image latency"]
+    assert p50["verdict"] == "MISSED" and "adds 5.0 ms" in p50["why"]
+    assert by_target["v2 with three models < 1 GB resident"]["verdict"] == "met"
+
+
+def test_report_files_and_readme_section(tmp_path):
+    results = _results()
+    path = report.write_report(results, tmp_path / "out")
+    text = path.read_text()
+    assert "## Targets" in text and "m (random-init weights)" in text
+    for png in ("throughput.png", "latency.png", "cpu_per_image.png"):
+        assert (tmp_path / "out" / png).read_bytes().startswith(b"\x89PNG")
+        assert f"]({png})" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Performance\n\n{report.BEGIN}\nold\n{report.END}\n\n## Next\n")
+    assert report.update_readme(readme, results)
+    new = readme.read_text()
+    assert "old" not in new and "`python -m hw5kit.bench run`" in new and new.endswith("## Next\n")
+    assert "Targets: 4 of 4 met" in new
+    readme.write_text("no markers")
+    assert not report.update_readme(readme, results)
+
+
+def test_cli_help_and_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["run", "--help"])
+    assert exit_info.value.code == 0
+    assert "--smoke" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown mode or subject: carrier-pigeon"):
+        bench_main(["run", "--modes", "carrier-pigeon"])
+    assert bench_main(["run", "--models", "no_such_model"]) == 2
+    assert "unknown model 'no_such_model'" in capsys.readouterr().err

@@ -1,0 +1,53 @@
+"""``python -m hw5kit.pipeline``: help, exit statuses, and messages for bad input."""
+
+import subprocess
+import sys
+
+from ..conftest import ROOT, subprocess_env
+from ..support.pipeline import make_repo, pipeline
+
+
+def test_help_lists_every_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "hw5kit.pipeline", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    for command in ("render", "build", "deploy", "verify", "stop", "status", "check-prereq"):
+        assert command in done.stdout
+    verify = subprocess.run(
+        [sys.executable, "-m", "hw5kit.pipeline", "verify", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert "--skip-http" in verify.stdout and "--target {local,container,gcp}" in verify.stdout
+
+
+def test_a_bad_config_exits_2_naming_the_key(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    text = (repo / "deployment.yaml").read_text().replace("region: us-central1", "region: Iowa")
+    (repo / "deployment.yaml").write_text(text)
+    done = pipeline("build", root=repo, env=subprocess_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {repo}/deployment.yaml: region: expected a region")
+
+
+def test_render_check_shows_the_diff_and_render_fixes_it(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    env = subprocess_env(tmp_path)
+    assert pipeline("render", "--check", root=repo, env=env).returncode == 0
+    text = (repo / "deployment.yaml").read_text().replace('"123456789"', '"20012345"')
+    (repo / "deployment.yaml").write_text(text)
+    stale = pipeline("render", "--check", root=repo, env=env)
+    assert stale.returncode == 1
+    assert '-PROJECT_ID="hw5-123456789"' in stale.stdout
+    assert '+PROJECT_ID="hw5-20012345"' in stale.stdout
+    assert "run `nox -s render` and commit it" in stale.stdout
+    wrote = pipeline("render", root=repo, env=env)
+    assert "render: 6 of 6 files changed" in wrote.stdout
+    assert pipeline("render", "--check", root=repo, env=env).returncode == 0
+
+
+def test_the_container_target_says_it_is_not_available_yet(tmp_path):
+    done = pipeline("build", "--target", "container", root=ROOT, env=subprocess_env(tmp_path))
+    assert done.returncode == 1
+    assert "the container target is not available in this version" in done.stderr

@@ -1,0 +1,176 @@
+"""deployment.yaml: the reference values, and a message that names the key for each mistake."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hw5kit.pipeline import config
+
+from ..conftest import ROOT
+
+
+def reference() -> dict:
+    return yaml.safe_load((ROOT / "deployment.yaml").read_text())
+
+
+def test_the_committed_config_is_the_reference_deployment():
+    cfg = config.load(ROOT / "deployment.yaml")
+    assert cfg.project_id == "hw5-123456789"
+    assert cfg.target == "local"
+    assert cfg.repo_uri == "us-central1-docker.pkg.dev/hw5-123456789/hw5-images"
+    assert cfg.base_image_uri.endswith("/hw5-images/base_image")
+    assert [s.name for s in cfg.services] == [
+        "backend_v1",
+        "frontend_v1",
+        "backend_v2",
+        "frontend_v2",
+    ]
+    assert [s.cloud_run_name for s in cfg.services] == [
+        "backendv1",
+        "frontendv1",
+        "backendv2",
+        "frontendv2",
+    ]
+    v1 = cfg.service("backend_v1")
+    assert v1.resources == config.Resources("2Gi", "2", 1, 1)
+    assert v1.models() == ["efficientnet_lite0"]
+    assert cfg.service("backend_v2").models() == [
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ]
+    assert cfg.service("frontend_v2").backend == "backend_v2"
+    assert cfg.service("frontend_v1").deliverable_key == ("v1", "front_end")
+    assert cfg.image_uri(v1, "abc") == f"{cfg.repo_uri}/backend_v1:abc"
+
+
+def test_defaults_fill_what_is_left_out():
+    data = reference()
+    for key in ("region", "repository", "serving_port", "target", "base_image"):
+        del data[key]
+    del data["services"]["backend_v1"]["resources"]
+    del data["services"]["backend_v1"]["cloud_run_name"]
+    cfg = config.parse(data)
+    assert (cfg.region, cfg.repository, cfg.serving_port, cfg.target) == (
+        "us-central1",
+        "hw5-images",
+        8000,
+        "local",
+    )
+    assert cfg.service("backend_v1").cloud_run_name == "backendv1"
+    assert cfg.service("backend_v1").resources == config.Resources()
+
+
+def change(path: str, value):
+    data = reference()
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("student_id", 123456789, 'student_id: write it as a quoted string, e.g. student_id: "1'),
+        ("student_id", KeyError, "student_id: missing; expected your student ID"),
+        ("student_id", "Jean Dupont", "student_id: expected your student ID"),
+        ("student_id", "1" * 30, "is not a valid Google Cloud project ID"),
+        ("region", "us_central1", "region: expected a region like us-central1, got 'us_central1'"),
+        ("repository", "HW5", "repository: expected lowercase letters"),
+        ("serving_port", 70000, "serving_port: expected 1 to 65535, got 70000"),
+        ("target", "cloud", "target: expected one of local, container, gcp, got 'cloud'"),
+        ("servces", {}, "servces: unknown key; expected one of: student_id"),
+        ("services.backend_v1.kind", "api", "services.backend_v1.kind: expected backend"),
+        ("services.backend_v1.version", "v9", "services.backend_v1.version: expected one of"),
+        ("services.backend_v1.cloud_run_name", "backend_v1", "Cloud Run's rule"),
+        ("services.backend_v1.resources.memory", "2GB", "resources.memory: expected a size"),
+        ("services.backend_v1.resources.cpu", "3", "resources.cpu: expected 1, 2, 4, 8"),
+        ("services.backend_v1.resources.min_instances", 3, "larger than max_instances (1)"),
+        ("services.backend_v1.resources.gpu", 1, "resources.gpu: unknown key"),
+        ("services.backend_v1.env.PORT", "8000", "PORT is set by Cloud Run itself"),
+        ("services.backend_v1.env", {}, "a backend sets MODEL_NAME (v1) or MODELS"),
+        ("services.backend_v1.env.MODEL_NAME", ["a"], "expected a string value, got ['a']"),
+        ("services.frontend_v1.env", {"SERVING_URL": "x"}, "SERVING_URL is wired by deploy"),
+        ("services.frontend_v1.backend", KeyError, "a frontend names its backend service"),
+        ("services.frontend_v1.backend", "frontend_v2", "is not a backend service; backends:"),
+        ("services.backend_v2.version", "v1", "backend_v1 is already the back_end of v1"),
+        ("services.backend_v2.cloud_run_name", "backendv1", "'backendv1' is also used by"),
+        ("services.backend_v1.backend", "backend_v2", "only frontends name a backend"),
+    ],
+)
+def test_each_mistake_names_its_key_and_what_is_expected(path, value, expected):
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(change(path, value), Path("deployment.yaml"))
+    message = str(info.value)
+    assert message.startswith("deployment.yaml: ")
+    assert expected in message, message
+
+
+def test_bad_service_names_are_refused():
+    data = reference()
+    data["services"]["Backend-V1"] = data["services"].pop("backend_v1")
+    with pytest.raises(config.ConfigError, match=r"services\.Backend-V1: a service name is"):
+        config.parse(data)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    broken = tmp_path / "deployment.yaml"
+    broken.write_text("student_id: '1'\nservices:\n  backend_v1: [\n")
+    with pytest.raises(config.ConfigError, match=r"deployment\.yaml: line \d+, column \d+: not"):
+        config.load(broken)
+    with pytest.raises(config.ConfigError, match="not found; the deployment config lives"):
+        config.load(tmp_path / "missing.yaml")
+
+
+def test_the_autograder_account_defaults_to_the_course_test_account():
+    cfg = config.load(ROOT / "deployment.yaml")
+    assert cfg.autograder_service_account == config.DEFAULT_AUTOGRADER
+    assert config.DEFAULT_AUTOGRADER == (
+        "ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com"
+    )
+    data = reference()
+    del data["autograder_service_account"]
+    assert config.parse(data).autograder_service_account == config.DEFAULT_AUTOGRADER
+    data["autograder_service_account"] = (
+        " ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com "
+    )
+    assert config.parse(data).autograder_service_account == config.COURSE_AUTOGRADER
+
+
+def test_the_fake_gcloud_knows_the_same_course_accounts():
+    from hw5kit import gcloud_fake
+
+    assert gcloud_fake.COURSE_TEST_AUTOGRADER == config.DEFAULT_AUTOGRADER
+    assert gcloud_fake.COURSE_AUTOGRADER == config.COURSE_AUTOGRADER
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "serviceAccount:ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com",
+            "write the e-mail alone, without 'serviceAccount:'",
+        ),
+        ("ta-autograder@gmail.com", "expected a service account e-mail ACCOUNT@PROJECT.iam"),
+        ("TA-Autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com", "(lowercase)"),
+        ("ta@ift6758-hw5-gcp-24.iam.gserviceaccount.com", "got 'ta@ift6758"),
+        ("", "expected a service account e-mail such as the course's test account"),
+        (12, "expected a service account e-mail such as the course's test account"),
+    ],
+)
+def test_a_bad_autograder_account_names_the_key_and_both_course_accounts(value, expected):
+    data = reference()
+    data["autograder_service_account"] = value
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse(data)
+    message = str(caught.value)
+    assert message.startswith("deployment.yaml: autograder_service_account: ")
+    assert expected in message
+    assert config.DEFAULT_AUTOGRADER in message or "serviceAccount:" in message
