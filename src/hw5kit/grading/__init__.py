@@ -1,0 +1,31 @@
+"""The HW5 autograder: ``python -m hw5kit.grading SUBMISSION_DIR`` (``nox -s grade``).
+
+It scores a submission against the rubric (``rubric.yaml``), runs the submission's scripts in a
+sandbox against the fake gcloud (``sandbox.py``, ``cloud.py``, ``runs.py``), reads its Cloud
+Build file, deliverables and short answers without trusting them (``submission.py``,
+``buildconfig.py``, ``answers.py``), optionally checks the deployment live (``live.py``), and
+writes Gradescope's results.json with a readable summary (``report.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Context": "grader",
+    "Grading": "grader",
+    "Options": "grader",
+    "grade": "grader",
+    "Limits": "sandbox",
+    "Sandbox": "sandbox",
+    "SandboxUnavailable": "sandbox",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use, so that `python -m hw5kit.grading.rubric` runs its module once
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,394 @@
+"""Grading one submission: snapshot, student ID, scripts run in the sandbox against the fake
+gcloud, static reading of the Cloud Build file, deliverables and short answers, optional live
+checks, then every rubric item scored (``checks.py``) into a ``Report``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..gcloud_fake import cloudbuild as cb
+from ..pipeline import deliverables as dl
+from . import answers as answers_mod
+from . import buildconfig
+from .cloud import FakeCloud
+from .rubric import Rubric, load
+from .runs import CONFIG_NAMES, SUBMIT_NAMES, Runner, Runs, ScriptRun, deploy_script_name
+from .sandbox import GcloudRelay, Limits, Sandbox, grading_folder
+from .submission import FileProblem, Snapshot, load_yaml
+
+PROJECT_RE = re.compile(r"\bhw5-([0-9a-z][0-9a-z-]*[0-9a-z]|[0-9a-z])\b")
+STUDENT_ID_RE = re.compile(r"^[0-9a-z][0-9a-z-]{0,23}$")
+SLOTS = {
+    "backend_v1": ("v1", "back_end"),
+    "frontend_v1": ("v1", "front_end"),
+    "backend_v2": ("v2", "back_end"),
+    "frontend_v2": ("v2", "front_end"),
+}
+DESCRIBE_MISSING = "Cannot find service ["
+
+
+@dataclass
+class Options:
+    live: bool = False
+    student_id: str | None = None
+    sandbox: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+    url_map: dict[str, str] = field(default_factory=dict)
+    photo: str = "chelsea.png"
+
+
+@dataclass
+class Context:
+    rubric: Rubric
+    options: Options
+    snapshot: Snapshot
+    sandbox: Sandbox
+    student_id: str | None = None
+    id_source: str = ""
+    notes: list[str] = field(default_factory=list)
+    config_rel: str | None = None
+    config_problem: str | None = None
+    config_raw: Any = None
+    analysis: buildconfig.Analysis | None = None
+    deliverables_rel: str | None = None
+    deliverables: Any = None
+    deliverables_problem: str | None = None
+    deliverables_problems: dict[str, dl.Problem] = field(default_factory=dict)
+    runs: Runs = field(default_factory=Runs)
+    workspace_roots: list[Path] = field(default_factory=list)
+    answers: answers_mod.ShortAnswers | None = None
+    live: Any = None  # live.LiveResults when --live
+    layout_notes: list[str] = field(default_factory=list)
+
+    # -- what the assignment expects -- #
+    @property
+    def assignment(self) -> dict:
+        return self.rubric.assignment
+
+    @property
+    def project(self) -> str | None:
+        if not self.student_id:
+            return None
+        return f"{self.assignment['project_prefix']}{self.student_id}"
+
+    @property
+    def registry(self) -> str | None:
+        if not self.project:
+            return None
+        a = self.assignment
+        return f"{a['region']}-docker.pkg.dev/{self.project}/{a['repository']}"
+
+    def deliverable_problem(self, app: str, field: str) -> str | None:
+        """Why deliverables.yaml has no usable ``field`` for ``app`` (None: it has one)."""
+        if self.deliverables_problem:
+            return self.deliverables_problem
+        version, part = SLOTS[app]
+        where = f"services.{version}.{part}.{field}"
+        found = [
+            p
+            for p in self.deliverables_problems.values()
+            if p.where == where or where.startswith(p.where + ".") or p.where == "(top level)"
+        ]
+        if found:
+            return str(found[0])
+        value = dl.entry(self.deliverables, version, part).get(field)
+        if not isinstance(value, str):
+            return f"{where}: missing; {dl.RESTORE}"
+        return None
+
+    def build_id(self, app: str) -> str | None:
+        """The build ID deliverables.yaml records for ``app`` when it is a valid one."""
+        if self.deliverable_problem(app, "build_id"):
+            return None
+        version, part = SLOTS[app]
+        return dl.entry(self.deliverables, version, part)["build_id"]
+
+    def service_url(self, app: str) -> str | None:
+        if self.deliverable_problem(app, "service_url"):
+            return None
+        version, part = SLOTS[app]
+        return dl.entry(self.deliverables, version, part)["service_url"]
+
+
+def _student_ids(snapshot: Snapshot, rels: list[str]) -> Counter:
+    found: Counter = Counter()
+    for rel in rels:
+        try:
+            text = snapshot.read_text(rel)
+        except FileProblem:
+            continue
+        for match in PROJECT_RE.finditer(text.lower()):
+            candidate = match.group(1)
+            if any(ch.isdigit() for ch in candidate) and candidate != "images":
+                found[candidate] += 1
+    return found
+
+
+def find_student_id(ctx: Context, script_rels: list[str]) -> None:
+    from_scripts = _student_ids(ctx.snapshot, script_rels)
+    matricule = ""
+    if ctx.answers and ctx.answers.matricule:
+        digits = re.sub(r"\D", "", ctx.answers.matricule)
+        matricule = digits if 4 <= len(digits) <= 12 else ""
+    if ctx.options.student_id:
+        ctx.student_id = ctx.options.student_id.strip().lower()
+        ctx.id_source = "given to the grader"
+        others = sorted(set(from_scripts) - {ctx.student_id})
+        if others:
+            ctx.notes.append(
+                f"the scripts name the project(s) {', '.join('hw5-' + o for o in others)}, but "
+                f"the student's project is {ctx.project}"
+            )
+        return
+    if from_scripts:
+        ctx.student_id = from_scripts.most_common(1)[0][0]
+        ctx.id_source = "from the project ID in the submission's files"
+        if len(from_scripts) > 1:
+            ctx.notes.append(
+                "the files name several projects: "
+                + ", ".join(f"hw5-{k} ({v}x)" for k, v in from_scripts.most_common())
+                + f"; graded against {ctx.project}"
+            )
+        if matricule and matricule != ctx.student_id:
+            ctx.notes.append(
+                f"the short answers give the matricule {matricule}, the scripts use {ctx.project}"
+            )
+        return
+    if matricule:
+        ctx.student_id = matricule
+        ctx.id_source = "from the matricule in the short answers"
+        return
+    ctx.notes.append(
+        "could not tell the student ID (no hw5-<id> project in the scripts, no matricule in "
+        "the short answers): pass --student-id; checks that need the project fail"
+    )
+
+
+def locate_config(snapshot: Snapshot) -> str | None:
+    for name in CONFIG_NAMES:
+        rel = snapshot.locate(name)
+        if rel:
+            return rel
+    for folder in ("deployment", ""):
+        for rel in snapshot.files(folder):
+            if not rel.endswith((".yaml", ".yml")) or Path(rel).name in (
+                "deliverables.yaml",
+                "deployment.yaml",
+            ):
+                continue
+            with contextlib.suppress(FileProblem):
+                data = load_yaml(snapshot.read_text(rel), rel)
+                if isinstance(data, dict) and "steps" in data:
+                    return rel
+    return None
+
+
+def locate_submit(snapshot: Snapshot) -> str | None:
+    for name in SUBMIT_NAMES:
+        rel = snapshot.locate(name)
+        if rel:
+            return rel
+    for folder in ("deployment", ""):
+        for rel in snapshot.files(folder):
+            name = Path(rel).name.lower()
+            if name.startswith("submit") and name.endswith(".sh"):
+                return rel
+    return None
+
+
+def read_config(ctx: Context, rel: str | None) -> None:
+    ctx.config_rel = rel
+    ctx.config_problem = ctx.config_raw = None
+    ctx.analysis = None
+    if rel is None:
+        ctx.config_problem = (
+            "no Cloud Build file found (looked for deployment/cloudbuild.yaml, cloudbuild.yaml "
+            "and the course's cloudbuild_template.yaml, then any YAML file with `steps`)"
+        )
+        return
+    try:
+        text = ctx.snapshot.read_text(rel)
+        ctx.config_raw = load_yaml(text, rel)
+    except FileProblem as exc:
+        ctx.config_problem = str(exc)
+        return
+    if not isinstance(ctx.config_raw, dict):
+        ctx.config_problem = (
+            f"{rel} is not a YAML mapping with `steps` (found {type(ctx.config_raw).__name__})"
+        )
+        return
+    ctx.analysis = buildconfig.analyse(ctx.config_raw)
+
+
+def read_deliverables(ctx: Context) -> None:
+    rel = ctx.snapshot.locate("deliverables.yaml", ("", "deployment"))
+    ctx.deliverables_rel = rel
+    if rel is None:
+        ctx.deliverables_problem = "deliverables.yaml not found in the submission"
+        return
+    try:
+        text = ctx.snapshot.read_text(rel)
+        data = load_yaml(text, rel)  # size, binary, alias and syntax checks
+    except FileProblem as exc:
+        ctx.deliverables_problem = str(exc)
+        return
+    ctx.deliverables = data
+    for problem in dl.problems(data, "gcp"):
+        ctx.deliverables_problems[problem.where] = problem
+
+
+def _config_used_by_submit(ctx: Context) -> str | None:
+    """The Cloud Build file the submit script really submitted, as a path in the snapshot."""
+    for call in ctx.runs.submit_calls():
+        config = call.flags.get("--config") or "cloudbuild.yaml"
+        path = (Path(call.cwd) / str(config)).resolve()
+        for root in ctx.workspace_roots:
+            with contextlib.suppress(ValueError):
+                rel = str(path.relative_to(root.resolve()))
+                for candidate in (rel, Path(rel).name):
+                    if ctx.snapshot.exists(candidate):
+                        return candidate
+                if rel == "deployment/cloudbuild.yaml":
+                    for fallback in ("cloudbuild.yaml", "deployment/cloudbuild_template.yaml"):
+                        if ctx.snapshot.exists(fallback):
+                            return fallback
+    return None
+
+
+def _run_scripts(ctx: Context, base: Path) -> None:
+    assert ctx.project is not None
+    cloud = FakeCloud(base / "state", base / "private", ctx.project)
+    python = ctx.sandbox.python or "/usr/bin/python3"
+    with GcloudRelay(
+        base, cloud.handle, python=python, limit=ctx.options.limits.gcloud_calls
+    ) as relay:
+        runner = Runner(
+            ctx.snapshot,
+            ctx.sandbox,
+            cloud,
+            relay,
+            base,
+            assignment=ctx.assignment,
+            analysis=ctx.analysis,
+        )
+        runs = ctx.runs
+        runs.submit_rel = locate_submit(ctx.snapshot)
+        runs.submit, runs.submit_notes = runner.run_submit(runs.submit_rel)
+        cloud.allow_any_image()
+        for version in ("v1", "v2"):
+            backend, frontend = f"backend_{version}", f"frontend_{version}"
+            rel = ctx.snapshot.locate(deploy_script_name(backend))
+            runs.deploys[backend], runs.deploy_notes[backend] = runner.run_deploy(
+                rel, ctx.build_id(backend)
+            )
+            deployed = [c for c in runs.deploy_calls(backend) if c.exit == 0 and c.service_url]
+            if deployed:
+                runs.backend_urls[version] = deployed[-1].service_url or ""
+            rel = ctx.snapshot.locate(deploy_script_name(frontend))
+            front_runs, notes = runner.run_deploy(rel, ctx.build_id(frontend))
+            missing = _missing_backend(front_runs[-1])
+            if missing and version not in runs.backend_urls:
+                image = f"{ctx.registry}/{backend}:{ctx.build_id(backend) or 'stand-in'}"
+                url = cloud.deploy_stand_in(
+                    missing, image, ctx.assignment["region"], ctx.assignment["serving_port"]
+                )
+                if url:
+                    runs.backend_urls[version] = url
+                    runs.stand_ins.append(missing)
+                    notes.append(
+                        f"the frontend looks up the Cloud Run service {missing!r}, which "
+                        f"deploy_{backend}.sh did not deploy: the grader deployed a stand-in "
+                        f"{missing!r} ({url}) and ran the frontend's script again"
+                    )
+                    again, more = runner.run_deploy(rel, ctx.build_id(frontend))
+                    front_runs += again
+                    notes += more
+            runs.deploys[frontend], runs.deploy_notes[frontend] = front_runs, notes
+        ctx.workspace_roots = [runner.runs_dir / str(i) for i in range(1, runner.count + 1)]
+        ctx.layout_notes = runner.layout_notes
+
+
+def _missing_backend(run: ScriptRun) -> str | None:
+    if any(c.command == "run deploy" and c.exit == 0 for c in run.calls):
+        return None
+    for call in run.calls:
+        if call.command == "run services describe" and DESCRIBE_MISSING in call.stderr:
+            return call.positionals[0] if call.positionals else None
+    return None
+
+
+@dataclass
+class Grading:
+    context: Context
+    results: list[Any]
+    duration: float
+
+
+def grade(
+    submission: Path, options: Options | None = None, *, sandbox: Sandbox | None = None
+) -> Grading:
+    """Grade the submission folder; never raises for anything the submission contains."""
+    from . import checks
+
+    options = options or Options()
+    started = time.monotonic()
+    rubric = load()
+    sandbox = sandbox or Sandbox.detect(options.sandbox, options.limits)
+    with grading_folder() as base:
+        snapshot = Snapshot.take(Path(submission), base / "snapshot")
+        ctx = Context(rubric, options, snapshot, sandbox)
+        ctx.answers = answers_mod.find(snapshot)
+        if ctx.answers.path and not ctx.answers.problem:
+            for problem in ctx.answers.header_problems():
+                ctx.notes.append(f"{ctx.answers.path}: {problem}")
+        read_deliverables(ctx)
+        read_config(ctx, locate_config(snapshot))
+        scripts = [
+            rel
+            for rel in (
+                locate_submit(snapshot),
+                *(snapshot.locate(deploy_script_name(a)) for a in rubric.assignment["apps"]),
+                ctx.config_rel,
+            )
+            if rel
+        ]
+        find_student_id(ctx, scripts)
+        if ctx.project:
+            try:
+                _run_scripts(ctx, base)
+            except Exception as exc:  # a grader bug: the static checks still count
+                ctx.notes.append(
+                    f"the grader could not run the scripts ({type(exc).__name__}: {exc}); "
+                    "please report it to the course staff with this submission"
+                )
+            used = _config_used_by_submit(ctx)
+            if used and used != ctx.config_rel:
+                ctx.notes.append(
+                    f"graded {used}: the Cloud Build file the submit script submits "
+                    f"(found first: {ctx.config_rel})"
+                )
+                read_config(ctx, used)
+        if options.live:
+            from . import live
+
+            try:
+                ctx.live = live.run(ctx)
+            except Exception as exc:
+                ctx.notes.append(f"the live checks failed to run ({type(exc).__name__}: {exc})")
+        results = checks.evaluate(ctx)
+    return Grading(ctx, results, time.monotonic() - started)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False)
+
+
+__all__ = ["Context", "Grading", "Options", "cb", "grade"]

@@ -1,0 +1,61 @@
+"""The rubric as data: the course's totals, every check known, manual items, the README."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hw5kit.grading import checks, rubric
+
+from ..conftest import ROOT
+
+COURSE_TOTALS = {
+    "Q1": 40,
+    "Q2": 5,
+    "Q3": 10,
+    "Q4": 6,
+    "Q5": 6,
+    "Q6": 10,
+    "Q7": 10,
+    "Q8": 8,
+    "Q9": 5,
+}
+
+
+def test_question_totals_are_the_course_s():
+    r = rubric.load()
+    assert {q.id: q.points for q in r.questions} == COURSE_TOTALS
+    assert r.total == 100
+    assert r.automatic_points + r.manual_points == 100
+
+
+def test_every_item_names_a_known_check_and_manual_items_are_the_short_answers():
+    r = rubric.load()
+    for item in r.items:
+        assert item.check in checks.CHECKS, item.id
+        assert item.manual == (item.check == "short_answer"), item.id
+    answered = sorted(i.args["question"] for i in r.items if i.manual)
+    assert answered == [2, 4, 5, 7, 8, 9]  # the sections of SHORT_ANSWER_TEMPLATE.md
+
+
+def test_a_rubric_whose_items_do_not_add_up_is_refused():
+    data = yaml.safe_load(rubric.RUBRIC_PATH.read_text())
+    data["questions"][0]["items"][0]["points"] += 1
+    with pytest.raises(
+        rubric.RubricError, match="Q1 is worth 40 points but its items add up to 41"
+    ):
+        rubric.parse(data)
+
+
+def test_the_readme_table_is_generated_from_the_rubric(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    assert rubric.render_readme(readme) == readme, (
+        "README.md is stale: run python -m hw5kit.grading.rubric readme"
+    )
+    for item in rubric.load().items:
+        assert f"| {item.id} |" in readme
+    stale = tmp_path / "README.md"
+    stale.write_text(readme.replace("| Q1.2 | 5 |", "| Q1.2 | 6 |"))
+    assert rubric.main(["readme", "--check", "--path", str(stale)]) == 1
+    assert rubric.main(["readme", "--path", str(stale)]) == 0
+    assert stale.read_text() == readme

@@ -1,0 +1,163 @@
+"""The sandbox itself: the scrubbed environment, the gcloud relay, the user a script runs as,
+how a mode is chosen, and what the grader says when no sandbox is available."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw5kit.grading import sandbox as sb
+from hw5kit.grading.cloud import FakeCloud
+from hw5kit.grading.sandbox import GcloudRelay, Sandbox, SandboxUnavailable, grading_folder
+
+from .conftest import TEST_LIMITS, sandbox_for
+
+ALLOWED_ENV = {
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "CLOUDSDK_CORE_DISABLE_PROMPTS",
+    "PYTHONDONTWRITEBYTECODE",
+    "HW5_SANDBOX",
+    "PWD",  # bash sets these three itself
+    "SHLVL",
+    "_",
+}
+
+
+def modes():
+    return [
+        "bwrap",
+        pytest.param("user", marks=pytest.mark.skipif(os.geteuid() != 0, reason="needs root")),
+    ]
+
+
+def run_script(box: Sandbox, body: str, handler=None):
+    """Run ``body`` as a script in a fresh workspace; (RunResult, relay calls)."""
+    calls = []
+
+    def record(argv, cwd, env):
+        calls.append((argv, cwd, env))
+        return {"stdout": "relayed\n", "stderr": "", "code": 0}
+
+    with grading_folder() as base:
+        workspace = base / "runs" / "1"
+        workspace.mkdir(parents=True)
+        (base / "runs").chmod(0o711)
+        script = workspace / "script.sh"
+        script.write_text("#!/bin/bash\n" + body)
+        box.prepare_workspace(workspace)
+        python = box.python or "/usr/bin/python3"
+        with GcloudRelay(base, handler or record, python=python, limit=5) as relay:
+            done = box.run(base, workspace, script, relay=relay)
+    return done, calls
+
+
+@pytest.mark.parametrize("mode", modes())
+def test_scripts_get_a_scrubbed_environment(mode, monkeypatch):
+    for name in (
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "CLOUDSDK_CONFIG",
+        "AWS_SECRET_ACCESS_KEY",
+        "GITHUB_TOKEN",
+        "PYTHONPATH",
+    ):
+        monkeypatch.setenv(name, "grader-secret")
+    done, _ = run_script(sandbox_for(mode), "env\n")
+    assert done.ok, done.stderr
+    names = {line.split("=", 1)[0] for line in done.stdout.splitlines() if "=" in line}
+    assert names <= ALLOWED_ENV
+    assert "grader-secret" not in done.stdout
+    path = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)["PATH"]
+    assert path.split(":")[0].endswith("/bin") and path.split(":")[1:] == list(sb.SANDBOX_PATH)
+
+
+@pytest.mark.parametrize("mode", modes())
+def test_gcloud_is_the_relay_even_by_its_full_path(mode):
+    body = "gcloud config get-value project\n"
+    if Path("/usr/bin/gcloud").exists() and mode == "bwrap":
+        body += "/usr/bin/gcloud version\n"  # the real CLI is hidden behind the relay
+    done, calls = run_script(sandbox_for(mode), body)
+    assert done.ok, done.stderr
+    assert done.stdout.count("relayed") == len(calls) >= 1
+    assert calls[0][0] == ["config", "get-value", "project"]
+
+
+def test_the_relay_answers_from_the_fake_gcloud(tmp_path):
+    box = sandbox_for("bwrap")
+    cloud = FakeCloud(tmp_path / "state", tmp_path / "private", "hw5-20261234")
+    done, _ = run_script(box, "gcloud config get-value project\ngcloud nope\n", cloud.handle)
+    assert done.stdout.strip() == "hw5-20261234"
+    assert "Invalid choice: 'nope'" in done.stderr
+    assert [c.command for c in cloud.calls] == ["config get-value", None]
+    assert cloud.calls[1].exit == 2
+
+
+@pytest.mark.parametrize("mode", modes())
+def test_scripts_run_as_nobody_when_the_grader_is_root(mode):
+    done, _ = run_script(sandbox_for(mode), "id -u\ntouch /etc/hw5-probe 2>&1 || true\n")
+    expected = "65534" if os.geteuid() == 0 else str(os.getuid())
+    assert done.stdout.split()[0] == expected
+    assert not Path("/etc/hw5-probe").exists()
+
+
+def test_bubblewrap_hides_the_grader_s_files():
+    here = Path(__file__).resolve()
+    done, _ = run_script(
+        sandbox_for("bwrap"),
+        f"ls /root /home 2>&1 | head -2; cat {here} 2>&1 | head -1; ls /etc | wc -l\n",
+    )
+    assert "No such file" in done.stdout
+    assert "The sandbox itself" not in done.stdout  # this test file's text
+    assert int(done.stdout.split()[-1]) < 40  # a few entries of /etc, not the host's
+
+
+def test_limits_stop_what_runs_too_long_or_prints_too_much():
+    box = sandbox_for("bwrap", TEST_LIMITS)
+    done, _ = run_script(box, "sleep 30\n")
+    assert done.killed == f"the time limit ({TEST_LIMITS.timeout:g} s)"
+    assert done.duration < TEST_LIMITS.timeout + 3
+    done, _ = run_script(box, "yes\n")
+    assert done.killed.startswith("it printed more than")
+    assert len(done.stdout) <= 2 * TEST_LIMITS.output_kept + 100
+
+
+def test_choosing_a_mode_without_bubblewrap(monkeypatch):
+    real_which = shutil.which
+    monkeypatch.setattr(sb.shutil, "which", lambda n: None if n == "bwrap" else real_which(n))
+    with pytest.raises(SandboxUnavailable, match=r"bubblewrap \(bwrap\) is not installed"):
+        Sandbox.detect("bwrap")
+    if os.geteuid() == 0:
+        assert Sandbox.detect("auto").mode == "user"
+        assert "network is not cut off" in Sandbox.detect("auto").describe()
+    monkeypatch.setattr(sb.os, "geteuid", lambda: 1000)
+    with pytest.raises(SandboxUnavailable) as caught:
+        Sandbox.detect("auto")
+    message = str(caught.value)
+    assert "apt-get install bubblewrap" in message and "--sandbox none" in message
+    box = Sandbox.detect("none")
+    assert box.mode == "none" and "NO ISOLATION" in box.describe()
+
+
+def test_the_cli_stops_with_a_clear_message_when_no_sandbox_works(tmp_path):
+    env = {"PATH": "/nonexistent", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "hw5kit.grading", str(tmp_path), "--sandbox", "bwrap"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "bubblewrap (bwrap) is not installed" in done.stderr
+    assert not (tmp_path / "results.json").exists()
