@@ -384,48 +384,12 @@ class Simulation:
         return ref
 
     def _docker_build(self, args: list[str], workdir: Path, label: str) -> None:
-        with_value = {
-            "-t": "tag",
-            "--tag": "tag",
-            "-f": "file",
-            "--file": "file",
-            "--build-arg": "build_arg",
-            "--cache-from": "cache_from",
-            "--target": "other",
-            "--platform": "other",
-            "--network": "other",
-            "--label": "other",
-            "--progress": "other",
-            "--secret": "other",
-            "--ssh": "other",
-        }
-        flags_only = {"--no-cache", "--pull", "-q", "--quiet", "--rm", "--force-rm", "--squash"}
-        opts: dict[str, list[str]] = {
-            "tag": [],
-            "file": [],
-            "build_arg": [],
-            "cache_from": [],
-            "other": [],
-        }
-        positional: list[str] = []
-        i = 0
-        while i < len(args):
-            arg = args[i]
-            name, eq, value = arg.partition("=")
-            if arg.startswith("-") and name in with_value:
-                if not eq:
-                    if i + 1 >= len(args):
-                        raise StepFailed(f"flag needs an argument: {arg}")
-                    i += 1
-                    value = args[i]
-                opts[with_value[name]].append(value)
-            elif arg in flags_only:
-                pass
-            elif arg.startswith("-") and arg != "-":
-                raise StepFailed(f"unknown flag: {arg} (fake Cloud Build)")
-            else:
-                positional.append(arg)
-            i += 1
+        parsed = parse_docker_build(args)
+        if parsed.problems:
+            raise StepFailed(parsed.problems[0])
+        if parsed.unknown:
+            raise StepFailed(f"unknown flag: {parsed.unknown[0]} (fake Cloud Build)")
+        positional = parsed.positional
         if len(positional) != 1:
             raise StepFailed(
                 f'"docker build" requires exactly 1 argument (the context), got {positional}'
@@ -433,7 +397,7 @@ class Simulation:
         context = (workdir / positional[0]).resolve()
         if not context.is_dir() or not _inside(context, self.workspace):
             raise StepFailed(f"unable to prepare context: path {positional[0]!r} not found")
-        dockerfile_arg = opts["file"][-1] if opts["file"] else None
+        dockerfile_arg = parsed.files[-1] if parsed.files else None
         dockerfile = (workdir / dockerfile_arg) if dockerfile_arg else context / "Dockerfile"
         if not dockerfile.is_file() or not _inside(dockerfile.resolve(), self.workspace):
             shown = Path("/workspace") / dockerfile.relative_to(self.workspace)
@@ -441,9 +405,9 @@ class Simulation:
                 "unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
                 f"lstat {shown}: no such file or directory"
             )
-        tags = [self._reference(t, '"-t, --tag" flag') for t in opts["tag"]]
-        build_args = dict(a.partition("=")[::2] for a in opts["build_arg"])
-        for cache_from in opts["cache_from"]:
+        tags = [self._reference(t, '"-t, --tag" flag') for t in parsed.tags]
+        build_args = parsed.build_args
+        for cache_from in parsed.cache_from:
             ref = self._reference(cache_from, '"--cache-from" flag')
             if ref.tagged in self.local:
                 self.log.append(f"{label}: using cache from {ref.tagged}")
@@ -451,7 +415,7 @@ class Simulation:
                 self.log.append(f"{label}: cache image {ref.tagged} not found locally, ignored")
         for base in _from_images(dockerfile, build_args):
             self._need_base(base, label)
-        digest = digest_of(self.build_id, str(dockerfile), *opts["tag"])
+        digest = digest_of(self.build_id, str(dockerfile), *parsed.tags)
         for ref in tags:
             self.local[ref.tagged] = digest
             self.log.append(f"{label}: Successfully tagged {ref.tagged}")
@@ -574,3 +538,74 @@ def _from_images(dockerfile: Path, build_args: dict[str, str]) -> list[str]:
             if alias:
                 stages.add(alias.group(1))
     return images
+
+
+# ---- `docker build` arguments, shared with the grader's reading of Cloud Build configs ----------
+DOCKER_BUILD_VALUE_FLAGS = {
+    "-t": "tag",
+    "--tag": "tag",
+    "-f": "file",
+    "--file": "file",
+    "--build-arg": "build_arg",
+    "--cache-from": "cache_from",
+}
+DOCKER_BUILD_OTHER_VALUE_FLAGS = frozenset(
+    {
+        "--target", "--platform", "--network", "--label", "--progress", "--secret", "--ssh",
+        "--add-host", "--iidfile", "--shm-size", "--memory", "--cpu-shares", "--ulimit",
+        "--output", "-o",
+    }
+)  # fmt: skip
+DOCKER_BUILD_SWITCHES = frozenset(
+    {"--no-cache", "--pull", "-q", "--quiet", "--rm", "--force-rm", "--squash"}
+)
+
+
+@dataclass
+class DockerBuildArgs:
+    """``docker build`` arguments sorted out; ``problems`` and ``unknown`` say what is wrong."""
+
+    tags: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    build_arg_items: list[str] = field(default_factory=list)
+    cache_from: list[str] = field(default_factory=list)
+    positional: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return dict(item.partition("=")[::2] for item in self.build_arg_items)
+
+
+def parse_docker_build(args: list[str]) -> DockerBuildArgs:
+    """Read ``docker build`` arguments (after ``build``) the way docker does."""
+    out = DockerBuildArgs()
+    lists = {
+        "tag": out.tags,
+        "file": out.files,
+        "build_arg": out.build_arg_items,
+        "cache_from": out.cache_from,
+    }
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        takes_value = name in DOCKER_BUILD_VALUE_FLAGS or name in DOCKER_BUILD_OTHER_VALUE_FLAGS
+        if arg.startswith("-") and takes_value:
+            if not eq:
+                if i + 1 >= len(args):
+                    out.problems.append(f"flag needs an argument: {arg}")
+                    break
+                i += 1
+                value = args[i]
+            if name in DOCKER_BUILD_VALUE_FLAGS:
+                lists[DOCKER_BUILD_VALUE_FLAGS[name]].append(value)
+        elif arg in DOCKER_BUILD_SWITCHES:
+            pass
+        elif arg.startswith("-") and arg != "-":
+            out.unknown.append(arg)
+        else:
+            out.positional.append(arg)
+        i += 1
+    return out

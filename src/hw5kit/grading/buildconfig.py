@@ -28,31 +28,6 @@ BASE, APP, ID, DOCKERFILE = "@BASE@", "@APP@", "@ID@", "@DOCKERFILE@"
 SHELLS = {"bash", "sh", "/bin/bash", "/bin/sh", "/usr/bin/bash", "/usr/bin/env"}
 SHELL_OPERATORS = {";", "&&", "||", "|", "&", ";;", "(", ")"}
 SHELL_KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "!", "{", "}", "while"}
-BUILD_FLAGS_WITH_VALUE = {
-    "-t": "tag",
-    "--tag": "tag",
-    "-f": "file",
-    "--file": "file",
-    "--build-arg": "build_arg",
-    "--cache-from": "cache_from",
-}
-OTHER_FLAGS_WITH_VALUE = {
-    "--target",
-    "--platform",
-    "--network",
-    "--label",
-    "--progress",
-    "--secret",
-    "--ssh",
-    "--add-host",
-    "--iidfile",
-    "--shm-size",
-    "--memory",
-    "--cpu-shares",
-    "--ulimit",
-    "--output",
-    "-o",
-}
 
 
 @dataclass
@@ -267,35 +242,15 @@ def _collect(analysis: Analysis, command: DockerCommand) -> None:
 
 
 def _parse_build(command: DockerCommand) -> Build:
-    opts: dict[str, list[str]] = {"tag": [], "file": [], "build_arg": [], "cache_from": []}
-    positional: list[str] = []
-    args = command.args
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, value = arg.partition("=")
-        if arg.startswith("-") and name in BUILD_FLAGS_WITH_VALUE:
-            if not eq:
-                i += 1
-                value = args[i] if i < len(args) else ""
-            opts[BUILD_FLAGS_WITH_VALUE[name]].append(value)
-        elif arg.startswith("-") and name in OTHER_FLAGS_WITH_VALUE:
-            if not eq:
-                i += 1
-        elif not arg.startswith("-") or arg == "-":
-            positional.append(arg)
-        i += 1
-    build_args = {}
-    for item in opts["build_arg"]:
-        key, _, value = item.partition("=")
-        build_args[key] = value
+    # lenient where docker is strict: grade what the student meant, the fake run says the rest
+    parsed = cb.parse_docker_build(command.args)
     return Build(
         command,
-        [normalize(t) for t in opts["tag"]],
-        opts["file"][-1] if opts["file"] else None,
-        build_args,
-        [normalize(c) for c in opts["cache_from"]],
-        positional[-1] if positional else None,
+        [normalize(t) for t in parsed.tags],
+        parsed.files[-1] if parsed.files else None,
+        parsed.build_args,
+        [normalize(c) for c in parsed.cache_from],
+        parsed.positional[-1] if parsed.positional else None,
     )
 
 
