@@ -55,6 +55,16 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def quant(session: nox.Session) -> None:
+    """int8 against fp32: size, latency, throughput, agreement (reports/quantization/).
+
+    Bakes the Lite models and their int8 variants, measures, and writes the report and the
+    README's Quantization figures (a few minutes); `nox -s quant -- --smoke` is the reduced run.
+    """
+    session.run(kit(session), "-m", "hw5kit.bench", "quant", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def loadtest(session: nox.Session) -> None:
     """Bounded load session: 5,000 requests at concurrency 32, good and bad inputs mixed."""
     session.run(kit(session), "-m", "hw5kit.loadtest", *session.posargs)

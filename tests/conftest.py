@@ -131,3 +131,15 @@ def backend_v1(tmp_path_factory) -> Iterator[Backend]:
 @pytest.fixture(scope="session")
 def backend_v2(tmp_path_factory) -> Iterator[Backend]:
     yield from _session_backend(tmp_path_factory, "backend_v2")
+
+
+@pytest.fixture(scope="session")
+def int8_torch_home(tmp_path_factory) -> Path:
+    """A TORCH_HOME baked as an image build bakes it, with every int8 model (once a session:
+    quantizing takes 10-30 s a model)."""
+    from hw5kit.serving.models import INT8_MODELS
+    from hw5kit.serving.models.weights import bake
+
+    home = tmp_path_factory.mktemp("int8_torch_home")
+    bake(list(INT8_MODELS), home, log=lambda message: None)
+    return home

