@@ -214,7 +214,9 @@ class GatewayApp:
         except requests.exceptions.ConnectTimeout:
             if time.monotonic() - started >= deadline:
                 return self._timeout(start_response, route, request_id)
-            return self._bad_gateway(start_response, route, "the backend did not accept", request_id)
+            return self._bad_gateway(
+                start_response, route, "the backend did not accept", request_id
+            )
         except requests.exceptions.Timeout:
             return self._timeout(start_response, route, request_id)
         except requests.exceptions.ConnectionError as exc:
@@ -223,9 +225,7 @@ class GatewayApp:
             return self._bad_gateway(start_response, route, reason, request_id)
         except requests.exceptions.RequestException as exc:
             return self._bad_gateway(start_response, route, type(exc).__name__, request_id)
-        headers = [
-            (k, v) for k, v in upstream.raw.headers.items() if k.lower() not in HOP_BY_HOP
-        ]
+        headers = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in HOP_BY_HOP]
         if upstream.headers.get("Content-Length"):
             headers.append(("Content-Length", upstream.headers["Content-Length"]))
         if not any(k.lower() == REQUEST_ID_HEADER.lower() for k, _ in headers):

@@ -70,9 +70,7 @@ class GatewaySpec:
 
 def _pattern(path: str) -> re.Pattern:
     parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", path)
-    regex = "".join(
-        f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts
-    )
+    regex = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
     return re.compile(regex)
 
 

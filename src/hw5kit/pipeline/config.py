@@ -468,9 +468,13 @@ def _gateway(path, data: Any) -> Gateway:
         )
     deadline = data.get("deadline", Gateway.deadline)
     if isinstance(deadline, bool) or not isinstance(deadline, int | float):
-        raise _fail(path, "gateway.deadline", f"expected {GATEWAY_KEYS['deadline']}, got {deadline!r}")
+        raise _fail(
+            path, "gateway.deadline", f"expected {GATEWAY_KEYS['deadline']}, got {deadline!r}"
+        )
     if not 0 < deadline <= 3600:
-        raise _fail(path, "gateway.deadline", f"expected {GATEWAY_KEYS['deadline']}, got {deadline}")
+        raise _fail(
+            path, "gateway.deadline", f"expected {GATEWAY_KEYS['deadline']}, got {deadline}"
+        )
     api_key = data.get("api_key", False)
     if not isinstance(api_key, bool):
         raise _fail(path, "gateway.api_key", f"expected true or false, got {api_key!r}")

@@ -81,9 +81,7 @@ def render_all(config: Config, templates: Path) -> list[Rendered]:
     return out
 
 
-def render_openapi(
-    config: Config, templates: Path, addresses: dict[str, str] | None = None
-) -> str:
+def render_openapi(config: Config, templates: Path, addresses: dict[str, str] | None = None) -> str:
     """The gateway's OpenAPI 2.0 document: with placeholder backend addresses (the committed
     copy), or with ``addresses`` (service name -> URL), the one deploy hands to the gateway."""
     gw = context.gateway(config, addresses)

@@ -12,6 +12,11 @@
      answers at the recorded URL, and frontends have ``SERVING_URL`` = their backend's URL.
    * local: every build ID is a recorded local build, each running process was started from
      that build, and each frontend process has ``SERVING_URL`` = its backend's URL.
+4. v3 (when configured): the API gateway lists every model (``GET /models``) and classifies
+   the photo with each model through ``POST /model/<name>/predict``; with ``gateway.api_key``
+   on, a request without a key is refused (401) and one with the key
+   (``.hw5/local/gateway.key`` locally, ``$API_GATEWAY_KEY`` otherwise) passes; the v3
+   frontend's ``API_GATEWAY`` is the gateway's URL.
 """
 
 from __future__ import annotations
@@ -104,6 +109,8 @@ class Verifier:
         with self._photo_server():
             for s in self.config.services:
                 self._service_checks(s, data)
+            if self.config.v3_backends():
+                self._gateway_checks(data)
         for check in self.checks:
             log(check.line())
         for note in self.notes:
@@ -135,11 +142,21 @@ class Verifier:
         return ok
 
     def _where(self, s: Service) -> str:
-        version, part = s.deliverable_key
-        return f"services.{version}.{part} ({s.name})"
+        return f"services.{'.'.join(s.deliverable_key)} ({s.name})"
 
     def _service_checks(self, s: Service, data: Any) -> None:
         entry = deliverables.entry(data, *s.deliverable_key)
+        flag = "" if self.target == "local" else f" -- --target {self.target}"
+        if not entry.get("service_url"):
+            self._add(
+                self._where(s),
+                "recorded",
+                False,
+                f"not in {self.path.name}",
+                f"run `nox -s build{flag} {s.group or s.name}` and `nox -s deploy{flag} "
+                f"{s.group or s.name}`",
+            )
+            return
         url = str(entry["service_url"]).rstrip("/")
         if self.http:
             if s.kind == "backend":
@@ -214,6 +231,112 @@ class Verifier:
             "TORCH_HOME and the model's preprocessing"
         )
         self._add(self._where(s), what, ok, detail if ok else f"{detail}, expected {expected}", fix)
+
+    # -- v3: the API gateway -- #
+    def gateway_key(self) -> str | None:
+        gateway = self.config.gateway
+        if gateway is None or not gateway.api_key:
+            return None
+        if self.target == "local":
+            from .targets.local import LocalTarget
+
+            return LocalTarget(self.project).gateway_key()
+        return self.project.env.get("API_GATEWAY_KEY") or None
+
+    def _gateway_checks(self, data: Any) -> None:
+        where = "services.v3.gateway_url (API gateway)"
+        url = deliverables.gateway_url(data)
+        flag = "" if self.target == "local" else f" -- --target {self.target}"
+        if not url:
+            self._add(
+                where, "recorded", False, f"not in {self.path.name}", f"run `nox -s deploy{flag}`"
+            )
+            return
+        if not self.http:
+            return
+        url = url.rstrip("/")
+        key = self.gateway_key()
+        headers = {"x-api-key": key} if key else {}
+        fix = f"read the gateway's log, then `nox -s deploy{flag}`"
+        if self.config.gateway and self.config.gateway.api_key:
+            if key is None:
+                self.notes.append(
+                    "the gateway requires an API key: set API_GATEWAY_KEY to check it end to end"
+                )
+                return
+            try:
+                r = requests.get(f"{url}/models", timeout=15)
+                self._add(
+                    where,
+                    "GET /models without an API key",
+                    r.status_code in (401, 403),
+                    f"{r.status_code} (refused as expected)"
+                    if r.status_code in (401, 403)
+                    else f"{r.status_code}: answered without a key",
+                    "the gateway must require a key (gateway.api_key): redeploy it",
+                )
+            except requests.RequestException as exc:
+                self._add(where, "GET /models without an API key", False, str(exc), fix)
+        try:
+            r = requests.get(f"{url}/models", headers=headers, timeout=15)
+            listed = r.json() if r.status_code == 200 else None
+        except (requests.RequestException, ValueError) as exc:
+            self._add(where, f"GET {url}/models", False, f"no answer ({exc})", fix)
+            return
+        expected = [str(b.model) for b in self.config.v3_backends()]
+        self._add(
+            where,
+            f"GET {url}/models",
+            listed == expected,
+            f"{r.status_code} {listed if listed is not None else r.text[:100]}",
+            f"expected {expected}: check MODELS of the v3 backends",
+        )
+        for model in expected:
+            ways = [True, False] if self.photo_base and is_loopback(url) else [False]
+            for by_url in ways:
+                self._gateway_predict(where, url, model, headers, by_url=by_url)
+
+    def _gateway_predict(self, where, url, model, headers, *, by_url: bool) -> None:
+        what = (
+            f"POST /model/{model}/predict {self.photo.name} {'by URL' if by_url else 'by upload'}"
+        )
+        target = f"{url}/model/{model}/predict"
+        try:
+            if by_url:
+                r = requests.post(
+                    target,
+                    json={"url": f"{self.photo_base}/{self.photo.name}"},
+                    headers=headers,
+                    timeout=self.timeout,
+                )
+            else:
+                with self.photo.path.open("rb") as fh:
+                    r = requests.post(
+                        target,
+                        files={"file": (self.photo.name, fh)},
+                        headers=headers,
+                        timeout=self.timeout,
+                    )
+            answer = r.json()
+        except (requests.RequestException, ValueError) as exc:
+            self._add(where, what, False, f"no answer ({exc})", "check the gateway's log")
+            return
+        category = answer.get("category") if isinstance(answer, dict) else None
+        ok = r.status_code == 200 and bool(category) and self.photo.matches(category)
+        ok = ok and answer.get("model") == model
+        detail = (
+            f"{category!r} by {answer.get('model')}"
+            if category
+            else f"{r.status_code}: {(answer.get('error') or {}).get('message', r.text[:200])}"
+        )
+        self._add(
+            where,
+            what,
+            ok,
+            detail,
+            f"expected {' or '.join(sorted(self.photo.expected))} from {model}: check the "
+            "model's backend and the gateway's routes",
+        )
 
     def _frontend_http(self, s: Service, url: str) -> None:
         where = self._where(s)
@@ -332,19 +455,28 @@ class Verifier:
             f"deploy with --port={self.config.serving_port}",
         )
         if s.kind == "frontend":
-            backend = self.config.service(s.backend)
-            expected = str(deliverables.entry(data, *backend.deliverable_key)["service_url"])
             env = {e.get("name"): e.get("value") for e in container[0].get("env") or []}
-            self._wiring(where, env.get("SERVING_URL"), expected, backend)
+            self._frontend_wiring(where, s, env, data)
 
-    def _wiring(self, where: str, actual: str | None, expected: str, backend: Service) -> None:
+    def _frontend_wiring(self, where: str, s: Service, env: dict, data: Any) -> None:
+        if s.version == "v3":
+            expected, name = deliverables.gateway_url(data) or "", "the API gateway"
+        else:
+            backend = self.config.service(s.backend or "")
+            expected = str(deliverables.entry(data, *backend.deliverable_key)["service_url"])
+            name = backend.name
+        self._wiring(where, env.get(s.url_var), expected, name, s.url_var)
+
+    def _wiring(
+        self, where: str, actual: str | None, expected: str, backend: str, var: str
+    ) -> None:
         ok = (actual or "").rstrip("/") == expected.rstrip("/")
         flag = "" if self.target == "local" else f" -- --target {self.target}"
         self._add(
             where,
-            "SERVING_URL",
+            var,
             ok,
-            f"{actual!r}" + ("" if ok else f", but {backend.name} is at {expected!r}"),
+            f"{actual!r}" + ("" if ok else f", but {backend} is at {expected!r}"),
             f"redeploy the frontend with its backend's URL (nox -s deploy{flag})",
         )
 
@@ -377,6 +509,4 @@ class Verifier:
             "the running process comes from another build: run `nox -s deploy`",
         )
         if s.kind == "frontend":
-            backend = self.config.service(s.backend)
-            expected = str(deliverables.entry(data, *backend.deliverable_key)["service_url"])
-            self._wiring(where, env.get("SERVING_URL"), expected, backend)
+            self._frontend_wiring(where, s, env, data)
