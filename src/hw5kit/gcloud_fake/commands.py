@@ -949,7 +949,7 @@ def api_configs_create(call: Call, state: dict) -> Result:
     if not isinstance(doc, dict) or str(doc.get("swagger")) != "2.0":
         raise GcloudError(
             f"INVALID_ARGUMENT: Cannot convert to service config. [{spec_path}] is not an "
-            "OpenAPI 2.0 document (swagger: \"2.0\")",
+            'OpenAPI 2.0 document (swagger: "2.0")',
             1,
             call.command.dotted,
         )
@@ -1054,8 +1054,7 @@ def gateways_create(call: Call, state: dict) -> Result:
         "updateTime": now(),
     }
     return Result(
-        stderr=f"Waiting for API Gateway [{gateway}] to be created with [{config}] config..."
-        "done.\n"
+        stderr=f"Waiting for API Gateway [{gateway}] to be created with [{config}] config...done.\n"
     )
 
 
