@@ -250,6 +250,11 @@ def _urls(data: Any, where: str = "services"):
             yield from _urls(value, f"{where}.{key}")
 
 
+def filled_urls(data: Any):
+    """(dotted key, URL) of every URL filled in (service and gateway URLs)."""
+    return ((where, url) for where, url in _urls(data) if url)
+
+
 def _gcp_problems(data: Mapping) -> list[Problem]:
     out = []
     for where, url in _urls(data):
@@ -323,6 +328,9 @@ def dump(data: Data, header: str = "") -> str:
                     )
                 else:
                     lines.append(f"    {part}: {_scalar(entry)}")
+                continue
+            if part == "backends" and not entry:
+                lines.append(f"    {part}: {{}}  # one entry per model, written by build/deploy")
                 continue
             lines.append(f"    {part}:")
             if part == "backends" and isinstance(entry, Mapping):
