@@ -125,7 +125,10 @@ class Service:
         return dict(self.env)
 
     def models(self) -> list[str]:
-        """The models a backend serves (``MODEL_NAME`` or ``MODELS``); empty for frontends."""
+        """The models a backend serves (``MODEL_NAME`` or ``MODELS``; a v3 model's backend, its
+        one model); empty for frontends."""
+        if self.model is not None:
+            return [self.model]
         env = self.env_dict()
         raw = env.get("MODELS") or env.get("MODEL_NAME") or ""
         return [m.strip() for m in raw.split(",") if m.strip()]
