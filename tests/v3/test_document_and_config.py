@@ -44,7 +44,9 @@ def test_the_committed_document_is_swagger_2_with_a_placeholder_per_backend():
 
 def test_deploy_renders_the_urls_and_the_api_key_into_a_valid_document(tmp_path):
     cfg = load(tmp_path, api_key=True, deadline=12.5)
-    urls = {f"backend_v3_{m}": f"https://backendv3-{i}-abc-uc.a.run.app/" for i, m in enumerate(MODELS)}
+    urls = {
+        f"backend_v3_{m}": f"https://backendv3-{i}-abc-uc.a.run.app/" for i, m in enumerate(MODELS)
+    }
     doc = yaml.safe_load(render.render_openapi(cfg, ROOT / "templates", urls))
     validate(doc)
     assert doc["securityDefinitions"] == {

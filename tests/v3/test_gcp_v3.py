@@ -76,9 +76,7 @@ def test_v3_build_deploy_creates_the_gateway_and_records_its_url(repo, cloud):
     ]  # fmt: skip
     # the config the gateway got routes each model to that model's Cloud Run service
     sent = yaml.safe_load(
-        cloud.fake.project(PROJECT)["apigateway"]["configs"][f"hw5-api/{config_id}"][
-            "openapi_spec"
-        ]
+        cloud.fake.project(PROJECT)["apigateway"]["configs"][f"hw5-api/{config_id}"]["openapi_spec"]
     )
     for model in MODELS:
         backend = sent["paths"][f"/model/{model}/predict"]["post"]["x-google-backend"]

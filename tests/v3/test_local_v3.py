@@ -1,7 +1,8 @@
 """v3 on the local target, end to end: `nox -s build deploy verify` as the README runs it
-brings up v1, v2 and v3: for v3 three per-model backends, the gateway and the frontend; real photos are classified with
-each model through the gateway and through the frontend (Streamlit AppTest); `verify` checks
-it; a stopped backend answers 502 at once while the other models keep working; `stop` ends it.
+brings up v1, v2 and v3 (for v3 three per-model backends, the gateway and the frontend); real
+photos are classified with each model through the gateway and through the frontend (Streamlit
+AppTest); `verify` checks it; a stopped backend answers 502 at once while the other models keep
+working; `stop` ends it.
 One deployment is shared by the module."""
 
 from __future__ import annotations
