@@ -20,7 +20,6 @@ A script can wreck its own workspace, never the next run's or the snapshot the c
 from __future__ import annotations
 
 import re
-
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
