@@ -24,6 +24,21 @@ from .project import PipelineError, Project
 from .verify import DEFAULT_PHOTO, Verifier
 
 
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _only(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--only",
+        type=_names,
+        default=[],
+        metavar="SERVICE[,SERVICE...]",
+        help="only these services, e.g. backend_v1,frontend_v1 (the same for build, deploy and "
+        "verify, so `nox -s build deploy verify -- --only ...` works)",
+    )
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -60,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, parents=[common], help=text, description=text)
         p.add_argument("services", nargs="*", help="only these services (default: all)")
+        _only(p)
         p.add_argument("-v", "--verbose", action="store_true", help="show every line of output")
     p = sub.add_parser(
         "verify",
@@ -69,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--deliverables", type=Path, help="check this file instead of the target's")
+    _only(p)
     p.add_argument("--skip-http", action="store_true", help="no HTTP requests to the services")
     p.add_argument(
         "--skip-gcloud", action="store_true", help="gcp: no Cloud Build / Cloud Run checks"
@@ -136,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             http=not args.skip_http,
             gcloud=not args.skip_gcloud,
             photo=args.photo,
+            only=args.only,
         ).run()
     if args.command == "check-prereq":
         cmd = setup_mod.prereq_command(project)
@@ -143,10 +161,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         return setup_mod.main_run(project, dry_run=args.dry_run, plan_only=args.plan)
     target = targets.get(project)
-    if args.command == "build":
-        return target.build(args.services, verbose=args.verbose)
-    if args.command == "deploy":
-        return target.deploy(args.services, verbose=args.verbose)
+    if args.command in ("build", "deploy"):
+        names = [*args.services, *args.only]
+        for name in names:
+            project.config.service(name)  # an unknown name is bad input (exit 2)
+        step = target.build if args.command == "build" else target.deploy
+        return step(names, verbose=args.verbose)
     if args.command == "stop":
         return target.stop()
     return target.status()
