@@ -48,6 +48,11 @@ def build_id_of(image_id: str) -> str:
     return str(uuid.UUID(hex=digits))
 
 
+def deployment_label(root: Path) -> str:
+    """The label value marking one repository's containers (a digest of its path)."""
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+
+
 def network_mode(env) -> str:
     from ...containers import relay
 
@@ -87,8 +92,8 @@ class ContainerTarget:
 
     @property
     def deployment_label(self) -> str:
-        """Marks this repository's containers (a digest of its path): stop touches no other."""
-        return hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        """Marks this repository's containers: stop touches no other."""
+        return deployment_label(self.root)
 
     @property
     def builds_path(self) -> Path:
