@@ -32,7 +32,11 @@ def repo(tmp_path, images):
     dest = copy_context(ROOT, tmp_path / "repo")
     for name in ("deployment.yaml", "deliverables.yaml"):
         shutil.copy2(ROOT / name, dest / name)
-    env = subprocess_env(tmp_path, HW5_CONTAINER_STORE=str(default_store(ROOT)))
+    # the session's store and tag: its bases are reused, and this repository's own images
+    # (hw5-<service>:local) are left alone
+    env = subprocess_env(
+        tmp_path, HW5_CONTAINER_STORE=str(default_store(ROOT)), HW5_CONTAINER_TAG="test"
+    )
     yield dest, env
     pipeline("stop", "--target", "container", root=dest, env=env)
 
@@ -48,10 +52,10 @@ def test_build_deploy_verify_status_and_stop_v1(engine, repo):
     dest = repo[0]
     built = run("build", repo, "--only", V1)
     assert built.returncode == 0, built.stderr
-    assert "base hw5-base-backend:local is up to date" in built.stdout
+    assert "base hw5-base-backend:test is up to date" in built.stdout
     data = yaml.safe_load((dest / "deliverables.container.yaml").read_text())["services"]
     for part, service in (("back_end", "backend_v1"), ("front_end", "frontend_v1")):
-        image_id = engine.image_id(f"hw5-{service}:local")
+        image_id = engine.image_id(f"hw5-{service}:test")
         assert data["v1"][part]["build_id"] == build_id_of(image_id)
         assert data["v1"][part]["service_url"] is None
     assert data["v2"]["back_end"]["build_id"] is None

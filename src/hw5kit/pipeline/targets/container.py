@@ -18,6 +18,10 @@
 
 * stop / status: the containers this target started (labelled with this repository), and their
   relays.
+
+Environment: ``HW5_CONTAINER_STORE`` (podman's storage, default ``.hw5/containers``),
+``HW5_CONTAINER_ENGINE`` (docker|podman), ``HW5_CONTAINER_NETWORK`` (isolated|host),
+``HW5_CONTAINER_TAG`` (the images' tag, default ``local``: ``hw5-<service>:local``).
 """
 
 from __future__ import annotations
@@ -119,6 +123,7 @@ class ContainerTarget:
             root=self.root,
             serving_port=self.config.serving_port,
             logs_dir=self.project.logs_dir,
+            tag=self.project.env.get("HW5_CONTAINER_TAG") or "local",
         )
 
     # -- build -- #
