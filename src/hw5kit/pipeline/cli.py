@@ -4,7 +4,8 @@ stop, status, check_prereq and setup run.
 Every command takes ``--target local|container|gcp`` (default: ``target`` in
 deployment.yaml), ``--root DIR`` (the repository, default: this checkout) and ``--config FILE``
 (default: ROOT/deployment.yaml). Exit status: 0 success, 1 a step failed, 2 bad input
-(config, arguments).
+(config, arguments); verify: 3 a partial deployment (what is deployed passes, some services are
+not deployed).
 """
 
 from __future__ import annotations
@@ -70,8 +71,16 @@ def parser() -> argparse.ArgumentParser:
         help="write nothing; fail (with a diff) if deployment/ differs from a fresh render",
     )
     for name, text in (
-        ("build", "build the images (gcp: Cloud Build) or the local environment and weights"),
-        ("deploy", "deploy the built services (gcp: Cloud Run; local: processes on 127.0.0.1)"),
+        (
+            "build",
+            "build the images (container: with docker or podman/buildah; gcp: Cloud Build) or "
+            "the local environment and weights",
+        ),
+        (
+            "deploy",
+            "deploy the built services (local: processes on 127.0.0.1; container: containers "
+            "with no network, published on 127.0.0.1; gcp: Cloud Run)",
+        ),
     ):
         p = sub.add_parser(name, parents=[common], help=text, description=text)
         p.add_argument("services", nargs="*", help="only these services (default: all)")
@@ -96,7 +105,9 @@ def parser() -> argparse.ArgumentParser:
         choices=photos.CORE_PHOTOS,
         help=f"the photo to classify (default: {DEFAULT_PHOTO})",
     )
-    sub.add_parser("stop", parents=[common], help="local: stop the services deploy started")
+    sub.add_parser(
+        "stop", parents=[common], help="local, container: stop the services deploy started"
+    )
     sub.add_parser("status", parents=[common], help="show what is deployed")
     sub.add_parser(
         "check-prereq",
