@@ -78,13 +78,13 @@ def render(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def build(session: nox.Session) -> None:
-    """Build every service on the target (default local; `-- --target gcp` for Cloud Build)."""
+    """Build the services on the target (local; `-- --target container|gcp`; `--only a,b`)."""
     pipeline(session, "build")
 
 
 @nox.session(venv_backend="none")
 def deploy(session: nox.Session) -> None:
-    """Deploy the built services: local processes on 127.0.0.1, or Cloud Run (`--target gcp`)."""
+    """Deploy the built services: processes, containers (`--target container`) or Cloud Run."""
     pipeline(session, "deploy")
 
 
@@ -96,13 +96,13 @@ def verify(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def stop(session: nox.Session) -> None:
-    """Stop the services the local target started."""
+    """Stop the services the local or container target started (`-- --target container`)."""
     pipeline(session, "stop")
 
 
 @nox.session(venv_backend="none")
 def status(session: nox.Session) -> None:
-    """Show what is deployed on the target (processes and URLs, or the recorded Cloud Run URLs)."""
+    """Show what is deployed on the target: processes, containers or Cloud Run URLs."""
     pipeline(session, "status")
 
 

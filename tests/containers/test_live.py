@@ -13,36 +13,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from hw5kit import devenv, photos
+from hw5kit import photos
 from hw5kit.containers import ContainerError, attach, measure, run, up
-from hw5kit.containers.engine import PODMAN_TOOLS, detect, docker_daemon_answers
 from hw5kit.containers.images import Builder
 
-from ..conftest import ROOT, SUPPORT, need
+from ..conftest import ROOT, SUPPORT
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
-
-BUILD_TIMEOUT_NOTE = "a cold build (Python image, bases, services) takes 3-5 min on 2 cores"
-
-
-@pytest.fixture(scope="session")
-def engine():
-    if not docker_daemon_answers():
-        missing = devenv.ensure_system_packages(PODMAN_TOOLS)  # as root with apt-get
-        need(not missing, f"a Docker daemon, or {', '.join(PODMAN_TOOLS)} (missing: {missing})")
-    return detect(install=False, log=print)
-
-
-@pytest.fixture(scope="session")
-def builder(engine):
-    return Builder(engine, python_base="debootstrap", tag="test")
-
-
-@pytest.fixture(scope="session")
-def images(builder):
-    """{service: Built}: backend_v1 and frontend_v1 with their bases."""
-    print(BUILD_TIMEOUT_NOTE)
-    return {s: builder.build(s) for s in ("backend_v1", "frontend_v1")}
 
 
 @pytest.fixture

@@ -47,7 +47,12 @@ def test_render_check_shows_the_diff_and_render_fixes_it(tmp_path):
     assert pipeline("render", "--check", root=repo, env=env).returncode == 0
 
 
-def test_the_container_target_says_it_is_not_available_yet(tmp_path):
-    done = pipeline("build", "--target", "container", root=ROOT, env=subprocess_env(tmp_path))
-    assert done.returncode == 1
-    assert "the container target is not available in this version" in done.stderr
+def test_only_selects_services_and_rejects_unknown_names(tmp_path):
+    # checked before anything is built (no container engine is needed to say so)
+    done = pipeline(
+        "build", "--target", "container", "--only", "backend_v1,backend_v9", root=ROOT,
+        env=subprocess_env(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no service named 'backend_v9'" in done.stderr
+    assert "known: backend_v1, frontend_v1, backend_v2, frontend_v2" in done.stderr

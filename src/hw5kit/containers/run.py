@@ -66,11 +66,21 @@ class Container:
     network: str
     env: dict[str, str] = field(default_factory=dict)
     final_logs: str | None = None
+    # with no network: the host URL a relay (relay.py) forwards to the container's port, if any
+    published: str | None = None
 
     @property
     def url(self) -> str | None:
-        """The URL from the host, or None when the container has no network."""
+        """The URL from the host, or None when the container has no network and no relay."""
+        if self.published:
+            return self.published
         return f"http://127.0.0.1:{self.port}" if self.network == "host" else None
+
+    def pid(self) -> int:
+        """The PID (on the host) of the container's main process; 0 when it is not running."""
+        done = self.engine.call(["inspect", "--format", "{{.State.Pid}}", self.name], check=False)
+        text = done.stdout.decode().strip() if done.returncode == 0 else ""
+        return int(text) if text.isdigit() else 0
 
     def running(self) -> bool:
         return self.engine.container_running(self.name)
@@ -104,7 +114,7 @@ class Container:
 
     def status(self, path: str) -> int | None:
         """HTTP status of ``path``: from the host, or from inside without a network."""
-        if self.network == "host":
+        if self.url:
             return procs.http_status(f"{self.url}{path}")
         try:
             return self.request("GET", path)[0] or None
@@ -171,12 +181,14 @@ def run(
     mounts: Sequence[tuple[Path | str, str]] = (),
     name: str | None = None,
     port_variable: str = "PORT",
+    labels: Mapping[str, str] | None = None,
 ) -> Container:
     """Start ``image`` as ``service``, detached, listening on ``port`` (a free one by default).
 
     ``env`` is added to the container's environment, with ``port_variable`` (``PORT``, as Cloud
     Run sets it, or ``SERVING_PORT``) set to ``port``; ``mounts`` are ``(host_path,
-    container_path)`` pairs, mounted read-only unless the container path ends with ``:rw``.
+    container_path)`` pairs, mounted read-only unless the container path ends with ``:rw``;
+    ``labels`` are added to the container's (it always has ``hw5kit.container=<service>``).
     """
     if network not in NETWORKS:
         raise ContainerError(f"network must be one of {', '.join(NETWORKS)}, not {network!r}")
@@ -189,6 +201,8 @@ def run(
     environ = {port_variable: str(port), **(env or {})}
     args = ["run", "-d", "--name", name, "--network", network]
     args += ["--label", f"{CONTAINER_LABEL}={service}"]
+    for key, value in (labels or {}).items():
+        args += ["--label", f"{key}={value}"]
     for key, value in environ.items():
         args += ["-e", f"{key}={value}"]
     for host, inside in mounts:

@@ -4,7 +4,8 @@ stop, status, check_prereq and setup run.
 Every command takes ``--target local|container|gcp`` (default: ``target`` in
 deployment.yaml), ``--root DIR`` (the repository, default: this checkout) and ``--config FILE``
 (default: ROOT/deployment.yaml). Exit status: 0 success, 1 a step failed, 2 bad input
-(config, arguments).
+(config, arguments); verify: 3 a partial deployment (what is deployed passes, some services are
+not deployed).
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ from .config import ConfigError
 from .deliverables import DeliverablesError
 from .project import PipelineError, Project
 from .verify import DEFAULT_PHOTO, Verifier
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _only(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--only",
+        type=_names,
+        default=[],
+        metavar="SERVICE[,SERVICE...]",
+        help="only these services, e.g. backend_v1,frontend_v1 (the same for build, deploy and "
+        "verify, so `nox -s build deploy verify -- --only ...` works)",
+    )
 
 
 def _common() -> argparse.ArgumentParser:
@@ -55,11 +71,20 @@ def parser() -> argparse.ArgumentParser:
         help="write nothing; fail (with a diff) if deployment/ differs from a fresh render",
     )
     for name, text in (
-        ("build", "build the images (gcp: Cloud Build) or the local environment and weights"),
-        ("deploy", "deploy the built services (gcp: Cloud Run; local: processes on 127.0.0.1)"),
+        (
+            "build",
+            "build the images (container: with docker or podman/buildah; gcp: Cloud Build) or "
+            "the local environment and weights",
+        ),
+        (
+            "deploy",
+            "deploy the built services (local: processes on 127.0.0.1; container: containers "
+            "with no network, published on 127.0.0.1; gcp: Cloud Run)",
+        ),
     ):
         p = sub.add_parser(name, parents=[common], help=text, description=text)
         p.add_argument("services", nargs="*", help="only these services (default: all)")
+        _only(p)
         p.add_argument("-v", "--verbose", action="store_true", help="show every line of output")
     p = sub.add_parser(
         "verify",
@@ -69,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--deliverables", type=Path, help="check this file instead of the target's")
+    _only(p)
     p.add_argument("--skip-http", action="store_true", help="no HTTP requests to the services")
     p.add_argument(
         "--skip-gcloud", action="store_true", help="gcp: no Cloud Build / Cloud Run checks"
@@ -79,7 +105,9 @@ def parser() -> argparse.ArgumentParser:
         choices=photos.CORE_PHOTOS,
         help=f"the photo to classify (default: {DEFAULT_PHOTO})",
     )
-    sub.add_parser("stop", parents=[common], help="local: stop the services deploy started")
+    sub.add_parser(
+        "stop", parents=[common], help="local, container: stop the services deploy started"
+    )
     sub.add_parser("status", parents=[common], help="show what is deployed")
     sub.add_parser(
         "check-prereq",
@@ -136,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             http=not args.skip_http,
             gcloud=not args.skip_gcloud,
             photo=args.photo,
+            only=args.only,
         ).run()
     if args.command == "check-prereq":
         cmd = setup_mod.prereq_command(project)
@@ -143,10 +172,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         return setup_mod.main_run(project, dry_run=args.dry_run, plan_only=args.plan)
     target = targets.get(project)
-    if args.command == "build":
-        return target.build(args.services, verbose=args.verbose)
-    if args.command == "deploy":
-        return target.deploy(args.services, verbose=args.verbose)
+    if args.command in ("build", "deploy"):
+        names = [*args.services, *args.only]
+        for name in names:
+            project.config.service(name)  # an unknown name is bad input (exit 2)
+        step = target.build if args.command == "build" else target.deploy
+        return step(names, verbose=args.verbose)
     if args.command == "stop":
         return target.stop()
     return target.status()

@@ -19,8 +19,8 @@ def get(project: Project):
         from .gcp import GcpTarget
 
         return GcpTarget(project)
-    raise PipelineError(
-        f"the {project.target} target is not available in this version of the kit (it comes "
-        "with the container images: Dockerfile.base and Dockerfile.<service>); use "
-        "--target local or --target gcp"
-    )
+    if project.target == "container":
+        from .container import ContainerTarget
+
+        return ContainerTarget(project)
+    raise PipelineError(f"unknown target {project.target!r}")

@@ -22,13 +22,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
-import socket
 import sys
 import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +33,10 @@ from .. import deliverables
 from ..config import GATEWAY_SERVICE, ConfigError, Service
 from ..deliverables import DeliverablesError
 from ..project import PipelineError, Project
+from .common import Recorder, deploy_in_order, reuse_port
+from .common import now as _now
+from .common import read_json as _read_json
+from .common import write_json as _write_json
 
 WEIGHTS_DIR = "weights"
 BUILDS_FILE = "builds.json"
@@ -46,23 +46,6 @@ READY_TIMEOUT = 240.0
 GATEWAY_SPEC = "openapi_v3.yaml"
 GATEWAY_KEY_FILE = "gateway.key"
 GATEWAY_KEYS_ENV = "HW5_GATEWAY_API_KEYS"
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _write_json(path: Path, data: Any) -> None:
-    deliverables.write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _read_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
-    except ValueError as exc:
-        raise PipelineError(f"{path} is corrupted ({exc}); delete it and run again") from None
 
 
 def source_digest(root: Path, service: Service) -> str:
@@ -106,6 +89,7 @@ class LocalTarget:
         self.config = project.config
         self.root = project.root
         self._lock = threading.Lock()
+        self._recorder = Recorder(project)
 
     # -- paths and records -- #
     @property
@@ -130,10 +114,7 @@ class LocalTarget:
         _write_json(self.deployment_path, data)
 
     def _record(self, service: Service, **fields: str | None) -> None:
-        with self._lock:
-            deliverables.update(
-                self.project.deliverables_path, {service.deliverable_key: fields}, target="local"
-            )
+        self._recorder(service, **fields)
 
     # -- build -- #
     def build(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
@@ -225,6 +206,25 @@ class LocalTarget:
                 self.gateway_key_path.chmod(0o600)
             return self.gateway_key_path.read_text().strip()
 
+    def _gateway_step(
+        self, services: list[Service], state: dict, urls: dict[str, str]
+    ) -> dict[str, str | None]:
+        """After the backends: (re)start v3's gateway when v3 is being deployed; its URL
+        stands for the v3 backend group (what frontend_v3 calls)."""
+        if not self.config.v3_backends() or not any(s.version == "v3" for s in services):
+            return {}
+        group = self.config.v3_backends()[0].group
+        try:
+            urls[group] = self._start_gateway(state, urls)
+        except (procs.ServiceFailed, PipelineError) as exc:
+            return {GATEWAY_SERVICE: str(exc)}
+        with self._lock:
+            deliverables.update(
+                self.project.deliverables_path, {}, target="local", gateway_url=("v3", urls[group])
+            )
+        self.project.log(f"  ok     {GATEWAY_SERVICE}: {urls[group]} (API gateway)")
+        return {GATEWAY_SERVICE: None}
+
     def _start_gateway(self, state: dict, urls: dict[str, str]) -> str:
         from ..render import render_openapi
 
@@ -276,20 +276,7 @@ class LocalTarget:
         return url
 
     def _port(self, previous: dict[str, Any] | None) -> int:
-        """The service's previous port when it is free (frontends keep working across a
-        backend's redeploy), else a new free one."""
-        if previous and previous.get("port"):
-            port = int(previous["port"])
-            with socket.socket() as sock:
-                # as gunicorn and Tornado do: a port whose old connections linger is reusable
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    pass
-                else:
-                    return port
-        return procs.free_port()
+        return reuse_port(previous)
 
     def _stop_recorded(self, entry: dict[str, Any]) -> bool:
         pid = int(entry.get("pid") or 0)
@@ -318,71 +305,34 @@ class LocalTarget:
             previous = state["services"].get(s.name)
             if previous and self._stop_recorded(previous):
                 log(f"stopped the previous {s.name} (pid {previous['pid']})")
-        backends = [s for s in services if s.kind == "backend"]
-        frontends = [s for s in services if s.kind == "frontend"]
-        outcomes: dict[str, str | None] = {}
         urls: dict[str, str] = {
             name: entry["url"]
             for name, entry in state["services"].items()
             if entry.get("url") and procs.pid_alive(int(entry.get("pid") or 0))
         }
 
-        def start(s: Service) -> None:
+        def start(s: Service) -> str:
             build_id = str(deliverables.entry(current, *s.deliverable_key)["build_id"])
             try:
-                url = self._start(s, build_id, state, urls)
-            except (procs.ServiceFailed, PipelineError) as exc:
-                outcomes[s.name] = str(exc)
+                return self._start(s, build_id, state, urls)
+            except (procs.ServiceFailed, PipelineError):
                 with self._lock:
                     state["services"].pop(s.name, None)
                     self._save_deployment(state)
-                self._record(s, service_url=None)
-                return
-            urls[s.name] = url
-            outcomes[s.name] = None
-            self._record(s, service_url=url)
+                raise
 
         log(
             f"deploying {', '.join(s.name for s in services)} on 127.0.0.1 (logs: "
             f"{self.project.logs_dir})"
         )
-        with ThreadPoolExecutor(max_workers=max(1, len(backends))) as pool:
-            list(pool.map(start, backends))
-        if any(s.version == "v3" for s in services) and self.config.v3_backends():
-            group = self.config.v3_backends()[0].group
-            try:
-                urls[group] = self._start_gateway(state, urls)
-                outcomes[GATEWAY_SERVICE] = None
-                with self._lock:
-                    deliverables.update(
-                        self.project.deliverables_path,
-                        {},
-                        target="local",
-                        gateway_url=("v3", urls[group]),
-                    )
-            except (procs.ServiceFailed, PipelineError) as exc:
-                outcomes[GATEWAY_SERVICE] = str(exc)
-        ready_frontends = []
-        for s in frontends:
-            if s.backend in urls:
-                ready_frontends.append(s)
-            else:
-                outcomes[s.name] = f"skipped: its backend {s.backend} is not running"
-        with ThreadPoolExecutor(max_workers=max(1, len(ready_frontends))) as pool:
-            list(pool.map(start, ready_frontends))
-        failed = {k: v for k, v in outcomes.items() if v}
-        log(f"deploy: {len(outcomes) - len(failed)} of {len(outcomes)} services running")
-        for name in [s.name for s in services] + [n for n in outcomes if n == GATEWAY_SERVICE]:
-            s = next((x for x in services if x.name == name), None)
-            if name in failed:
-                log(f"  FAILED {name}: {failed[name]}")
-            elif s is None:
-                log(f"  ok     {name}: {urls[self.config.v3_backends()[0].group]} (API gateway)")
-            else:
-                wired = f" ({s.url_var}={urls[s.backend]})" if s.kind == "frontend" else ""
-                log(f"  ok     {s.name}: {urls[s.name]}{wired}")
-        if not failed:
-            log("stop them with `nox -s stop`; check them with `nox -s verify`")
+        failed = deploy_in_order(
+            self.project,
+            services,
+            start,
+            urls,
+            self._recorder,
+            after_backends=lambda: self._gateway_step(services, state, urls),
+        )
         return 1 if failed else 0
 
     def _start(self, s: Service, build_id: str, state: dict, urls: dict[str, str]) -> str:
