@@ -77,5 +77,6 @@ gcloud run deploy "${SERVICE_NAME}" \
     --cpu=2 \
     --min-instances=1 \
     --max-instances=1 \
+    --concurrency=80 \
     --allow-unauthenticated \
     --set-env-vars="API_GATEWAY=${API_GATEWAY}"
