@@ -642,7 +642,7 @@ def _check_services(path, services: tuple[Service, ...], base_image: str) -> Non
             raise _fail(path, f"services.{s.name}", f"clashes with base_image {base_image!r}")
         if s.deliverable_key in slots:
             other = slots[s.deliverable_key]
-            version, part = s.deliverable_key
+            version, part = s.deliverable_key[:2]
             raise _fail(
                 path,
                 f"services.{s.name}",
