@@ -14,7 +14,11 @@ REGISTRY="${REGION}-docker.pkg.dev"
 REPO_URI="${REGISTRY}/${PROJECT_ID}/${REPO_NAME}"
 SERVING_PORT="8000"
 BASE_IMAGE="base_image"
-APP_IMAGES=(backend_v1 frontend_v1 backend_v2 frontend_v2)
+APP_IMAGES=(backend_v1 frontend_v1 backend_v2 frontend_v2 backend_v3_efficientnet_lite0 backend_v3_efficientnet_lite1 backend_v3_efficientnet_lite2 frontend_v3)
+# v3: one image per model, each from Dockerfile.backend_v3 with its model as a build argument
+# (deployment/cloudbuild_v3.yaml), so that it bakes only that model's weights
+declare -A MODEL_OF=([backend_v3_efficientnet_lite0]=efficientnet_lite0 [backend_v3_efficientnet_lite1]=efficientnet_lite1 [backend_v3_efficientnet_lite2]=efficientnet_lite2)
+declare -A DOCKERFILE_OF=([backend_v3_efficientnet_lite0]=Dockerfile.backend_v3 [backend_v3_efficientnet_lite1]=Dockerfile.backend_v3 [backend_v3_efficientnet_lite2]=Dockerfile.backend_v3)
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 usage() {
@@ -33,6 +37,10 @@ USAGE
 submit() {
     local app_image="$1"
     local target_dockerfile="Dockerfile.${app_image}"
+    if [ -n "${MODEL_OF[${app_image}]:-}" ]; then
+        submit_model "${app_image}"
+        return
+    fi
     if [ ! -f "${SCRIPT_DIR}/../${target_dockerfile}" ]; then
         echo "error: ${target_dockerfile} is missing at the repository root; the build of" \
             "${app_image} needs it" >&2
@@ -44,6 +52,24 @@ submit() {
         --region="${REGION}" \
         --config="${SCRIPT_DIR}/cloudbuild.yaml" \
         --substitutions="_BASE_IMAGE_URI=${REPO_URI}/${BASE_IMAGE},_APP_URI=${REPO_URI}/${app_image},_SERVING_PORT=${SERVING_PORT},_TARGET_DOCKERFILE=${target_dockerfile}" \
+        "${SCRIPT_DIR}/.."
+}
+
+submit_model() {
+    local app_image="$1"
+    local model="${MODEL_OF[${app_image}]}"
+    local target_dockerfile="${DOCKERFILE_OF[${app_image}]}"
+    if [ ! -f "${SCRIPT_DIR}/../${target_dockerfile}" ]; then
+        echo "error: ${target_dockerfile} is missing at the repository root; the build of" \
+            "${app_image} needs it" >&2
+        return 1
+    fi
+    echo "Submitting the build of ${app_image} (${target_dockerfile}, model ${model}) in ${REGION}..." >&2
+    gcloud builds submit \
+        --project="${PROJECT_ID}" \
+        --region="${REGION}" \
+        --config="${SCRIPT_DIR}/cloudbuild_v3.yaml" \
+        --substitutions="_BASE_IMAGE_URI=${REPO_URI}/${BASE_IMAGE},_APP_URI=${REPO_URI}/${app_image},_SERVING_PORT=${SERVING_PORT},_TARGET_DOCKERFILE=${target_dockerfile},_MODEL_NAME=${model}" \
         "${SCRIPT_DIR}/.."
 }
 

@@ -202,4 +202,9 @@ def test_allow_list_is_small_and_documented():
         "artifacts repositories create",
         "artifacts repositories get-iam-policy",
         "artifacts repositories add-iam-policy-binding",
+        "api-gateway api-configs create",
+        "api-gateway api-configs describe",
+        "api-gateway gateways create",
+        "api-gateway gateways update",
+        "api-gateway gateways describe",
     }

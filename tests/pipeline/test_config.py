@@ -25,12 +25,20 @@ def test_the_committed_config_is_the_reference_deployment():
         "frontend_v1",
         "backend_v2",
         "frontend_v2",
+        "backend_v3_efficientnet_lite0",
+        "backend_v3_efficientnet_lite1",
+        "backend_v3_efficientnet_lite2",
+        "frontend_v3",
     ]
     assert [s.cloud_run_name for s in cfg.services] == [
         "backendv1",
         "frontendv1",
         "backendv2",
         "frontendv2",
+        "backendv3-efficientnet-lite0",
+        "backendv3-efficientnet-lite1",
+        "backendv3-efficientnet-lite2",
+        "frontendv3",
     ]
     v1 = cfg.service("backend_v1")
     assert v1.resources == config.Resources("2Gi", "2", 1, 1)

@@ -30,7 +30,7 @@ ENV = {
 
 @pytest.fixture
 def repo(tmp_path):
-    return make_repo(tmp_path / "repo")
+    return make_repo(tmp_path / "repo", v3=False)  # the course's v1/v2 (tests/v3 for v3)
 
 
 def recorded(repo):

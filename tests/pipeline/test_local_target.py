@@ -32,7 +32,7 @@ def running(repo):
 
 
 def test_build_deploy_verify_redeploy_and_stop(tmp_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)  # v1 and v2; tests/v3 deploys v3
     template = (repo / "deliverables.yaml").read_text()
     env = subprocess_env(tmp_path)
     netguard = tmp_path / "netguard.log"
@@ -97,7 +97,7 @@ def test_build_deploy_verify_redeploy_and_stop(tmp_path):
 
 
 def test_deploy_before_build_and_stop_with_nothing_running(tmp_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)  # v1 and v2; tests/v3 deploys v3
     env = subprocess_env(tmp_path)
     done = pipeline("deploy", root=repo, env=env)
     assert done.returncode == 1

@@ -36,6 +36,12 @@ def test_committed_deployment_files_are_a_fresh_render():
         "deployment/deploy_frontend_v1.sh",
         "deployment/deploy_backend_v2.sh",
         "deployment/deploy_frontend_v2.sh",
+        "deployment/cloudbuild_v3.yaml",
+        "deployment/deploy_backend_v3_efficientnet_lite0.sh",
+        "deployment/deploy_backend_v3_efficientnet_lite1.sh",
+        "deployment/deploy_backend_v3_efficientnet_lite2.sh",
+        "deployment/deploy_frontend_v3.sh",
+        "deployment/openapi_v3.yaml",
     }
     problems = render.differences(ROOT, files)
     assert not problems, "deployment/ is stale; run `nox -s render`:\n" + "\n".join(
@@ -143,6 +149,8 @@ def variant_config(tmp_path: Path) -> config.Config:
         "GREETING": 'it\'s a "test" $HOME',
     }
     data["services"]["frontend_v2"]["env"] = {"TITLE": "Classifieur, v2"}
+    data["services"]["backend_v3"]["env"]["GREETING"] = "a, b $X"
+    data["gateway"]["api_key"] = True
     path = tmp_path / "deployment.yaml"
     path.write_text(yaml.safe_dump(data))
     return config.load(path)
@@ -156,7 +164,7 @@ def test_rendered_scripts_pass_shellcheck(tmp_path, which):
     out = tmp_path / "out"
     render.write(out, render.render_all(cfg, ROOT / "templates"))
     scripts = sorted(str(p) for p in (out / "deployment").glob("*.sh"))
-    assert len(scripts) == 5
+    assert len(scripts) == 9  # submit, v1 and v2's four, v3's three backends and frontend
     done = subprocess.run([lint.tool("shellcheck"), *scripts], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -276,8 +284,19 @@ def test_submit_script_without_arguments_builds_every_image(tmp_path, cloud):
     assert done.returncode == 0, done.stderr
     calls = cloud.fake.calls("builds submit")
     apps = [c["flags"]["--substitutions"].split("_APP_URI=")[1].split(",")[0] for c in calls]
-    assert apps == [
-        f"{REGISTRY}/{name}" for name in ("backend_v1", "frontend_v1", "backend_v2", "frontend_v2")
-    ]
+    course = ("backend_v1", "frontend_v1", "backend_v2", "frontend_v2")
+    v3 = [f"backend_v3_efficientnet_lite{i}" for i in range(3)] + ["frontend_v3"]
+    assert apps == [f"{REGISTRY}/{name}" for name in (*course, *v3)]
     assert all(c["positionals"] == [f"{repo}/deployment/.."] for c in calls)
-    assert len(cloud.fake.project(PROJECT)["builds"]) == 4
+    assert len(cloud.fake.project(PROJECT)["builds"]) == 8
+    # the course's images use the course's Cloud Build file and its four substitutions; each
+    # v3 model's image the v3 file, with its model as a fifth
+    for call, name in zip(calls, (*course, *v3), strict=True):
+        subs = dict(kv.split("=", 1) for kv in call["flags"]["--substitutions"].split(","))
+        if name.startswith("backend_v3_"):
+            assert call["flags"]["--config"].endswith("/deployment/cloudbuild_v3.yaml")
+            assert subs["_MODEL_NAME"] == name.removeprefix("backend_v3_")
+            assert subs["_TARGET_DOCKERFILE"] == "Dockerfile.backend_v3"
+        else:
+            assert call["flags"]["--config"].endswith("/deployment/cloudbuild.yaml")
+            assert "_MODEL_NAME" not in subs and subs["_TARGET_DOCKERFILE"] == f"Dockerfile.{name}"

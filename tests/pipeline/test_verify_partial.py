@@ -48,7 +48,7 @@ def v1_only(repo, target):
 
 
 def test_v1_deployed_and_v2_empty_reports_v2_not_deployed(tmp_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)
     v1_only(repo, "gcp")
     done = verify(repo, tmp_path, "gcp")
     assert done.returncode == PARTIAL, done.stdout
@@ -69,7 +69,7 @@ def test_v1_deployed_and_v2_empty_reports_v2_not_deployed(tmp_path):
 def test_partial_on_the_machine_targets_still_checks_their_records(tmp_path, target):
     # with no HTTP, the local and container targets still check their own records: the builds
     # written here were never made, so v1 fails (exit 1), and v2 is "not deployed"
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)
     v1_only(repo, target)
     done = verify(repo, tmp_path, target)
     assert done.returncode == 1, done.stdout
@@ -79,7 +79,7 @@ def test_partial_on_the_machine_targets_still_checks_their_records(tmp_path, tar
 
 
 def test_a_build_only_state_is_built_not_deployed(tmp_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)
     write(
         repo,
         "gcp",
@@ -92,7 +92,7 @@ def test_a_build_only_state_is_built_not_deployed(tmp_path):
 
 
 def test_a_url_without_a_build_id_still_fails_the_schema(tmp_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)
     write(repo, "gcp", {("v1", "back_end"): {"service_url": URLS["gcp"][0]}})
     done = verify(repo, tmp_path, "gcp")
     assert done.returncode == 1
@@ -103,7 +103,7 @@ def test_a_url_without_a_build_id_still_fails_the_schema(tmp_path):
 
 
 def test_the_empty_template_is_still_a_failure(tmp_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)
     done = verify(repo, tmp_path, "gcp")
     assert done.returncode == 1
     assert "holds no build ID and no URL yet" in done.stdout

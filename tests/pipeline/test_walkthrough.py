@@ -68,7 +68,7 @@ def fresh_student(tmp_path):
     fake = FakeGcloud(tmp_path / "gcloud-state")
     fake.install(tmp_path / "bin")
     fake.add_project(PROJECT, apis=(), repositories=(), readers=(), set_default=False)
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", v3=False)  # the walkthrough deploys v1 and v2
     # step 5: the student's ID (the README's example one) and the gcp target
     config = repo / "deployment.yaml"
     data = yaml.safe_load(config.read_text())

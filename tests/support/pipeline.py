@@ -25,8 +25,10 @@ PLACEHOLDER_BASE = "FROM python:3.11-slim\n"
 PLACEHOLDER_SERVICE = "ARG BASE_IMAGE_URI\nFROM ${BASE_IMAGE_URI}\nARG SERVING_PORT\n"
 
 
-def make_repo(dest: Path) -> Path:
-    """Copy what the pipeline reads and writes into ``dest``; return it."""
+def make_repo(dest: Path, *, v3: bool = True) -> Path:
+    """Copy what the pipeline reads and writes into ``dest``; return it. ``v3=False`` keeps
+    only the course's v1 and v2 in the copy's config (and its rendered files): the tests of the
+    course's shape stay about it, v3 has its own (tests/v3)."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         source = ROOT / name
@@ -41,7 +43,28 @@ def make_repo(dest: Path) -> Path:
     for service in SERVICES:
         if not (dest / f"Dockerfile.{service}").exists():
             (dest / f"Dockerfile.{service}").write_text(PLACEHOLDER_SERVICE)
+    if not v3:
+        drop_v3(dest)
     return dest
+
+
+def drop_v3(repo: Path) -> None:
+    """Remove v3 (its services and the gateway) from the copy's config, and re-render."""
+    import yaml
+
+    from hw5kit.pipeline import config, render
+
+    path = repo / "deployment.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["services"] = {k: v for k, v in data["services"].items() if v.get("version") != "v3"}
+    data.pop("gateway", None)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    files = render.render_all(config.load(path), repo / "templates")
+    keep = {f.path for f in files}
+    for old in (repo / "deployment").iterdir():
+        if f"deployment/{old.name}" not in keep:
+            old.unlink()
+    render.write(repo, files)
 
 
 @dataclass

@@ -246,7 +246,15 @@ class ServingClient:
 
 
 class GatewayClient(ServingClient):
-    """The v3 API gateway (``API_GATEWAY``): ``POST /model/<name>/predict``, one model each."""
+    """The v3 API gateway (``API_GATEWAY``): ``POST /model/<name>/predict``, one model each.
+
+    ``api_key`` (the frontend's ``API_GATEWAY_KEY``) goes in the ``x-api-key`` header of every
+    request when the gateway requires a key."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, **kwargs: Any):
+        super().__init__(base_url, **kwargs)
+        if api_key:
+            self.session.headers["x-api-key"] = api_key
 
     def predict_path(self, model: str | None) -> str:
         if not model:
@@ -257,5 +265,7 @@ class GatewayClient(ServingClient):
         return {}  # the path names the model
 
 
-def make_client(base_url: str, *, gateway: bool) -> ServingClient:
-    return (GatewayClient if gateway else ServingClient)(base_url)
+def make_client(base_url: str, *, gateway: bool, api_key: str | None = None) -> ServingClient:
+    if gateway:
+        return GatewayClient(base_url, api_key=api_key)
+    return ServingClient(base_url)

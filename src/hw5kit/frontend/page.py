@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 from dataclasses import dataclass
 
 import streamlit as st
@@ -57,7 +58,9 @@ class Outcome:
 # ---- shared across sessions: only things that hold no visitor's state ---------------------
 @st.cache_resource(show_spinner=False)
 def _client(base_url: str, gateway: bool) -> ServingClient:
-    return make_client(base_url, gateway=gateway)
+    # v3: the gateway's API key, when it requires one (API_GATEWAY_KEY, set at deploy)
+    key = os.environ.get("API_GATEWAY_KEY", "").strip() if gateway else ""
+    return make_client(base_url, gateway=gateway, api_key=key or None)
 
 
 @st.cache_data(ttl=MODELS_TTL, show_spinner=False)

@@ -12,7 +12,10 @@ import hashlib
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import cloudbuild, formats
 from .cli import Call, GcloudError, Result
@@ -904,3 +907,191 @@ def artifacts_repositories_add_iam_policy_binding(call: Call, state: dict) -> Re
         stderr=f"Updated IAM policy for repository [{name}].\n",
         extra={"binding_added": changed},
     )
+
+
+# --- api-gateway: v3's API, its configs and the gateway -------------------------------------
+
+GATEWAY_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _apigateway(data: dict) -> dict:
+    """The project's API Gateway resources (older states have none yet)."""
+    return data.setdefault("apigateway", {"apis": {}, "configs": {}, "gateways": {}})
+
+
+def _gateway_id(call: Call, value: str, what: str) -> str:
+    if not GATEWAY_ID_RE.match(value):
+        raise GcloudError(
+            f"INVALID_ARGUMENT: {what} ID [{value}] must have at most 63 characters: lowercase "
+            "letters, numbers or dashes, starting with a letter, without underscores",
+            1,
+            call.command.dotted,
+        )
+    return value
+
+
+def api_configs_create(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    gw = _apigateway(data)
+    config_id = _gateway_id(call, call.positionals[0], "API config")
+    api = _gateway_id(call, call.flag("--api") or "", "API")
+    spec_path = call.flag("--openapi-spec")
+    if not spec_path:
+        raise GcloudError(
+            "Exactly one of (--grpc-files | --openapi-spec) must be specified.",
+            2,
+            call.command.dotted,
+        )
+    path = Path(spec_path)
+    if not path.is_absolute():
+        path = Path(call.cwd) / path
+    try:
+        text = path.read_text()
+    except OSError:
+        raise GcloudError(f"Unable to read file [{spec_path}]", 1, call.command.dotted) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None
+    if not isinstance(doc, dict) or str(doc.get("swagger")) != "2.0":
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Cannot convert to service config. [{spec_path}] is not an "
+            'OpenAPI 2.0 document (swagger: "2.0")',
+            1,
+            call.command.dotted,
+        )
+    key = f"{api}/{config_id}"
+    if key in gw["configs"]:
+        raise GcloudError(
+            f"ALREADY_EXISTS: Resource 'projects/{project}/locations/global/apis/{api}/"
+            f"configs/{config_id}' already exists",
+            1,
+            call.command.dotted,
+        )
+    stderr = ""
+    if api not in gw["apis"]:
+        gw["apis"][api] = {
+            "name": f"projects/{project}/locations/global/apis/{api}",
+            "managedService": f"{api}-{hashlib.sha256(project.encode()).hexdigest()[:13]}"
+            f".apigateway.{project}.cloud.goog",
+            "state": "ACTIVE",
+            "createTime": now(),
+        }
+        stderr += f"Waiting for API [{api}] to be created...done.\n"
+    gw["configs"][key] = {
+        "name": f"projects/{project}/locations/global/apis/{api}/configs/{config_id}",
+        "state": "ACTIVE",
+        "createTime": now(),
+        "openapi_spec": text,
+        "backendAuthServiceAccount": call.flag("--backend-auth-service-account") or "",
+    }
+    stderr += f"Waiting for API Config [{config_id}] to be created for API [{api}]...done.\n"
+    return Result(stderr=stderr)
+
+
+def api_configs_describe(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    gw = _apigateway(data)
+    api = call.flag("--api") or ""
+    config_id = call.positionals[0]
+    resource = gw["configs"].get(f"{api}/{config_id}")
+    if resource is None:
+        raise GcloudError(
+            f"NOT_FOUND: Resource 'projects/{project}/locations/global/apis/{api}/configs/"
+            f"{config_id}' was not found",
+            1,
+            call.command.dotted,
+        )
+    public = {k: v for k, v in resource.items() if k != "openapi_spec"}
+    return Result(stdout=_describe_output(call, public))
+
+
+def _gateway_resource(call: Call, project: str, gw: dict) -> tuple[str, str, str]:
+    gateway = _gateway_id(call, call.positionals[0], "Gateway")
+    location = call.flag("--location")
+    if not location:
+        raise GcloudError(
+            "Error parsing [gateway]. The [gateway] resource is not properly specified. "
+            "Failed to find attribute [location].",
+            1,
+            call.command.dotted,
+        )
+    return gateway, location, f"{location}/{gateway}"
+
+
+def _gateway_config(call: Call, project: str, gw: dict) -> str:
+    api = call.flag("--api") or ""
+    config_id = call.flag("--api-config") or ""
+    if f"{api}/{config_id}" not in gw["configs"]:
+        raise GcloudError(
+            f"NOT_FOUND: Resource 'projects/{project}/locations/global/apis/{api}/configs/"
+            f"{config_id}' was not found",
+            1,
+            call.command.dotted,
+        )
+    return f"projects/{project}/locations/global/apis/{api}/configs/{config_id}"
+
+
+def gateways_create(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    gw = _apigateway(data)
+    gateway, location, key = _gateway_resource(call, project, gw)
+    if location not in REGION_CODES:
+        raise GcloudError(
+            f"INVALID_ARGUMENT: Location [{location}] is not supported by API Gateway (fake "
+            f"gcloud: {', '.join(sorted(REGION_CODES))})",
+            1,
+            call.command.dotted,
+        )
+    if key in gw["gateways"]:
+        raise GcloudError(
+            f"ALREADY_EXISTS: Resource 'projects/{project}/locations/{location}/gateways/"
+            f"{gateway}' already exists",
+            1,
+            call.command.dotted,
+        )
+    config = _gateway_config(call, project, gw)
+    digest = hashlib.sha256(f"{project}/{key}".encode()).hexdigest()[:8]
+    gw["gateways"][key] = {
+        "name": f"projects/{project}/locations/{location}/gateways/{gateway}",
+        "apiConfig": config,
+        "defaultHostname": f"{gateway}-{digest}.{REGION_CODES[location]}.gateway.dev",
+        "state": "ACTIVE",
+        "createTime": now(),
+        "updateTime": now(),
+    }
+    return Result(
+        stderr=f"Waiting for API Gateway [{gateway}] to be created with [{config}] config...done.\n"
+    )
+
+
+def gateways_update(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    gw = _apigateway(data)
+    gateway, location, key = _gateway_resource(call, project, gw)
+    resource = gw["gateways"].get(key)
+    if resource is None:
+        raise GcloudError(
+            f"NOT_FOUND: Resource 'projects/{project}/locations/{location}/gateways/{gateway}' "
+            "was not found",
+            1,
+            call.command.dotted,
+        )
+    resource["apiConfig"] = _gateway_config(call, project, gw)
+    resource["updateTime"] = now()
+    return Result(stderr=f"Waiting for API Gateway [{gateway}] to be updated...done.\n")
+
+
+def gateways_describe(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    gw = _apigateway(data)
+    gateway, location, key = _gateway_resource(call, project, gw)
+    resource = gw["gateways"].get(key)
+    if resource is None:
+        raise GcloudError(
+            f"NOT_FOUND: Resource 'projects/{project}/locations/{location}/gateways/{gateway}' "
+            "was not found",
+            1,
+            call.command.dotted,
+        )
+    return Result(stdout=_describe_output(call, resource))

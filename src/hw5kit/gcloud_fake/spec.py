@@ -168,6 +168,18 @@ REGION = Flag("--region", check=region_check)
 # `gcloud artifacts repositories create --repository-format` (gcloud 528's --help)
 REPOSITORY_FORMATS = ("apt", "docker", "go", "kfp", "maven", "npm", "python", "yum")
 
+# API Gateway IDs (https://cloud.google.com/api-gateway/docs/creating-api-config): at most 63
+# lowercase letters, digits or dashes, not starting with a dash, no underscore
+GATEWAY_ID = _regex(r"^[a-z0-9]([a-z0-9-]{0,62})$", "an ID of lowercase letters, digits, dashes")
+GATEWAY_FLAGS = (
+    Flag("--location", check=region_check),
+    Flag("--api", check=GATEWAY_ID),
+    Flag("--api-config", check=GATEWAY_ID),
+    Flag("--display-name"),
+    Flag("--labels"),
+    Flag("--async", takes_value=False),
+)
+
 COMMANDS: dict[tuple[str, ...], Command] = {
     c.path: c
     for c in (
@@ -305,6 +317,49 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             ),
             positionals=(Positional("REPOSITORY"),),
             handler="artifacts_repositories_add_iam_policy_binding",
+        ),
+        # --- v3: Google API Gateway (the API, its configs, the gateway) ---
+        Command(
+            ("api-gateway", "api-configs", "create"),
+            "https://cloud.google.com/sdk/gcloud/reference/api-gateway/api-configs/create",
+            flags=(
+                Flag("--api", check=GATEWAY_ID),
+                Flag("--openapi-spec"),
+                Flag("--backend-auth-service-account"),
+                Flag("--display-name"),
+                Flag("--labels"),
+                Flag("--async", takes_value=False),
+            ),
+            positionals=(Positional("API_CONFIG"),),
+            handler="api_configs_create",
+        ),
+        Command(
+            ("api-gateway", "api-configs", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/api-gateway/api-configs/describe",
+            flags=(Flag("--api", check=GATEWAY_ID), Flag("--view", choices=("BASIC", "FULL"))),
+            positionals=(Positional("API_CONFIG"),),
+            handler="api_configs_describe",
+        ),
+        Command(
+            ("api-gateway", "gateways", "create"),
+            "https://cloud.google.com/sdk/gcloud/reference/api-gateway/gateways/create",
+            flags=GATEWAY_FLAGS,
+            positionals=(Positional("GATEWAY"),),
+            handler="gateways_create",
+        ),
+        Command(
+            ("api-gateway", "gateways", "update"),
+            "https://cloud.google.com/sdk/gcloud/reference/api-gateway/gateways/update",
+            flags=GATEWAY_FLAGS,
+            positionals=(Positional("GATEWAY"),),
+            handler="gateways_update",
+        ),
+        Command(
+            ("api-gateway", "gateways", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/api-gateway/gateways/describe",
+            flags=(Flag("--location", check=region_check),),
+            positionals=(Positional("GATEWAY"),),
+            handler="gateways_describe",
         ),
     )
 }

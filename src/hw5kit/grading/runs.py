@@ -19,6 +19,7 @@ A script can wreck its own workspace, never the next run's or the snapshot the c
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,13 @@ class ScriptRun:
         return " ".join(["bash", f"deployment/{name}", *self.args])
 
 
+_V3_APP_URI = re.compile(r"_APP_URI=[^,]*/(backend|frontend)_v3(_[a-z0-9_]+)?(,|$)")
+
+
+def _is_v3_build(call: Call) -> bool:
+    return bool(_V3_APP_URI.search(str(call.flags.get("--substitutions") or "")))
+
+
 @dataclass
 class Runs:
     submit: list[ScriptRun] = field(default_factory=list)
@@ -70,7 +78,15 @@ class Runs:
     stand_ins: list[str] = field(default_factory=list)
 
     def submit_calls(self) -> list[Call]:
-        return [c for run in self.submit for c in run.calls if c.command == "builds submit"]
+        """The ``builds submit`` calls the rubric grades: the course's images. A submission's
+        v3 images (``backend_v3*``, ``frontend_v3``, an optional extra the rubric does not
+        cover) are left out, so that v3's presence changes nothing in v1/v2's score."""
+        return [
+            c
+            for run in self.submit
+            for c in run.calls
+            if c.command == "builds submit" and not _is_v3_build(c)
+        ]
 
     def deploy_calls(self, app: str) -> list[Call]:
         runs = self.deploys.get(app) or []

@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command in ("build", "deploy"):
         names = [*args.services, *args.only]
         for name in names:
-            project.config.service(name)  # an unknown name is bad input (exit 2)
+            if not project.config.group(name):  # a service, or v3's backend_v3 group
+                project.config.service(name)  # an unknown name is bad input (exit 2)
         step = target.build if args.command == "build" else target.deploy
         return step(names, verbose=args.verbose)
     if args.command == "stop":

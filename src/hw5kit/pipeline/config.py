@@ -26,7 +26,9 @@ from ..serving import capacity
 CONFIG_NAME = "deployment.yaml"
 TARGETS = ("local", "container", "gcp")
 KINDS = ("backend", "frontend")
-VERSIONS = ("v1", "v2")
+VERSIONS = ("v1", "v2", "v3")
+# the course's versions: deliverables.yaml keeps exactly their layout; v3 is an optional extra
+COURSE_VERSIONS = ("v1", "v2")
 # deliverables.yaml names the two halves of a version this way (the course's keys)
 DELIVERABLE_PART = {"backend": "back_end", "frontend": "front_end"}
 
@@ -40,6 +42,8 @@ SERVICE_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,48}$")
 CLOUD_RUN_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^[1-9][0-9]*(Mi|Gi)$")
+# API Gateway's IDs (API, config, gateway): lowercase letters, digits, hyphens, no underscore
+GATEWAY_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 CPU_RE = re.compile(r"^([1248]|0\.[0-9]*[1-9]|[1-9][0-9]{1,2}m)$")
 # Cloud Run sets these itself and refuses them in --set-env-vars.
 RESERVED_ENV = {"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"}
@@ -89,6 +93,16 @@ class Service:
     resources: Resources
     env: tuple[tuple[str, str], ...] = ()
     backend: str | None = None  # frontends: the backend service they call (SERVING_URL)
+    # v3: a ``backend_v3`` entry with MODELS expands to one service per model, named
+    # ``backend_v3_<model>``: ``group`` is the entry's key (its app folder and Dockerfile),
+    # ``model`` the one model the service serves.
+    group: str = ""
+    model: str | None = None
+
+    @property
+    def app(self) -> str:
+        """The app folder and Dockerfile name: the group for a v3 per-model backend."""
+        return self.group or self.name
 
     @property
     def image(self) -> str:
@@ -96,16 +110,24 @@ class Service:
 
     @property
     def dockerfile(self) -> str:
-        return f"Dockerfile.{self.name}"
+        return f"Dockerfile.{self.app}"
 
     @property
     def app_dir(self) -> str:
-        return f"apps/{self.name}"
+        return f"apps/{self.app}"
 
     @property
-    def deliverable_key(self) -> tuple[str, str]:
-        """Where this service's build ID and URL go: ``services.<version>.<part>``."""
+    def deliverable_key(self) -> tuple[str, ...]:
+        """Where this service's build ID and URL go: ``services.<version>.<part>``, and for a
+        v3 model's backend ``services.v3.backends.<model>``."""
+        if self.model is not None:
+            return self.version, "backends", self.model
         return self.version, DELIVERABLE_PART[self.kind]
+
+    @property
+    def url_var(self) -> str:
+        """The variable a frontend finds its backend in: the v3 one calls the API gateway."""
+        return "API_GATEWAY" if self.version == "v3" else "SERVING_URL"
 
     @property
     def deploy_script(self) -> str:
@@ -135,10 +157,34 @@ class Service:
         return capacity.max_inflight(capacity.http_threads(self.resources.whole_cpus, asked))
 
     def models(self) -> list[str]:
-        """The models a backend serves (``MODEL_NAME`` or ``MODELS``); empty for frontends."""
+        """The models a backend serves (``MODEL_NAME`` or ``MODELS``; a v3 model's backend, its
+        one model); empty for frontends."""
+        if self.model is not None:
+            return [self.model]
         env = self.env_dict()
         raw = env.get("MODELS") or env.get("MODEL_NAME") or ""
         return [m.strip() for m in raw.split(",") if m.strip()]
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """v3's API gateway (``gateway:`` in deployment.yaml): Google API Gateway on gcp, the
+    ``python -m hw5kit.gateway`` process on the local target, both from one OpenAPI document."""
+
+    api_id: str = "hw5-api"
+    gateway_id: str = "hw5-gateway"
+    location: str = ""  # the gateway's region; empty: the config's region
+    deadline: float = 30.0  # seconds, x-google-backend deadline of every route
+    api_key: bool = False  # require an API key (query ?key= or header x-api-key)
+
+    def config_id(self, spec_text: str) -> str:
+        """An API config ID naming the document's content (configs cannot be changed)."""
+        import hashlib
+
+        return f"{self.api_id}-{hashlib.sha256(spec_text.encode()).hexdigest()[:10]}"[:63]
+
+
+GATEWAY_SERVICE = "gateway_v3"  # the local process's name (logs, deployment.json)
 
 
 @dataclass(frozen=True)
@@ -152,6 +198,11 @@ class Config:
     services: tuple[Service, ...]
     path: Path | None = field(default=None, compare=False)
     autograder_service_account: str = DEFAULT_AUTOGRADER
+    gateway: Gateway | None = None
+
+    @property
+    def gateway_location(self) -> str:
+        return (self.gateway.location if self.gateway else "") or self.region
 
     @property
     def project_id(self) -> str:
@@ -187,11 +238,22 @@ class Config:
         return [s for s in self.services if s.kind == "frontend"]
 
     def select(self, names: list[str] | None) -> list[Service]:
-        """The named services (all when ``names`` is empty), in config order."""
+        """The named services (all when ``names`` is empty), in config order; a v3 group
+        (``backend_v3``) names every model's backend."""
         if not names:
             return list(self.services)
-        wanted = [self.service(n).name for n in names]
+        wanted = set()
+        for n in names:
+            group = [s.name for s in self.services if s.group and s.group == n]
+            wanted.update(group or [self.service(n).name])
         return [s for s in self.services if s.name in wanted]
+
+    def group(self, name: str) -> list[Service]:
+        """The services of a deployment.yaml entry: one, or a v3 group's per-model backends."""
+        return [s for s in self.services if s.name == name or s.group == name]
+
+    def v3_backends(self) -> list[Service]:
+        return [s for s in self.services if s.version == "v3" and s.kind == "backend"]
 
     def models(self) -> list[str]:
         seen: list[str] = []
@@ -225,12 +287,21 @@ TOP_KEYS = {
     "services": "the services, keyed by app name (backend_v1, frontend_v1, ...)",
     "autograder_service_account": "the autograder's service account e-mail, given read "
     "access to the repository by `nox -s setup`",
+    "gateway": "v3's API gateway: api_id, gateway_id, location, deadline, api_key",
+}
+GATEWAY_KEYS = {
+    "api_id": "the API Gateway API ID: lowercase letters, digits and hyphens, e.g. hw5-api",
+    "gateway_id": "the gateway ID: lowercase letters, digits and hyphens, e.g. hw5-gateway",
+    "location": "the gateway's region (default: region), e.g. us-central1",
+    "deadline": "seconds a backend may take to answer, a number above 0 and at most 3600",
+    "api_key": "true to require an API key (?key= or the x-api-key header), else false",
 }
 SERVICE_KEYS = {
     "kind": "backend | frontend",
     "version": " | ".join(VERSIONS),
     "cloud_run_name": "the Cloud Run service name, e.g. backendv1",
-    "backend": "frontends: the backend service they call, e.g. backend_v1",
+    "backend": "frontends: the backend service they call, e.g. backend_v1 (v3: backend_v3, "
+    "reached through the API gateway)",
     "resources": "memory, cpu, min_instances, max_instances, concurrency",
     "env": "environment variables set on the service (strings)",
 }
@@ -318,15 +389,15 @@ def _env(path, prefix: str, data: Any, kind: str) -> tuple[tuple[str, str], ...]
             raise _fail(path, key, "not a valid environment variable name (letters, digits, _)")
         if name in RESERVED_ENV:
             raise _fail(path, key, f"{name} is set by Cloud Run itself and cannot be configured")
-        if kind == "frontend" and name == "SERVING_URL":
-            raise _fail(path, key, "SERVING_URL is wired by deploy from the backend's URL")
+        if kind == "frontend" and name in ("SERVING_URL", "API_GATEWAY"):
+            raise _fail(path, key, f"{name} is wired by deploy from the backend's URL")
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise _fail(path, key, f"expected a string value, got {value!r}")
         out.append((name, str(value)))
     return tuple(sorted(out))
 
 
-def _service(path, name: Any, data: Any) -> Service:
+def _service(path, name: Any, data: Any) -> list[Service]:
     prefix = f"services.{name}."
     if not isinstance(name, str) or not SERVICE_KEY_RE.match(name) or "__" in name:
         raise _fail(
@@ -363,7 +434,7 @@ def _service(path, name: Any, data: Any) -> Service:
         backend = _string(path, prefix + "backend", backend, SERVICE_KEY_RE, "a service name")
     elif backend is not None:
         raise _fail(path, prefix + "backend", "only frontends name a backend")
-    return Service(
+    service = Service(
         name=name,
         kind=kind,
         version=version,
@@ -371,6 +442,92 @@ def _service(path, name: Any, data: Any) -> Service:
         resources=_resources(path, prefix + "resources.", data.get("resources")),
         env=_env(path, prefix + "env.", data.get("env"), kind),
         backend=backend,
+    )
+    if version == "v3" and kind == "backend":
+        return _expand_v3(path, service)
+    return [service]
+
+
+def _expand_v3(path, group: Service) -> list[Service]:
+    """``backend_v3`` with MODELS a,b,c -> one service per model (``backend_v3_a``, ...), each
+    its own Cloud Run service (``<cloud_run_name>-a``) with MODEL_NAME=a and MODELS=a,b,c."""
+    key = f"services.{group.name}.env"
+    env = group.env_dict()
+    if "MODEL_NAME" in env:
+        raise _fail(
+            path,
+            f"{key}.MODEL_NAME",
+            "a v3 backend lists its models in MODELS (one Cloud Run service each); "
+            "MODEL_NAME is set per model",
+        )
+    models = group.models()
+    if not models:
+        raise _fail(path, f"{key}.MODELS", "missing; expected the models, comma-separated")
+    if len(set(models)) != len(models):
+        raise _fail(path, f"{key}.MODELS", f"a model is listed twice: {env['MODELS']!r}")
+    out = []
+    for model in models:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", model):
+            raise _fail(path, f"{key}.MODELS", f"{model!r} is not a model name")
+        name = f"{group.name}_{model}"
+        run_name = f"{group.cloud_run_name}-{model.replace('_', '-')}"
+        if not SERVICE_KEY_RE.match(name) or not CLOUD_RUN_NAME_RE.match(run_name):
+            raise _fail(
+                path,
+                f"services.{group.name}",
+                f"the service of model {model!r} would be named {run_name!r}: shorten "
+                "cloud_run_name (Cloud Run names have at most 49 characters)",
+            )
+        model_env = {**env, "MODEL_NAME": model, "MODELS": ",".join(models)}
+        out.append(
+            Service(
+                name=name,
+                kind="backend",
+                version="v3",
+                cloud_run_name=run_name,
+                resources=group.resources,
+                env=tuple(sorted(model_env.items())),
+                group=group.name,
+                model=model,
+            )
+        )
+    return out
+
+
+def _gateway(path, data: Any) -> Gateway:
+    if data is None:
+        return Gateway()
+    if not isinstance(data, Mapping):
+        raise _fail(path, "gateway", f"expected a mapping ({', '.join(GATEWAY_KEYS)})")
+    _check_keys(path, "gateway.", data, GATEWAY_KEYS)
+    ids = {}
+    for key, default in (("api_id", Gateway.api_id), ("gateway_id", Gateway.gateway_id)):
+        ids[key] = _string(
+            path, f"gateway.{key}", data.get(key, default), GATEWAY_ID_RE, GATEWAY_KEYS[key]
+        )
+    location = ""
+    if data.get("location") not in (None, ""):
+        location = _string(
+            path, "gateway.location", data["location"], REGION_RE, GATEWAY_KEYS["location"]
+        )
+    deadline = data.get("deadline", Gateway.deadline)
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+        raise _fail(
+            path, "gateway.deadline", f"expected {GATEWAY_KEYS['deadline']}, got {deadline!r}"
+        )
+    if not 0 < deadline <= 3600:
+        raise _fail(
+            path, "gateway.deadline", f"expected {GATEWAY_KEYS['deadline']}, got {deadline}"
+        )
+    api_key = data.get("api_key", False)
+    if not isinstance(api_key, bool):
+        raise _fail(path, "gateway.api_key", f"expected true or false, got {api_key!r}")
+    return Gateway(
+        api_id=ids["api_id"],
+        gateway_id=ids["gateway_id"],
+        location=location,
+        deadline=float(deadline),
+        api_key=api_key,
     )
 
 
@@ -430,8 +587,13 @@ def parse(data: Any, path: Path | None = None) -> Config:
     raw_services = data["services"]
     if not isinstance(raw_services, Mapping) or not raw_services:
         raise _fail(path, "services", "expected a mapping of services (backend_v1: {...}, ...)")
-    services = tuple(_service(path, name, body) for name, body in raw_services.items())
+    services = tuple(s for name, body in raw_services.items() for s in _service(path, name, body))
     _check_services(path, services, base_image)
+    gateway = None
+    if any(s.version == "v3" for s in services):
+        gateway = _gateway(path, data.get("gateway"))
+    elif data.get("gateway") is not None:
+        _gateway(path, data["gateway"])  # checked all the same: a typo is reported now
     return Config(
         student_id=student_id,
         region=region,
@@ -442,6 +604,7 @@ def parse(data: Any, path: Path | None = None) -> Config:
         services=services,
         path=path,
         autograder_service_account=autograder,
+        gateway=gateway,
     )
 
 
@@ -479,7 +642,7 @@ def _check_services(path, services: tuple[Service, ...], base_image: str) -> Non
             raise _fail(path, f"services.{s.name}", f"clashes with base_image {base_image!r}")
         if s.deliverable_key in slots:
             other = slots[s.deliverable_key]
-            version, part = s.deliverable_key
+            version, part = s.deliverable_key[:2]
             raise _fail(
                 path,
                 f"services.{s.name}",
@@ -496,8 +659,21 @@ def _check_services(path, services: tuple[Service, ...], base_image: str) -> Non
         run_names[s.cloud_run_name] = s.name
         if s.kind == "frontend":
             target = by_name.get(s.backend or "")
+            if target is None:  # a v3 group: its first model stands for it
+                target = next((b for b in services if b.group and b.group == s.backend), None)
+            if s.version == "v3" and (target is None or target.version != "v3"):
+                groups = sorted({b.group for b in services if b.group})
+                raise _fail(
+                    path,
+                    f"services.{s.name}.backend",
+                    f"a v3 frontend calls the v3 backends through the API gateway: name a "
+                    f"v3 backend entry ({', '.join(groups) or 'none is configured'}), got "
+                    f"{s.backend!r}",
+                )
             if target is None or target.kind != "backend":
-                backends = ", ".join(b.name for b in services if b.kind == "backend")
+                backends = ", ".join(
+                    sorted({b.group or b.name for b in services if b.kind == "backend"})
+                )
                 raise _fail(
                     path,
                     f"services.{s.name}.backend",
@@ -507,7 +683,7 @@ def _check_services(path, services: tuple[Service, ...], base_image: str) -> Non
             raise _fail(
                 path,
                 f"services.{s.name}.env",
-                "a backend sets MODEL_NAME (v1) or MODELS (v2, comma-separated)",
+                "a backend sets MODEL_NAME (v1) or MODELS (v2 and v3, comma-separated)",
             )
 
 

@@ -11,12 +11,17 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .config import Config, Service
+from ..gateway.spec import PLACEHOLDER_MARK
+from .config import Config, Gateway, Service
 
 # Cloud Build's docker builder (the course's choice).
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
 # Candidates for gcloud's alternate list delimiter (`gcloud topic escaping`): ^D^K=V D K2=V2
 ALT_DELIMITERS = "|@;#"
+CLOUDBUILD = "cloudbuild.yaml"
+# v3's per-model backends: the same steps, plus the model as a build argument (_MODEL_NAME), so
+# that each image bakes only its own model's weights
+CLOUDBUILD_V3 = "cloudbuild_v3.yaml"
 
 
 def env_delimiter(values: list[str]) -> str:
@@ -54,10 +59,85 @@ class ServiceContext:
     env_static: str
     deploy_script: str
     backend: ServiceContext | None = None
+    # where deliverables.yaml keeps the build ID: ("v1", "back_end") or ("v3", "backends", model)
+    deliverable_path: tuple[str, ...] = ()
+    model: str = ""  # v3: the one model a per-model backend serves (its image bakes only it)
+    url_var: str = "SERVING_URL"  # frontends: SERVING_URL, or API_GATEWAY for v3
+    cloudbuild: str = "cloudbuild.yaml"  # the Cloud Build config its image is built with
 
     @property
     def is_frontend(self) -> bool:
         return self.kind == "frontend"
+
+    @property
+    def via_gateway(self) -> bool:
+        return self.is_frontend and self.url_var == "API_GATEWAY"
+
+    @property
+    def deliverable_where(self) -> str:
+        return ".".join(self.deliverable_path)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One model's routes in the gateway document."""
+
+    model: str
+    service: str  # backend_v3_<model>
+    cloud_run_name: str
+    address: str  # the Cloud Run URL, or a placeholder in the committed document
+
+
+@dataclass(frozen=True)
+class GatewayContext:
+    api_id: str
+    gateway_id: str
+    location: str
+    deadline: str  # as YAML prints it, e.g. 30.0
+    api_key: bool
+    routes: tuple[Route, ...]
+    placeholders: bool  # True in the committed document (addresses not known yet)
+
+    @property
+    def models(self) -> list[str]:
+        return [r.model for r in self.routes]
+
+    @property
+    def models_route(self) -> Route:
+        """GET /models: any backend knows the full list; the first model's answers."""
+        return self.routes[0]
+
+
+def placeholder(cloud_run_name: str) -> str:
+    """The committed document's stand-in for a backend URL known only after deploy."""
+    return f"https://{cloud_run_name}.{PLACEHOLDER_MARK}.run.app"
+
+
+def gateway(config: Config, addresses: dict[str, str] | None = None) -> GatewayContext | None:
+    """The gateway document's context; ``addresses`` maps each v3 backend service to its URL
+    (None: the committed document, with placeholders)."""
+    backends = config.v3_backends()
+    if not backends:
+        return None
+    gw = config.gateway or Gateway()
+    routes = []
+    for s in backends:
+        if addresses is None:
+            address = placeholder(s.cloud_run_name)
+        elif s.name in addresses:
+            address = addresses[s.name].rstrip("/")
+        else:
+            raise ValueError(f"no URL for {s.name}: deploy it before the gateway")
+        routes.append(Route(str(s.model), s.name, s.cloud_run_name, address))
+    return GatewayContext(
+        api_id=gw.api_id,
+        gateway_id=gw.gateway_id,
+        location=config.gateway_location,
+        deadline=repr(float(gw.deadline)),
+        api_key=gw.api_key,
+        routes=tuple(routes),
+        placeholders=addresses is None,
+    )
 
 
 @dataclass(frozen=True)
@@ -73,6 +153,12 @@ class Context:
     base_image_uri: str
     docker_builder: str
     services: tuple[ServiceContext, ...]
+    gateway: GatewayContext | None = None
+
+    @property
+    def model_builds(self) -> list[ServiceContext]:
+        """Services whose image build takes a model (v3 backends: cloudbuild_v3.yaml)."""
+        return [s for s in self.services if s.model]
 
 
 def _service(config: Config, s: Service, backend: ServiceContext | None) -> ServiceContext:
@@ -100,6 +186,10 @@ def _service(config: Config, s: Service, backend: ServiceContext | None) -> Serv
         env_static=delimiter.join(items),
         deploy_script=s.deploy_script,
         backend=backend,
+        deliverable_path=s.deliverable_key,
+        model=s.model or "",
+        url_var=s.url_var,
+        cloudbuild=CLOUDBUILD_V3 if s.model else CLOUDBUILD,
     )
 
 
@@ -112,7 +202,7 @@ def build(config: Config) -> Context:
         if s.kind == "backend":
             services.append(backends[s.name])
         else:
-            services.append(_service(config, s, backends[s.backend]))
+            services.append(_service(config, s, backends.get(s.backend or "")))
     return Context(
         project_id=config.project_id,
         student_id=config.student_id,
@@ -125,6 +215,7 @@ def build(config: Config) -> Context:
         base_image_uri=config.base_image_uri,
         docker_builder=DOCKER_BUILDER,
         services=tuple(services),
+        gateway=gateway(config),
     )
 
 

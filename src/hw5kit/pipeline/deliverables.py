@@ -8,6 +8,10 @@ Writes are atomic (a temporary file renamed over the old one): a failed or inter
 build/deploy leaves either the previous file or the new one, never half of one. ``update``
 merges the entries that succeeded into whatever the file held.
 
+An optional ``v3`` block follows (``gateway_url``, ``backends`` -> one entry per model,
+``front_end``): it is written only once a v3 service is built or deployed, so a file without v3
+stays the course's template.
+
 Each target has its own file: ``deliverables.yaml`` (gcp, the one the course grades),
 ``deliverables.local.yaml`` and ``deliverables.container.yaml`` (git-ignored).
 """
@@ -36,6 +40,7 @@ FILES = {
 }
 FIELDS = ("build_id", "service_url")
 PARTS = ("back_end", "front_end")
+GATEWAY_URL = "gateway_url"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 LOCAL_HEADER = (
     "# Written by `nox -s build` and `nox -s deploy` on the {target} target (same layout and\n"
@@ -142,6 +147,14 @@ def _dotted(parts) -> str:
 
 def _hint(field: str, target: str) -> str:
     flag = "" if target == "local" else f" -- --target {target}"
+    if field == GATEWAY_URL:
+        if target == "gcp":
+            return (
+                f"run `nox -s deploy{flag} backend_v3` (it creates the gateway and records its "
+                "URL), or paste https:// and the defaultHostname `gcloud api-gateway gateways "
+                "describe GATEWAY --location=REGION` prints"
+            )
+        return f"run `nox -s deploy{flag}`"
     if field == "build_id":
         if target == "gcp":
             return (
@@ -170,8 +183,20 @@ def _describe(error: jsonschema.ValidationError, target: str) -> Problem:
         extra = sorted(set(value) - set(error.schema.get("properties", {})))
         names = ", ".join(map(str, extra))
         return Problem(where, f"unknown key(s) {names}", RESTORE)
-    if field in FIELDS and (value is None or value == ""):
+    if (field in FIELDS or field == GATEWAY_URL) and (value is None or value == ""):
         return Problem(where, "empty", _hint(str(field), target), "empty")
+    if field == GATEWAY_URL:
+        expected = (
+            "https://<gateway>-<hash>.<region>.gateway.dev"
+            if target == "gcp"
+            else "http://127.0.0.1:<port>"
+        )
+        return Problem(
+            where,
+            f"{value!r} is not an API gateway URL (expected {expected})",
+            _hint(field, target),
+            "value",
+        )
     if field == "build_id":
         return Problem(
             where,
@@ -212,28 +237,33 @@ def problems(data: Any, target: str = "gcp") -> list[Problem]:
     return list(unique.values())
 
 
-def _entries(data: Any):
-    services = data.get("services") if isinstance(data, Mapping) else None
-    if not isinstance(services, Mapping):
+def _urls(data: Any, where: str = "services"):
+    """(dotted key, URL) of every service_url and gateway_url, at any depth."""
+    node = data.get("services") if where == "services" and isinstance(data, Mapping) else data
+    if not isinstance(node, Mapping):
         return
-    for version, parts in services.items():
-        if not isinstance(parts, Mapping):
-            continue
-        for part, entry in parts.items():
-            if isinstance(entry, Mapping):
-                yield f"services.{version}.{part}", entry
+    for key, value in node.items():
+        if key in ("service_url", GATEWAY_URL):
+            if isinstance(value, str):
+                yield f"{where}.{key}", value
+        elif isinstance(value, Mapping):
+            yield from _urls(value, f"{where}.{key}")
+
+
+def filled_urls(data: Any):
+    """(dotted key, URL) of every URL filled in (service and gateway URLs)."""
+    return ((where, url) for where, url in _urls(data) if url)
 
 
 def _gcp_problems(data: Mapping) -> list[Problem]:
     out = []
-    for where, entry in _entries(data):
-        url = entry.get("service_url")
-        if isinstance(url, str) and url.startswith("http://"):
+    for where, url in _urls(data):
+        if url.startswith("http://"):
             out.append(
                 Problem(
-                    f"{where}.service_url",
+                    where,
                     f"{url!r} is a local address; deliverables.yaml holds the Cloud Run URL",
-                    _hint("service_url", "gcp"),
+                    _hint(where.rsplit(".", 1)[1], "gcp"),
                     "value",
                 )
             )
@@ -242,12 +272,11 @@ def _gcp_problems(data: Mapping) -> list[Problem]:
 
 def _local_problems(data: Any) -> list[Problem]:
     out = []
-    for where, entry in _entries(data):
-        url = entry.get("service_url")
-        if isinstance(url, str) and url.startswith("https://"):
+    for where, url in _urls(data):
+        if url.startswith("https://"):
             out.append(
                 Problem(
-                    f"{where}.service_url",
+                    where,
                     f"{url!r} is a Cloud Run URL in a local deliverables file",
                     "run `nox -s deploy` for this target",
                     "value",
@@ -270,27 +299,47 @@ def _label(part: str, version: str) -> str:
     return f"{part.replace('_', ' ')} {version.upper()}"
 
 
+def _dump_entry(lines: list[str], entry: Mapping, indent: str, label: str) -> None:
+    for field in FIELDS:
+        value = entry.get(field)
+        if value in (None, ""):
+            what = (
+                f"the build ID of the Cloud Build for {label}"
+                if field == "build_id"
+                else f"the URL of the Cloud Run service for {label}"
+            )
+            lines.append(f"{indent}{field}: # Paste {what}")
+        else:
+            lines.append(f"{indent}{field}: {_scalar(value)}")
+
+
 def dump(data: Data, header: str = "") -> str:
-    """The course's layout, with its comments on empty values."""
+    """The course's layout, with its comments on empty values (and the optional v3 block)."""
     lines = [header.rstrip("\n")] if header else []
     lines.append("services:")
     versions = list(data["services"].items())
     for index, (version, parts) in enumerate(versions):
         lines.append(f"  {version}:")
         for part, entry in parts.items():
-            lines.append(f"    {part}:")
-            label = _label(part, version)
-            for field in FIELDS:
-                value = entry.get(field)
-                if value in (None, ""):
-                    what = (
-                        f"the build ID of the Cloud Build for {label}"
-                        if field == "build_id"
-                        else f"the URL of the Cloud Run service for {label}"
+            if part == GATEWAY_URL:
+                if entry in (None, ""):
+                    lines.append(
+                        f"    {part}: # Paste the URL of the API gateway for {version.upper()}"
                     )
-                    lines.append(f"      {field}: # Paste {what}")
                 else:
-                    lines.append(f"      {field}: {_scalar(value)}")
+                    lines.append(f"    {part}: {_scalar(entry)}")
+                continue
+            if part == "backends" and not entry:
+                lines.append(f"    {part}: {{}}  # one entry per model, written by build/deploy")
+                continue
+            lines.append(f"    {part}:")
+            if part == "backends" and isinstance(entry, Mapping):
+                for model, model_entry in entry.items():
+                    lines.append(f"      {model}:")
+                    label = f"back end {version.upper()} ({model})"
+                    _dump_entry(lines, model_entry, "        ", label)
+                continue
+            _dump_entry(lines, entry, "      ", _label(part, version))
         if index < len(versions) - 1:
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -312,30 +361,50 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _v3_block() -> Data:
+    return {GATEWAY_URL: None, "backends": {}, "front_end": dict.fromkeys(FIELDS)}
+
+
 def update(
     path: Path,
-    changes: Mapping[tuple[str, str], Mapping[str, str | None]],
+    changes: Mapping[tuple[str, ...], Mapping[str, str | None]],
     *,
     target: str = "gcp",
+    gateway_url: tuple[str, str | None] | None = None,
 ) -> Data:
-    """Merge ``{(version, part): {field: value}}`` into the file, atomically; return the data."""
+    """Merge ``{(version, part): {field: value}}`` (v3 backends: ``("v3", "backends", model)``)
+    into the file, atomically; ``gateway_url=(version, url)`` sets a version's gateway URL.
+    Return the data."""
     data = copy.deepcopy(load_for_update(path))
     services = data.setdefault("services", {})
-    for (version, part), fields in changes.items():
-        entry = services.setdefault(version, {}).setdefault(part, dict.fromkeys(FIELDS))
+    for key, fields in changes.items():
+        version = key[0]
+        node = services.setdefault(version, _v3_block() if version == "v3" else {})
+        for part in key[1:]:
+            node = node.setdefault(part, {} if part == "backends" else dict.fromkeys(FIELDS))
+        for field in FIELDS:
+            node.setdefault(field, None)
         for field, value in fields.items():
             if field not in FIELDS:
                 raise ValueError(f"unknown deliverables field {field!r}")
-            entry[field] = value
+            node[field] = value
+    if gateway_url is not None:
+        version, url = gateway_url
+        services.setdefault(version, _v3_block())[GATEWAY_URL] = url
     header = "" if target == "gcp" else LOCAL_HEADER.format(target=target)
     write_atomic(path, dump(data, header))
     return data
 
 
-def entry(data: Any, version: str, part: str) -> Mapping[str, Any]:
-    """The entry at ``services.<version>.<part>`` or an empty mapping."""
-    try:
-        found = data["services"][version][part]
-    except (KeyError, TypeError):
-        return {}
+def entry(data: Any, *key: str) -> Mapping[str, Any]:
+    """The entry at ``services.<version>.<part>`` (or ``services.v3.backends.<model>``), or an
+    empty mapping."""
+    found = data.get("services") if isinstance(data, Mapping) else None
+    for part in key:
+        found = found.get(part) if isinstance(found, Mapping) else None
     return found if isinstance(found, Mapping) else {}
+
+
+def gateway_url(data: Any, version: str = "v3") -> str | None:
+    found = entry(data, version).get(GATEWAY_URL)
+    return str(found) if found else None

@@ -5,7 +5,12 @@ string), one context (``context.build``). Outputs:
 
 * ``deployment/cloudbuild.yaml``: the Cloud Build config every service uses
 * ``deployment/submit_build.sh``: ``gcloud builds submit`` per image, with the four substitutions
-* ``deployment/deploy_<service>.sh``: ``gcloud run deploy`` for each service
+* ``deployment/deploy_<service>.sh``: ``gcloud run deploy`` for each service (v3: one per
+  model, ``deploy_backend_v3_<model>.sh``)
+* with v3: ``deployment/cloudbuild_v3.yaml`` (the same build, plus the model as a build
+  argument) and ``deployment/openapi_v3.yaml``, the API gateway's OpenAPI 2.0 document, whose
+  backend addresses are placeholders until deploy renders it again with the Cloud Run URLs
+  (``render_openapi``)
 
 The rendered files are committed; ``check`` (``nox -s render -- --check``, and a test) fails
 when they differ from a fresh render.
@@ -25,8 +30,10 @@ from . import context
 from .config import Config
 
 OUTPUT_DIR = "deployment"
-CLOUDBUILD = "cloudbuild.yaml"
+CLOUDBUILD = context.CLOUDBUILD
+CLOUDBUILD_V3 = context.CLOUDBUILD_V3
 SUBMIT = "submit_build.sh"
+OPENAPI_V3 = "openapi_v3.yaml"
 
 
 @dataclass(frozen=True)
@@ -53,12 +60,9 @@ def environment(templates: Path) -> jinja2.Environment:
 def render_all(config: Config, templates: Path) -> list[Rendered]:
     env = environment(templates)
     ctx = context.build(config)
+    cloudbuild = env.get_template("cloudbuild.yaml.j2")
     out = [
-        Rendered(
-            f"{OUTPUT_DIR}/{CLOUDBUILD}",
-            env.get_template("cloudbuild.yaml.j2").render(ctx=ctx),
-            False,
-        ),
+        Rendered(f"{OUTPUT_DIR}/{CLOUDBUILD}", cloudbuild.render(ctx=ctx, model_arg=False), False),
         Rendered(
             f"{OUTPUT_DIR}/{SUBMIT}", env.get_template("submit_build.sh.j2").render(ctx=ctx), True
         ),
@@ -66,7 +70,24 @@ def render_all(config: Config, templates: Path) -> list[Rendered]:
     deploy = env.get_template("deploy_service.sh.j2")
     for s in ctx.services:
         out.append(Rendered(f"{OUTPUT_DIR}/{s.deploy_script}", deploy.render(ctx=ctx, s=s), True))
+    if ctx.model_builds:
+        out.append(
+            Rendered(
+                f"{OUTPUT_DIR}/{CLOUDBUILD_V3}", cloudbuild.render(ctx=ctx, model_arg=True), False
+            )
+        )
+    if ctx.gateway is not None:
+        out.append(Rendered(f"{OUTPUT_DIR}/{OPENAPI_V3}", render_openapi(config, templates), False))
     return out
+
+
+def render_openapi(config: Config, templates: Path, addresses: dict[str, str] | None = None) -> str:
+    """The gateway's OpenAPI 2.0 document: with placeholder backend addresses (the committed
+    copy), or with ``addresses`` (service name -> URL), the one deploy hands to the gateway."""
+    gw = context.gateway(config, addresses)
+    if gw is None:
+        raise ValueError(f"{config.source} has no v3 backends: there is no gateway to render")
+    return environment(templates).get_template("openapi_v3.yaml.j2").render(gw=gw)
 
 
 def write(root: Path, files: list[Rendered]) -> list[str]:

@@ -19,6 +19,12 @@
      but loopback (``--network none``, the published port is relayed), or, on the host network,
      the same image started again with no network becomes ready and classifies.
 
+4. v3 (when configured): the API gateway lists every model (``GET /models``) and classifies
+   the photo with each model through ``POST /model/<name>/predict``; with ``gateway.api_key``
+   on, a request without a key is refused (401) and one with the key
+   (``.hw5/local/gateway.key`` locally, ``$API_GATEWAY_KEY`` otherwise) passes; the v3
+   frontend's ``API_GATEWAY`` is the gateway's URL.
+
 Partial deployments: a service whose entry is empty is reported "not deployed" (or "built, not
 deployed" when only its build ID is there) instead of failing the schema check, and its live
 checks are skipped; ``--only`` limits the checks to some services.
@@ -132,6 +138,11 @@ class Verifier:
             for s in self.selected:
                 if s.name not in self.not_deployed:
                     self._service_checks(s, data)
+            deployed_v3 = [
+                s for s in self.selected if s.version == "v3" and s.name not in self.not_deployed
+            ]
+            if self.config.v3_backends() and deployed_v3:
+                self._gateway_checks(data)
         for check in self.checks:
             log(check.line())
         for s in missing:
@@ -163,18 +174,24 @@ class Verifier:
         a build ID, recorded); note them in ``not_deployed``. Returns the other problems."""
         rest = list(problems)
         for s in self.config.services:
-            version, part = s.deliverable_key
-            prefix = f"services.{version}.{part}."
+            prefix = f"services.{'.'.join(s.deliverable_key)}."
             mine = [p for p in rest if p.where.startswith(prefix)]
-            if not mine or any(p.kind != "empty" for p in mine):
+            entry = deliverables.entry(data, *s.deliverable_key)
+            absent_v3 = s.version == "v3" and not mine and not entry  # the optional block
+            if not absent_v3 and (not mine or any(p.kind != "empty" for p in mine)):
                 continue
-            entry = deliverables.entry(data, version, part)
             if entry.get("service_url"):
                 continue  # a URL without a build ID: the file is incomplete, not partial
             self.not_deployed[s.name] = (
                 "built, not deployed (no service_url)" if entry.get("build_id") else "not deployed"
             )
             rest = [p for p in rest if p not in mine]
+        v3 = [s for s in self.config.services if s.version == "v3"]
+        if v3 and all(s.name in self.not_deployed for s in v3):
+            # nothing of v3 is deployed: its empty gateway URL is part of that
+            rest = [
+                p for p in rest if not (p.where.startswith("services.v3.") and p.kind == "empty")
+            ]
         return rest
 
     @contextlib.contextmanager
@@ -197,11 +214,21 @@ class Verifier:
         return ok
 
     def _where(self, s: Service) -> str:
-        version, part = s.deliverable_key
-        return f"services.{version}.{part} ({s.name})"
+        return f"services.{'.'.join(s.deliverable_key)} ({s.name})"
 
     def _service_checks(self, s: Service, data: Any) -> None:
         entry = deliverables.entry(data, *s.deliverable_key)
+        flag = "" if self.target == "local" else f" -- --target {self.target}"
+        if not entry.get("service_url"):
+            self._add(
+                self._where(s),
+                "recorded",
+                False,
+                f"not in {self.path.name}",
+                f"run `nox -s build{flag} {s.group or s.name}` and `nox -s deploy{flag} "
+                f"{s.group or s.name}`",
+            )
+            return
         url = str(entry["service_url"]).rstrip("/")
         if self.http:
             if s.kind == "backend":
@@ -281,6 +308,112 @@ class Verifier:
             "TORCH_HOME and the model's preprocessing"
         )
         self._add(self._where(s), what, ok, detail if ok else f"{detail}, expected {expected}", fix)
+
+    # -- v3: the API gateway -- #
+    def gateway_key(self) -> str | None:
+        gateway = self.config.gateway
+        if gateway is None or not gateway.api_key:
+            return None
+        if self.target == "local":
+            from .targets.local import LocalTarget
+
+            return LocalTarget(self.project).gateway_key()
+        return self.project.env.get("API_GATEWAY_KEY") or None
+
+    def _gateway_checks(self, data: Any) -> None:
+        where = "services.v3.gateway_url (API gateway)"
+        url = deliverables.gateway_url(data)
+        flag = "" if self.target == "local" else f" -- --target {self.target}"
+        if not url:
+            self._add(
+                where, "recorded", False, f"not in {self.path.name}", f"run `nox -s deploy{flag}`"
+            )
+            return
+        if not self.http:
+            return
+        url = url.rstrip("/")
+        key = self.gateway_key()
+        headers = {"x-api-key": key} if key else {}
+        fix = f"read the gateway's log, then `nox -s deploy{flag}`"
+        if self.config.gateway and self.config.gateway.api_key:
+            if key is None:
+                self.notes.append(
+                    "the gateway requires an API key: set API_GATEWAY_KEY to check it end to end"
+                )
+                return
+            try:
+                r = requests.get(f"{url}/models", timeout=15)
+                self._add(
+                    where,
+                    "GET /models without an API key",
+                    r.status_code in (401, 403),
+                    f"{r.status_code} (refused as expected)"
+                    if r.status_code in (401, 403)
+                    else f"{r.status_code}: answered without a key",
+                    "the gateway must require a key (gateway.api_key): redeploy it",
+                )
+            except requests.RequestException as exc:
+                self._add(where, "GET /models without an API key", False, str(exc), fix)
+        try:
+            r = requests.get(f"{url}/models", headers=headers, timeout=15)
+            listed = r.json() if r.status_code == 200 else None
+        except (requests.RequestException, ValueError) as exc:
+            self._add(where, f"GET {url}/models", False, f"no answer ({exc})", fix)
+            return
+        expected = [str(b.model) for b in self.config.v3_backends()]
+        self._add(
+            where,
+            f"GET {url}/models",
+            listed == expected,
+            f"{r.status_code} {listed if listed is not None else r.text[:100]}",
+            f"expected {expected}: check MODELS of the v3 backends",
+        )
+        for model in expected:
+            ways = [True, False] if self.photo_base and is_loopback(url) else [False]
+            for by_url in ways:
+                self._gateway_predict(where, url, model, headers, by_url=by_url)
+
+    def _gateway_predict(self, where, url, model, headers, *, by_url: bool) -> None:
+        what = (
+            f"POST /model/{model}/predict {self.photo.name} {'by URL' if by_url else 'by upload'}"
+        )
+        target = f"{url}/model/{model}/predict"
+        try:
+            if by_url:
+                r = requests.post(
+                    target,
+                    json={"url": f"{self.photo_base}/{self.photo.name}"},
+                    headers=headers,
+                    timeout=self.timeout,
+                )
+            else:
+                with self.photo.path.open("rb") as fh:
+                    r = requests.post(
+                        target,
+                        files={"file": (self.photo.name, fh)},
+                        headers=headers,
+                        timeout=self.timeout,
+                    )
+            answer = r.json()
+        except (requests.RequestException, ValueError) as exc:
+            self._add(where, what, False, f"no answer ({exc})", "check the gateway's log")
+            return
+        category = answer.get("category") if isinstance(answer, dict) else None
+        ok = r.status_code == 200 and bool(category) and self.photo.matches(category)
+        ok = ok and answer.get("model") == model
+        detail = (
+            f"{category!r} by {answer.get('model')}"
+            if category
+            else f"{r.status_code}: {(answer.get('error') or {}).get('message', r.text[:200])}"
+        )
+        self._add(
+            where,
+            what,
+            ok,
+            detail,
+            f"expected {' or '.join(sorted(self.photo.expected))} from {model}: check the "
+            "model's backend and the gateway's routes",
+        )
 
     def _frontend_http(self, s: Service, url: str) -> None:
         where = self._where(s)
@@ -399,32 +532,46 @@ class Verifier:
             f"deploy with --port={self.config.serving_port}",
         )
         if s.kind == "frontend":
-            backend = self.config.service(s.backend)
-            expected = self.backend_url(backend, data)
             env = {e.get("name"): e.get("value") for e in container[0].get("env") or []}
-            self._wiring(where, env.get("SERVING_URL"), expected, backend)
+            self._frontend_wiring(where, s, env, data)
+
+    def _frontend_wiring(self, where: str, s: Service, env: dict, data: Any) -> None:
+        if s.version == "v3":
+            expected = deliverables.gateway_url(data) or ""
+            self._wiring(where, env.get(s.url_var), expected, "the API gateway", s.url_var)
+            return
+        backend = self.config.service(s.backend or "")
+        self._wiring(where, env.get(s.url_var), self.backend_url(backend, data), backend)
 
     def backend_url(self, backend: Service, data: Any) -> str:
         """The backend's recorded URL ("" when it is not deployed)."""
         return str(deliverables.entry(data, *backend.deliverable_key).get("service_url") or "")
 
-    def _wiring(self, where: str, actual: str | None, expected: str, backend: Service) -> None:
+    def _wiring(
+        self,
+        where: str,
+        actual: str | None,
+        expected: str,
+        backend: Service | str,
+        var: str = "SERVING_URL",
+    ) -> None:
+        backend = backend.name if isinstance(backend, Service) else backend
         if not expected:
             self._add(
                 where,
-                "SERVING_URL",
+                var,
                 False,
-                f"{actual!r}, but its backend {backend.name} is not deployed",
-                f"deploy {backend.name} first, then this frontend",
+                f"{actual!r}, but its backend {backend} is not deployed",
+                f"deploy {backend} first, then this frontend",
             )
             return
         ok = (actual or "").rstrip("/") == expected.rstrip("/")
         flag = "" if self.target == "local" else f" -- --target {self.target}"
         self._add(
             where,
-            "SERVING_URL",
+            var,
             ok,
-            f"{actual!r}" + ("" if ok else f", but {backend.name} is at {expected!r}"),
+            f"{actual!r}" + ("" if ok else f", but {backend} is at {expected!r}"),
             f"redeploy the frontend with its backend's URL (nox -s deploy{flag})",
         )
 
@@ -457,6 +604,4 @@ class Verifier:
             "the running process comes from another build: run `nox -s deploy`",
         )
         if s.kind == "frontend":
-            backend = self.config.service(s.backend)
-            expected = self.backend_url(backend, data)
-            self._wiring(where, env.get("SERVING_URL"), expected, backend)
+            self._frontend_wiring(where, s, env, data)

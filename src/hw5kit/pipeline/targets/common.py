@@ -75,10 +75,14 @@ def deploy_in_order(
     start: Callable[[Service], str],
     urls: dict[str, str],
     record: Recorder,
+    *,
+    after_backends: Callable[[], dict[str, str | None]] | None = None,
 ) -> dict[str, str]:
-    """Start the backends (in parallel), then the frontends whose backend runs; ``start``
-    returns the service's URL or raises PipelineError / ServiceFailed. Records each URL (None
-    on failure), logs a summary; returns ``{service: why it failed}``."""
+    """Start the backends (in parallel), then ``after_backends`` (the local v3 gateway: it
+    adds the URL frontend_v3 calls to ``urls`` and returns its outcome), then the frontends
+    whose backend runs; ``start`` returns the service's URL or raises PipelineError /
+    ServiceFailed. Records each URL (None on failure), logs a summary; returns
+    ``{service: why it failed}``."""
     outcomes: dict[str, str | None] = {}
 
     def one(s: Service) -> None:
@@ -95,6 +99,8 @@ def deploy_in_order(
     backends = [s for s in services if s.kind != "frontend"]
     with ThreadPoolExecutor(max_workers=max(1, len(backends))) as pool:
         list(pool.map(one, backends))
+    extra = after_backends() if after_backends is not None else {}
+    outcomes.update(extra)
     ready = []
     for s in services:
         if s.kind != "frontend":
@@ -107,12 +113,15 @@ def deploy_in_order(
         list(pool.map(one, ready))
     failed = {k: v for k, v in outcomes.items() if v}
     log = project.log
-    log(f"deploy: {len(services) - len(failed)} of {len(services)} services running")
+    total = len(services) + len(extra)
+    log(f"deploy: {total - len(failed)} of {total} services running")
+    for name in failed.keys() & extra.keys():
+        log(f"  FAILED {name}: {failed[name]}")
     for s in services:
         if s.name in failed:
             log(f"  FAILED {s.name}: {failed[s.name]}")
         else:
-            wired = f" (SERVING_URL={urls[s.backend]})" if s.kind == "frontend" else ""
+            wired = f" ({s.url_var}={urls[s.backend]})" if s.kind == "frontend" else ""
             log(f"  ok     {s.name}: {urls[s.name]}{wired}")
     if not failed:
         flag = "" if project.target == "local" else f" -- --target {project.target}"

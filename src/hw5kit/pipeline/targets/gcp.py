@@ -7,6 +7,13 @@
   URL from ``gcloud run services describe ... --format='value(status.url)'``, then
   ``deploy_<frontend>.sh`` with ``SERVING_URL`` set to it; v1 and v2 go in parallel.
 
+* v3: the per-model backends (in parallel), then the API gateway: ``openapi_v3.yaml`` rendered
+  again with their Cloud Run URLs (``.hw5/gcp/openapi_v3.yaml``), ``gcloud api-gateway
+  api-configs create`` (a config ID naming the document's content, so an unchanged document
+  reuses its config), ``gateways create`` (or ``update`` when it exists), its
+  ``defaultHostname`` recorded as ``https://<host>`` in ``services.v3.gateway_url``; then
+  ``deploy_frontend_v3.sh`` with ``API_GATEWAY`` set to it.
+
 ``deliverables.yaml`` is rewritten atomically after each success: a failure keeps the previous
 file plus every entry that did succeed.
 """
@@ -20,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .. import deliverables
-from ..config import Service
+from ..config import GATEWAY_SERVICE, Service
 from ..project import PipelineError, Project, run_script, tail
 
 BUILD_ID_RE = re.compile(
@@ -160,11 +167,135 @@ class GcpTarget:
             f"deploying {', '.join(s.name for s in services)} to Cloud Run in "
             f"{self.config.project_id} ({self.config.region})"
         )
+
+        def run(chain: list[Service]) -> list[Outcome]:
+            if chain[0].version == "v3":
+                return self._deploy_v3(chain, current, verbose)
+            return self._deploy_chain(chain, current, verbose)
+
         with ThreadPoolExecutor(max_workers=max(1, len(chains))) as pool:
-            results = list(
-                pool.map(lambda chain: self._deploy_chain(chain, current, verbose), chains.values())
-            )
+            results = list(pool.map(run, chains.values()))
         return self._summary("deploy", [o for chain in results for o in chain])
+
+    # -- v3: per-model backends, the API gateway, the frontend -- #
+    def _gcloud(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = ["gcloud", *args]
+        self.project.log(f"[{GATEWAY_SERVICE}] {subprocess.list2cmdline(cmd)}")
+        done = subprocess.run(
+            cmd, env=dict(self.project.env), cwd=self.project.root, capture_output=True, text=True
+        )
+        if check and done.returncode != 0:
+            raise PipelineError(
+                f"{' '.join(args[:3])} failed: {(done.stderr or done.stdout).strip()[-600:]}"
+            )
+        return done
+
+    def gateway_hostname(self) -> str | None:
+        gw = self.config.gateway
+        if gw is None:
+            return None
+        done = self._gcloud(
+            "api-gateway",
+            "gateways",
+            "describe",
+            gw.gateway_id,
+            f"--location={self.config.gateway_location}",
+            f"--project={self.config.project_id}",
+            "--format=value(defaultHostname)",
+            check=False,
+        )
+        host = done.stdout.strip()
+        return host if done.returncode == 0 and host else None
+
+    def deploy_gateway(self, urls: dict[str, str]) -> str:
+        """Create the API config from the document with the backends' URLs and point the
+        gateway at it; return the gateway's https URL."""
+        from ..render import render_openapi
+
+        gw = self.config.gateway
+        assert gw is not None
+        for b in self.config.v3_backends():
+            if b.name not in urls:
+                urls[b.name] = self.describe_url(b)
+        text = render_openapi(
+            self.config,
+            self.project.root / "templates",
+            {b.name: urls[b.name] for b in self.config.v3_backends()},
+        )
+        spec = self.project.state_dir / "openapi_v3.yaml"
+        deliverables.write_atomic(spec, text)
+        config_id = gw.config_id(text)
+        project = f"--project={self.config.project_id}"
+        exists = self._gcloud(
+            "api-gateway",
+            "api-configs",
+            "describe",
+            config_id,
+            f"--api={gw.api_id}",
+            project,
+            "--format=value(name)",
+            check=False,
+        )
+        if exists.returncode != 0:
+            self._gcloud(
+                "api-gateway",
+                "api-configs",
+                "create",
+                config_id,
+                f"--api={gw.api_id}",
+                f"--openapi-spec={spec}",
+                project,
+            )
+        verb = "update" if self.gateway_hostname() else "create"
+        self._gcloud(
+            "api-gateway",
+            "gateways",
+            verb,
+            gw.gateway_id,
+            f"--api={gw.api_id}",
+            f"--api-config={config_id}",
+            f"--location={self.config.gateway_location}",
+            project,
+        )
+        host = self.gateway_hostname()
+        if not host:
+            raise PipelineError(f"the gateway {gw.gateway_id} has no defaultHostname")
+        url = f"https://{host}"
+        with self._lock:
+            deliverables.update(
+                self.project.deliverables_path, {}, target="gcp", gateway_url=("v3", url)
+            )
+        return url
+
+    def _deploy_v3(self, chain: list[Service], current, verbose: bool) -> list[Outcome]:
+        urls: dict[str, str] = {}
+        backends = [s for s in chain if s.kind == "backend"]
+        frontends = [s for s in chain if s.kind == "frontend"]
+        with ThreadPoolExecutor(max_workers=max(1, len(backends))) as pool:
+            outcomes = list(
+                pool.map(lambda s: self._deploy_one(s, current, urls, verbose), backends)
+            )
+        gateway_url = None
+        if any(not o.ok for o in outcomes):
+            outcomes.append(Outcome(GATEWAY_SERVICE, False, "skipped: a v3 backend failed"))
+        elif backends:
+            try:
+                gateway_url = self.deploy_gateway(urls)
+                outcomes.append(Outcome(GATEWAY_SERVICE, True, f"{gateway_url} (API gateway)"))
+            except PipelineError as exc:
+                outcomes.append(Outcome(GATEWAY_SERVICE, False, str(exc)))
+        elif frontends:
+            host = self.gateway_hostname()
+            gateway_url = f"https://{host}" if host else None
+        for s in frontends:
+            if gateway_url is None:
+                outcomes.append(
+                    Outcome(s.name, False, "skipped: no API gateway (deploy backend_v3 first)")
+                )
+                continue
+            urls[s.backend or ""] = gateway_url
+            outcomes.append(self._deploy_one(s, current, urls, verbose))
+        return outcomes
 
     def _deploy_chain(self, chain: list[Service], current, verbose: bool) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -189,8 +320,9 @@ class GcpTarget:
         build_id = str(deliverables.entry(current, *s.deliverable_key)["build_id"])
         env = dict(self.project.env, BUILD_ID=build_id)
         env.pop("SERVING_URL", None)
+        env.pop("API_GATEWAY", None)
         if s.kind == "frontend":
-            env["SERVING_URL"] = urls[s.backend]
+            env[s.url_var] = urls[s.backend or ""]
         result = run_script(
             ["bash", self._script(s.deploy_script), build_id],
             cwd=self.project.root,
@@ -210,7 +342,7 @@ class GcpTarget:
             return Outcome(s.name, False, str(exc))
         urls[s.name] = url
         self._record(s, service_url=url)
-        wired = f", SERVING_URL={env['SERVING_URL']}" if s.kind == "frontend" else ""
+        wired = f", {s.url_var}={env[s.url_var]}" if s.kind == "frontend" else ""
         return Outcome(s.name, True, f"{url} (image :{build_id}{wired})")
 
     # -- nothing runs locally -- #
@@ -226,6 +358,9 @@ class GcpTarget:
         for s in self.config.services:
             e = deliverables.entry(data, *s.deliverable_key)
             self.project.log(
-                f"{s.name:12} build {e.get('build_id') or '-':36}  {e.get('service_url') or '-'}"
+                f"{s.name:30} build {e.get('build_id') or '-':36}  {e.get('service_url') or '-'}"
             )
+        if self.config.v3_backends():
+            gateway = deliverables.gateway_url(data) or "-"
+            self.project.log(f"{GATEWAY_SERVICE:30} {'':42}  {gateway}")
         return 0

@@ -9,6 +9,11 @@
   first, frontends with ``SERVING_URL`` set to their backend's URL; waits for health; keeps
   logs (``.hw5/local/logs``) and PIDs (``.hw5/local/deployment.json``); writes the URLs into
   ``deliverables.local.yaml``. The processes keep running after the command ends.
+* v3: the per-model backends start with the others; then the API gateway
+  (``python -m hw5kit.gateway``) with ``deployment/openapi_v3.yaml`` rendered again with their
+  local URLs (``.hw5/local/openapi_v3.yaml``), and an API key in ``.hw5/local/gateway.key``
+  when ``gateway.api_key`` is on; then ``frontend_v3`` with ``API_GATEWAY`` (and
+  ``API_GATEWAY_KEY``). The gateway's URL goes into ``services.v3.gateway_url``.
 * stop: stops what deploy started (checking each PID is still that service first).
 """
 
@@ -25,7 +30,7 @@ from typing import Any
 
 from ... import procs
 from .. import deliverables
-from ..config import ConfigError, Service
+from ..config import GATEWAY_SERVICE, ConfigError, Service
 from ..deliverables import DeliverablesError
 from ..project import PipelineError, Project
 from .common import Recorder, deploy_in_order, reuse_port
@@ -38,6 +43,9 @@ BUILDS_FILE = "builds.json"
 DEPLOYMENT_FILE = "deployment.json"
 REQUIRED_MODULES = ("gunicorn", "streamlit", "flask", "torch", "requests")
 READY_TIMEOUT = 240.0
+GATEWAY_SPEC = "openapi_v3.yaml"
+GATEWAY_KEY_FILE = "gateway.key"
+GATEWAY_KEYS_ENV = "HW5_GATEWAY_API_KEYS"
 
 
 def source_digest(root: Path, service: Service) -> str:
@@ -162,7 +170,10 @@ class LocalTarget:
     # -- deploy -- #
     def _service_env(self, s: Service, build_id: str, port: int, serving_url: str | None):
         env = dict(self.project.env)
-        for key in ("PORT", "SERVING_PORT", "SERVING_URL", "MODEL_NAME", "MODELS"):
+        for key in (
+            "PORT", "SERVING_PORT", "SERVING_URL", "API_GATEWAY", "API_GATEWAY_KEY",
+            "MODEL_NAME", "MODELS", GATEWAY_KEYS_ENV,
+        ):  # fmt: skip
             env.pop(key, None)
         env.update(s.env_dict())
         env["SERVING_PORT"] = str(port)
@@ -171,8 +182,98 @@ class LocalTarget:
             env["HW5_ALLOW_LOOPBACK"] = "1"
             env["TORCH_HOME"] = str(self.weights_dir)
         else:
-            env["SERVING_URL"] = serving_url or ""
+            env[s.url_var] = serving_url or ""
+            if s.version == "v3" and self.gateway_key():
+                env["API_GATEWAY_KEY"] = self.gateway_key() or ""
         return env
+
+    # -- v3's gateway -- #
+    @property
+    def gateway_key_path(self) -> Path:
+        return self.project.state_dir / GATEWAY_KEY_FILE
+
+    def gateway_key(self) -> str | None:
+        """The local gateway's API key (made once, kept in .hw5/local/gateway.key), or None
+        when the config does not ask for keys."""
+        gateway = self.config.gateway
+        if gateway is None or not gateway.api_key:
+            return None
+        with self._lock:
+            if not self.gateway_key_path.exists():
+                import secrets
+
+                deliverables.write_atomic(self.gateway_key_path, secrets.token_urlsafe(24) + "\n")
+                self.gateway_key_path.chmod(0o600)
+            return self.gateway_key_path.read_text().strip()
+
+    def _gateway_step(
+        self, services: list[Service], state: dict, urls: dict[str, str]
+    ) -> dict[str, str | None]:
+        """After the backends: (re)start v3's gateway when v3 is being deployed; its URL
+        stands for the v3 backend group (what frontend_v3 calls)."""
+        if not self.config.v3_backends() or not any(s.version == "v3" for s in services):
+            return {}
+        group = self.config.v3_backends()[0].group
+        try:
+            urls[group] = self._start_gateway(state, urls)
+        except (procs.ServiceFailed, PipelineError) as exc:
+            return {GATEWAY_SERVICE: str(exc)}
+        with self._lock:
+            deliverables.update(
+                self.project.deliverables_path, {}, target="local", gateway_url=("v3", urls[group])
+            )
+        self.project.log(f"  ok     {GATEWAY_SERVICE}: {urls[group]} (API gateway)")
+        return {GATEWAY_SERVICE: None}
+
+    def _start_gateway(self, state: dict, urls: dict[str, str]) -> str:
+        from ..render import render_openapi
+
+        backends = self.config.v3_backends()
+        missing = [b.name for b in backends if b.name not in urls]
+        if missing:
+            raise PipelineError(f"the gateway needs its backends running: {', '.join(missing)}")
+        spec = self.project.state_dir / GATEWAY_SPEC
+        text = render_openapi(
+            self.config, self.root / "templates", {b.name: urls[b.name] for b in backends}
+        )
+        deliverables.write_atomic(spec, text)
+        previous = state["services"].get(GATEWAY_SERVICE)
+        if previous and self._stop_recorded(previous):
+            self.project.log(f"stopped the previous gateway (pid {previous['pid']})")
+        port = self._port(previous)
+        url = f"http://127.0.0.1:{port}"
+        env = dict(self.project.env)
+        env.pop(GATEWAY_KEYS_ENV, None)
+        key = self.gateway_key()
+        if key:
+            env[GATEWAY_KEYS_ENV] = key
+        cmd = [sys.executable, "-m", "hw5kit.gateway", "--spec", str(spec), "--port", str(port)]
+        log_path = self.project.logs_dir / f"{GATEWAY_SERVICE}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as fh:
+            fh.write(f"\n=== {_now()} deploy {GATEWAY_SERVICE} on {url} ({spec})\n")
+        process = procs.start(
+            GATEWAY_SERVICE, cmd, log_path=log_path, env=env, cwd=self.root, url=url
+        )
+        with self._lock:
+            state["services"][GATEWAY_SERVICE] = {
+                "pid": process.pid,
+                "port": port,
+                "url": url,
+                "kind": "gateway",
+                "log": str(log_path),
+                "marker": str(spec),
+                "spec": str(spec),
+                "started": _now(),
+            }
+            self._save_deployment(state)
+        try:
+            procs.wait_http(f"{url}/healthz", timeout=60, process=process)
+        except procs.ServiceFailed:
+            process.stop()
+            raise
+        self.project.log(f"[{GATEWAY_SERVICE}] ready on {url} ({spec})")
+        return url
 
     def _port(self, previous: dict[str, Any] | None) -> int:
         return reuse_port(previous)
@@ -224,7 +325,14 @@ class LocalTarget:
             f"deploying {', '.join(s.name for s in services)} on 127.0.0.1 (logs: "
             f"{self.project.logs_dir})"
         )
-        failed = deploy_in_order(self.project, services, start, urls, self._recorder)
+        failed = deploy_in_order(
+            self.project,
+            services,
+            start,
+            urls,
+            self._recorder,
+            after_backends=lambda: self._gateway_step(services, state, urls),
+        )
         return 1 if failed else 0
 
     def _start(self, s: Service, build_id: str, state: dict, urls: dict[str, str]) -> str:
@@ -293,7 +401,12 @@ class LocalTarget:
             )
             # stopping must work even with a hand-broken deliverables file or config
             with contextlib.suppress(PipelineError, DeliverablesError, ConfigError):
-                self._record(self.config.service(name), service_url=None)
+                if name == GATEWAY_SERVICE:
+                    deliverables.update(
+                        self.project.deliverables_path, {}, target="local", gateway_url=("v3", None)
+                    )
+                else:
+                    self._record(self.config.service(name), service_url=None)
         state["services"] = {}
         self._save_deployment(state)
         return 0
@@ -305,10 +418,12 @@ class LocalTarget:
             return 0
         for name, entry in sorted(state["services"].items()):
             alive = procs.pid_alive(int(entry.get("pid") or 0))
-            health = "/readyz" if entry.get("kind") == "backend" else procs.STREAMLIT_HEALTH
+            health = {"backend": "/readyz", "gateway": "/healthz"}.get(
+                entry.get("kind", ""), procs.STREAMLIT_HEALTH
+            )
             status = procs.http_status(entry["url"] + health) if alive else None
             self.project.log(
-                f"{name:12} pid {entry.get('pid'):>7}  {'running' if alive else 'stopped':8} "
+                f"{name:30} pid {entry.get('pid'):>7}  {'running' if alive else 'stopped':8} "
                 f"{entry['url']}  health {status or '-'}  log {entry.get('log')}"
             )
         return 0

@@ -1,0 +1,117 @@
+"""v3 on the gcp target against the fake gcloud: per-model Cloud Builds and Cloud Run services,
+the exact api-gateway command lines, the gateway URL recorded, the frontend wired to it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from hw5kit.pipeline import config, deliverables
+
+from ..support.pipeline import PROJECT, RUN_URL, UUID, make_repo, pipeline
+
+MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_repo(tmp_path / "repo")
+
+
+def gcp(command, repo, cloud, *extra):
+    return pipeline(command, "--target", "gcp", *extra, root=repo, env=cloud.env)
+
+
+def test_v3_build_deploy_creates_the_gateway_and_records_its_url(repo, cloud):
+    built = gcp("build", repo, cloud)
+    assert built.returncode == 0, built.stdout + built.stderr
+    submits = cloud.fake.calls("builds submit")
+    assert len(submits) == 8
+    by_image = {
+        c["flags"]["--substitutions"].split("_APP_URI=")[1].split(",")[0].rsplit("/", 1)[1]: c
+        for c in submits
+    }  # the builds run in parallel: any order
+    for model in MODELS:
+        call = by_image[f"backend_v3_{model}"]
+        assert call["flags"]["--config"] == f"{repo}/deployment/cloudbuild_v3.yaml"
+        assert f"_MODEL_NAME={model}" in call["flags"]["--substitutions"]
+    assert by_image["frontend_v3"]["flags"]["--config"] == f"{repo}/deployment/cloudbuild.yaml"
+
+    deployed = gcp("deploy", repo, cloud)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    data = yaml.safe_load((repo / "deliverables.yaml").read_text())
+    v3 = data["services"]["v3"]
+    assert set(v3["backends"]) == set(MODELS)
+    for model in MODELS:
+        entry = v3["backends"][model]
+        assert re.fullmatch(UUID, entry["build_id"]) and re.fullmatch(RUN_URL, entry["service_url"])
+        assert entry["service_url"].startswith(f"https://backendv3-{model.replace('_', '-')}-")
+    gateway = v3["gateway_url"]
+    assert re.fullmatch(r"https://hw5-gateway-[0-9a-f]{8}\.uc\.gateway\.dev", gateway)
+    assert deliverables.problems(data, "gcp") == []
+    # v1 and v2 keep exactly the course's shape
+    for v in ("v1", "v2"):
+        assert list(data["services"][v]) == ["back_end", "front_end"]
+        assert all(list(e) == ["build_id", "service_url"] for e in data["services"][v].values())
+
+    cfg = config.load(repo / "deployment.yaml")
+    config_id = cfg.gateway.config_id((repo / ".hw5/gcp/openapi_v3.yaml").read_text())
+    gateway_calls = [c["argv"] for c in cloud.fake.calls() if c["argv"][:1] == ["api-gateway"]]
+    spec = f"{repo}/.hw5/gcp/openapi_v3.yaml"
+    describe_gateway = [
+        "api-gateway", "gateways", "describe", "hw5-gateway", "--location=us-central1",
+        f"--project={PROJECT}", "--format=value(defaultHostname)",
+    ]  # fmt: skip
+    assert gateway_calls == [
+        ["api-gateway", "api-configs", "describe", config_id, "--api=hw5-api",
+         f"--project={PROJECT}", "--format=value(name)"],
+        ["api-gateway", "api-configs", "create", config_id, "--api=hw5-api",
+         f"--openapi-spec={spec}", f"--project={PROJECT}"],
+        describe_gateway,
+        ["api-gateway", "gateways", "create", "hw5-gateway", "--api=hw5-api",
+         f"--api-config={config_id}", "--location=us-central1", f"--project={PROJECT}"],
+        describe_gateway,
+    ]  # fmt: skip
+    # the config the gateway got routes each model to that model's Cloud Run service
+    sent = yaml.safe_load(
+        cloud.fake.project(PROJECT)["apigateway"]["configs"][f"hw5-api/{config_id}"]["openapi_spec"]
+    )
+    for model in MODELS:
+        backend = sent["paths"][f"/model/{model}/predict"]["post"]["x-google-backend"]
+        assert backend["address"] == v3["backends"][model]["service_url"]
+    # the frontend calls the gateway
+    frontend = next(c for c in cloud.fake.calls("run deploy") if c["argv"][2] == "frontendv3")
+    assert frontend["flags"]["--set-env-vars"] == f"API_GATEWAY={gateway}"
+    assert v3["front_end"]["service_url"].startswith("https://frontendv3-")
+
+    verified = gcp("verify", repo, cloud, "--skip-http")
+    assert verified.returncode == 0, verified.stdout
+    v3_lines = [line for line in verified.stdout.splitlines() if "services.v3" in line]
+    assert v3_lines and all(line.strip().startswith("ok") for line in v3_lines), verified.stdout
+    assert "API_GATEWAY: " + repr(gateway) in verified.stdout
+
+    # a second deploy with the same backends reuses the config and updates the gateway
+    again = gcp("deploy", repo, cloud, "backend_v3")
+    assert again.returncode == 0, again.stdout + again.stderr
+    verbs = [c["argv"][1:3] for c in cloud.fake.calls() if c["argv"][:1] == ["api-gateway"]]
+    assert verbs[5:] == [
+        ["api-configs", "describe"],
+        ["gateways", "describe"],
+        ["gateways", "update"],
+        ["gateways", "describe"],
+    ]
+
+
+def test_the_fake_refuses_unknown_api_gateway_flags(cloud, tmp_path):
+    done = cloud.gcloud(
+        "api-gateway", "gateways", "create", "gw", "--api=a", "--api-config=c",
+        "--region=us-central1", f"--project={PROJECT}",
+    )  # fmt: skip
+    assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+    missing = cloud.gcloud(
+        "api-gateway", "gateways", "describe", "gw", "--location=us-central1",
+        f"--project={PROJECT}",
+    )  # fmt: skip
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
