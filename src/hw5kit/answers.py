@@ -88,9 +88,9 @@ def load_report(root: Path, name: str) -> dict:
         raise AnswersError(f"{rel} cannot be read ({exc}): run `{command}` again") from None
 
 
-def load_of(values: list[list[float]]) -> str:
-    """The range of the 1-minute load averages given."""
-    first = [v[0] for v in values if v]
+def load_of(values: list) -> str:
+    """The range of the 1-minute load averages given (triples, or 1-minute values)."""
+    first = [v if isinstance(v, int | float) else v[0] for v in values if v]
     return f"{num(min(first), 1)} à {num(max(first), 1)}"
 
 
