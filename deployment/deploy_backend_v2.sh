@@ -60,5 +60,6 @@ gcloud run deploy "${SERVICE_NAME}" \
     --cpu=2 \
     --min-instances=1 \
     --max-instances=1 \
+    --concurrency=8 \
     --allow-unauthenticated \
     --set-env-vars="^|^MODELS=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"

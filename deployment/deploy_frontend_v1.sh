@@ -76,5 +76,6 @@ gcloud run deploy "${SERVICE_NAME}" \
     --cpu=2 \
     --min-instances=1 \
     --max-instances=1 \
+    --concurrency=80 \
     --allow-unauthenticated \
     --set-env-vars="SERVING_URL=${SERVING_URL}"

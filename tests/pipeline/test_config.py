@@ -62,6 +62,35 @@ def test_defaults_fill_what_is_left_out():
     assert cfg.service("backend_v1").resources == config.Resources()
 
 
+@pytest.mark.parametrize(
+    ("resources", "env", "expected"),
+    [
+        ({}, {}, 8),  # 2 CPUs: 16 threads, half of them predicting
+        ({"cpu": "1"}, {}, 4),
+        ({"cpu": "500m"}, {}, 4),  # a fraction of a CPU still runs on one
+        ({"cpu": "4"}, {}, 16),
+        ({}, {"HW5_THREADS": "6"}, 3),
+        ({}, {"HW5_MAX_INFLIGHT": "5"}, 5),
+        ({"concurrency": 12}, {"HW5_MAX_INFLIGHT": "5"}, 12),
+    ],
+)
+def test_backend_concurrency_follows_the_in_flight_limit(resources, env, expected):
+    data = reference()
+    data["services"]["backend_v1"]["resources"] = {**resources, "memory": "4Gi"}
+    data["services"]["backend_v1"]["env"].update(env)
+    cfg = config.parse(data)
+    assert cfg.service("backend_v1").concurrency == expected
+    assert cfg.service("frontend_v1").concurrency == 80
+
+
+def test_the_concurrency_matches_what_the_serving_code_computes(monkeypatch):
+    from hw5kit.serving import settings
+
+    monkeypatch.setattr(settings, "cpu_count", lambda: 2)
+    cfg = config.load(ROOT / "deployment.yaml")
+    assert cfg.service("backend_v1").concurrency == settings.default_max_inflight({})
+
+
 def change(path: str, value):
     data = reference()
     *parents, last = path.split(".")
@@ -94,6 +123,7 @@ def change(path: str, value):
         ("services.backend_v1.resources.cpu", "3", "resources.cpu: expected 1, 2, 4, 8"),
         ("services.backend_v1.resources.min_instances", 3, "larger than max_instances (1)"),
         ("services.backend_v1.resources.gpu", 1, "resources.gpu: unknown key"),
+        ("services.backend_v1.resources.concurrency", 0, "concurrency: expected 1 to 1000"),
         ("services.backend_v1.env.PORT", "8000", "PORT is set by Cloud Run itself"),
         ("services.backend_v1.env", {}, "a backend sets MODEL_NAME (v1) or MODELS"),
         ("services.backend_v1.env.MODEL_NAME", ["a"], "expected a string value, got ['a']"),

@@ -101,6 +101,7 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
             "--cpu=2",
             "--min-instances=1",
             "--max-instances=1",
+            f"--concurrency={8 if app.startswith('backend') else 80}",
             "--allow-unauthenticated",
             f"--set-env-vars={env}",
         ]

@@ -88,6 +88,20 @@ def test_missing_weights_name_the_file_and_the_fix(no_network, torch_home):
     assert no_network == []
 
 
+def test_inside_an_image_missing_weights_point_to_the_build_argument(
+    no_network, torch_home, monkeypatch
+):
+    # the backend Dockerfiles set HW5_BAKED: pip install would not help in a built image
+    monkeypatch.setenv("HW5_BAKED", "MODEL_NAME=efficientnet_lite0")
+    with pytest.raises(ModelUnavailable) as err:
+        load_classifier("resnet152")
+    message = err.value.message
+    assert "(MODEL_NAME=efficientnet_lite0)" in message
+    assert "resnet152 in its MODEL_NAME build argument" in message
+    assert "pip install" not in message and "bake resnet152" not in message
+    assert no_network == []
+
+
 def test_corrupt_weights_are_reported(torch_home):
     target = hub_checkpoints_dir() / get_spec("mobilenet_v3_small").weights_file
     target.parent.mkdir(parents=True)

@@ -574,6 +574,13 @@ def run_deploy(call: Call, state: dict) -> Result:
     port = call.flag("--port") or (
         str(old_container["ports"][0]["containerPort"]) if old_container else "8080"
     )
+    concurrency = call.flag("--concurrency")
+    if concurrency in (None, "default"):
+        concurrency = (
+            existing["spec"]["template"]["spec"]["containerConcurrency"]
+            if existing and concurrency is None
+            else 80
+        )
     generation = (existing["metadata"]["generation"] + 1) if existing else 1
     suffix = hashlib.sha256(f"{key}/{generation}/{image}".encode()).hexdigest()[:3]
     revision = f"{service}-{generation:05d}-{suffix}"
@@ -597,7 +604,7 @@ def run_deploy(call: Call, state: dict) -> Result:
             "template": {
                 "metadata": {"name": revision, "annotations": annotations},
                 "spec": {
-                    "containerConcurrency": 80,
+                    "containerConcurrency": int(concurrency),
                     "timeoutSeconds": 300,
                     "containers": [
                         {

@@ -9,6 +9,7 @@ so (and is a bug to report), never a crash of the grader.
 
 from __future__ import annotations
 
+import functools
 import re
 import traceback
 from collections.abc import Callable
@@ -119,12 +120,22 @@ def _config_where(ctx: Context) -> str:
     return where(ctx.config_rel) if ctx.config_rel else "(no Cloud Build file)"
 
 
-def _need_analysis(ctx: Context) -> Outcome | None:
-    if ctx.analysis is None:
-        return Outcome.fail(ctx.config_problem or "the Cloud Build file could not be read")
-    if not ctx.analysis.steps:
-        return Outcome.fail(f"{_config_where(ctx)}: no `steps` list")
-    return None
+def analysed(name: str):
+    """A check of the Cloud Build file's analysis: registered like :func:`check`, called as
+    ``fn(ctx, analysis, **args)`` only when the file was read and has steps, else failed."""
+
+    def register(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        @functools.wraps(fn)
+        def run(ctx: Context, **args) -> Outcome:
+            if ctx.analysis is None:
+                return Outcome.fail(ctx.config_problem or "the Cloud Build file could not be read")
+            if not ctx.analysis.steps:
+                return Outcome.fail(f"{_config_where(ctx)}: no `steps` list")
+            return fn(ctx, ctx.analysis, **args)
+
+        return check(name)(run)
+
+    return register
 
 
 @check("cloudbuild_valid")
@@ -144,13 +155,8 @@ def cloudbuild_valid(ctx: Context) -> Outcome:
     )
 
 
-@check("base_tags")
-def base_tags(ctx: Context) -> Outcome:
-    missing = _need_analysis(ctx)
-    if missing:
-        return missing
-    a = ctx.analysis
-    assert a is not None
+@analysed("base_tags")
+def base_tags(ctx: Context, a: bc.Analysis) -> Outcome:
     if not a.builds_of(bc.BASE):
         return Outcome.fail(
             "no `docker build` tags ${_BASE_IMAGE_URI}: build the base image with "
@@ -169,13 +175,8 @@ def base_tags(ctx: Context) -> Outcome:
     return Outcome.ok(f"the base image is tagged {found}")
 
 
-@check("base_pushed")
-def base_pushed(ctx: Context) -> Outcome:
-    missing = _need_analysis(ctx)
-    if missing:
-        return missing
-    a = ctx.analysis
-    assert a is not None
+@analysed("base_pushed")
+def base_pushed(ctx: Context, a: bc.Analysis) -> Outcome:
     wanted = [f"{bc.BASE}:{bc.ID}", f"{bc.BASE}:latest"]
     absent = [t for t in wanted if not a.pushed(t)]
     if absent:
@@ -186,13 +187,8 @@ def base_pushed(ctx: Context) -> Outcome:
     return Outcome.ok(f"pushed: {', '.join(show(t) for t in wanted)}")
 
 
-@check("app_tags")
-def app_tags(ctx: Context) -> Outcome:
-    missing = _need_analysis(ctx)
-    if missing:
-        return missing
-    a = ctx.analysis
-    assert a is not None
+@analysed("app_tags")
+def app_tags(ctx: Context, a: bc.Analysis) -> Outcome:
     if not a.builds_of(bc.APP):
         return Outcome.fail(
             "no `docker build` tags ${_APP_URI}: build the app image with "
@@ -214,13 +210,8 @@ def app_tags(ctx: Context) -> Outcome:
     return Outcome.ok("the app image is tagged ${_APP_URI}:${BUILD_ID} only")
 
 
-@check("app_from_base")
-def app_from_base(ctx: Context) -> Outcome:
-    missing = _need_analysis(ctx)
-    if missing:
-        return missing
-    a = ctx.analysis
-    assert a is not None
+@analysed("app_from_base")
+def app_from_base(ctx: Context, a: bc.Analysis) -> Outcome:
     apps = a.builds_of(bc.APP)
     if not apps:
         return Outcome.fail("no `docker build` tags ${_APP_URI}")
@@ -257,13 +248,9 @@ def app_from_base(ctx: Context) -> Outcome:
     return Outcome.ok(f"the app image is built from ${{_TARGET_DOCKERFILE}} with {arg}")
 
 
-@check("app_pushed")
-def app_pushed(ctx: Context) -> Outcome:
-    missing = _need_analysis(ctx)
-    if missing:
-        return missing
-    assert ctx.analysis is not None
-    if not ctx.analysis.pushed(f"{bc.APP}:{bc.ID}"):
+@analysed("app_pushed")
+def app_pushed(ctx: Context, a: bc.Analysis) -> Outcome:
+    if not a.pushed(f"{bc.APP}:{bc.ID}"):
         return Outcome.fail(
             "${_APP_URI}:${BUILD_ID} is not pushed: add a `docker push` step or list it under "
             "`images:` (Cloud Run deploys only what is in Artifact Registry)"
@@ -271,13 +258,8 @@ def app_pushed(ctx: Context) -> Outcome:
     return Outcome.ok("${_APP_URI}:${BUILD_ID} is pushed")
 
 
-@check("substitutions_used")
-def substitutions_used(ctx: Context) -> Outcome:
-    missing = _need_analysis(ctx)
-    if missing:
-        return missing
-    a = ctx.analysis
-    assert a is not None
+@analysed("substitutions_used")
+def substitutions_used(ctx: Context, a: bc.Analysis) -> Outcome:
     problems = [
         f"${{{name}}} is never used"
         for name in ctx.assignment["substitutions"]
@@ -289,13 +271,8 @@ def substitutions_used(ctx: Context) -> Outcome:
     return Outcome.ok("uses " + ", ".join(f"${{{n}}}" for n in ctx.assignment["substitutions"]))
 
 
-@check("cache_step")
-def cache_step(ctx: Context) -> Outcome:
-    missing = _need_analysis(ctx)
-    if missing:
-        return missing
-    a = ctx.analysis
-    assert a is not None
+@analysed("cache_step")
+def cache_step(ctx: Context, a: bc.Analysis) -> Outcome:
     bases = a.builds_of(bc.BASE)
     if not bases:
         return Outcome.fail("no base image build to speed up")

@@ -12,6 +12,7 @@ never from the raw YAML.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..serving import capacity
 
 CONFIG_NAME = "deployment.yaml"
 TARGETS = ("local", "container", "gcp")
@@ -52,6 +55,7 @@ SERVICE_ACCOUNT_RE = re.compile(
 )
 
 DEFAULT_RESOURCES = {"memory": "2Gi", "cpu": "2", "min_instances": 1, "max_instances": 1}
+FRONTEND_CONCURRENCY = 80  # Cloud Run's default
 
 
 class ConfigError(ValueError):
@@ -64,6 +68,14 @@ class Resources:
     cpu: str = "2"
     min_instances: int = 1
     max_instances: int = 1
+    concurrency: int | None = None  # None: derived from the service (Service.concurrency)
+
+    @property
+    def whole_cpus(self) -> int:
+        """The CPUs an instance sees (``0.5`` and ``500m`` run on one)."""
+        cpu = self.cpu
+        value = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+        return max(1, math.ceil(value))
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,26 @@ class Service:
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
+
+    @property
+    def concurrency(self) -> int:
+        """Cloud Run's ``--concurrency``: requests sent to one instance at once.
+
+        ``resources.concurrency`` when set; else a backend takes what its in-flight limit admits
+        (``HW5_MAX_INFLIGHT``, else half its threads: hw5kit.serving.capacity), so Cloud Run
+        queues or scales out instead of the instance answering 503; a frontend keeps Cloud
+        Run's default, 80 (each open browser tab holds one websocket request).
+        """
+        if self.resources.concurrency is not None:
+            return self.resources.concurrency
+        if self.kind != "backend":
+            return FRONTEND_CONCURRENCY
+        env = self.env_dict()
+        if env.get("HW5_MAX_INFLIGHT", "").isdigit():
+            return max(1, int(env["HW5_MAX_INFLIGHT"]))
+        threads = env.get("HW5_THREADS", "")
+        asked = int(threads) if threads.isdigit() else None
+        return capacity.max_inflight(capacity.http_threads(self.resources.whole_cpus, asked))
 
     def models(self) -> list[str]:
         """The models a backend serves (``MODEL_NAME`` or ``MODELS``); empty for frontends."""
@@ -199,7 +231,7 @@ SERVICE_KEYS = {
     "version": " | ".join(VERSIONS),
     "cloud_run_name": "the Cloud Run service name, e.g. backendv1",
     "backend": "frontends: the backend service they call, e.g. backend_v1",
-    "resources": "memory, cpu, min_instances, max_instances",
+    "resources": "memory, cpu, min_instances, max_instances, concurrency",
     "env": "environment variables set on the service (strings)",
 }
 RESOURCE_KEYS = {
@@ -207,6 +239,8 @@ RESOURCE_KEYS = {
     "cpu": "1, 2, 4, 8, a fraction below 1 such as 0.5, or millicpu such as 500m",
     "min_instances": "an integer >= 0",
     "max_instances": "an integer >= 1",
+    "concurrency": "requests per instance at once, 1 to 1000 (default: backends their "
+    "in-flight limit, frontends 80)",
 }
 
 
@@ -262,7 +296,14 @@ def _resources(path, prefix: str, data: Any) -> Resources:
             prefix + "min_instances",
             f"min_instances ({low}) is larger than max_instances ({high})",
         )
-    return Resources(memory=memory, cpu=cpu, min_instances=low, max_instances=high)
+    concurrency = None
+    if data.get("concurrency") is not None:
+        concurrency = _integer(
+            path, prefix + "concurrency", data["concurrency"], 1, 1000, "1 to 1000"
+        )
+    return Resources(
+        memory=memory, cpu=cpu, min_instances=low, max_instances=high, concurrency=concurrency
+    )
 
 
 def _env(path, prefix: str, data: Any, kind: str) -> tuple[tuple[str, str], ...]:

@@ -44,6 +44,7 @@ class ServiceContext:
     cpu: str
     min_instances: int
     max_instances: int
+    concurrency: int
     env_pairs: tuple[tuple[str, str], ...]
     # --set-env-vars is written  PREFIX [SERVING_URL=... DELIMITER] STATIC : frontends add
     # SERVING_URL at run time; PREFIX is gcloud's alternate-delimiter marker (^|^) when a
@@ -92,6 +93,7 @@ def _service(config: Config, s: Service, backend: ServiceContext | None) -> Serv
         cpu=s.resources.cpu,
         min_instances=s.resources.min_instances,
         max_instances=s.resources.max_instances,
+        concurrency=s.concurrency,
         env_pairs=tuple(pairs),
         env_prefix="" if delimiter == "," else f"^{delimiter}^",
         env_delimiter=delimiter,

