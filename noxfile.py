@@ -65,6 +65,16 @@ def quant(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def hop(session: nox.Session) -> None:
+    """Separate frontend and backend: memory per service, latency of the extra hop.
+
+    Starts backend_v1 (gunicorn) and frontend_v1 (Streamlit) on 127.0.0.1 and writes
+    reports/hop/ (about 30 s); `nox -s hop -- --smoke` is the reduced run.
+    """
+    session.run(kit(session), "-m", "hw5kit.bench", "hop", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def loadtest(session: nox.Session) -> None:
     """Bounded load session: 5,000 requests at concurrency 32, good and bad inputs mixed."""
     session.run(kit(session), "-m", "hw5kit.loadtest", *session.posargs)

@@ -10,10 +10,10 @@ import pytest
 
 from hw5kit.grading import answers, report
 
-from ..conftest import ROOT
+from ..support.submissions import COURSE_TEMPLATE
 from .conftest import result
 
-TEMPLATE = (ROOT / "SHORT_ANSWER_TEMPLATE.md").read_text()
+TEMPLATE = (COURSE_TEMPLATE / "SHORT_ANSWER_TEMPLATE.md").read_text()
 
 
 def parsed(text: str) -> answers.ShortAnswers:

@@ -5,6 +5,7 @@
     python -m hw5kit.bench report DIR     # re-render a report from DIR/results.json
     python -m hw5kit.bench quant          # int8 vs fp32: reports/quantization/, README figures
     python -m hw5kit.bench quant --smoke  # reduced quantization run (about a minute)
+    python -m hw5kit.bench hop            # frontend + backend: memory, the extra hop (reports/hop/)
 
 ``inprocess``, ``photos`` and ``prepare`` are the pieces a run starts in child processes.
 """
@@ -27,6 +28,8 @@ from .run import SUBJECTS, Plan
 DEFAULT_OUT = Path("reports") / "bench"
 QUANT_OUT = Path("reports") / "quantization"
 QUANT_SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-quant-smoke"
+HOP_OUT = Path("reports") / "hop"
+HOP_SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-hop-smoke"
 DEFAULT_README = Path("README.md")
 SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-bench-smoke"
 SMOKE = {
@@ -127,6 +130,21 @@ def parser() -> argparse.ArgumentParser:
         "for --smoke)",
     )
     qp.add_argument("--no-readme", action="store_true", help="leave the README alone")
+
+    hp = sub.add_parser(
+        "hop",
+        help="separate frontend and backend: memory per service, latency of the extra hop",
+        description="Start a real backend_v1 (gunicorn) and frontend_v1 (Streamlit) on "
+        "127.0.0.1, record each one's resident memory, and time a classification in one "
+        "process, directly against the backend, through the frontend's client code, and through "
+        "the real page in headless Chromium. Writes results.json and README.md.",
+    )
+    hp.add_argument("--smoke", action="store_true", help="reduced: 4 rounds, 2 page runs")
+    hp.add_argument("--model", help="the backend's model (default efficientnet_lite0)")
+    hp.add_argument("--rounds", type=_positive(int), help="timed requests per path and mode (60)")
+    hp.add_argument("--page-rounds", type=int, help="timed page runs in the browser (20)")
+    hp.add_argument("--no-browser", action="store_true", help="skip the page path")
+    hp.add_argument("--out", type=Path, help=f"default: {HOP_OUT}; --smoke: {HOP_SMOKE_OUT}")
 
     i = sub.add_parser(
         "inprocess", help="(internal) the in-process subject: JSON phases on stdin, results out"
@@ -272,6 +290,43 @@ def cmd_quant(args) -> int:
     return 0
 
 
+def cmd_hop(args) -> int:
+    from ..serving.errors import ServingError
+    from ..serving.models import get_spec
+    from . import hop
+
+    values = dict(hop.SMOKE) if args.smoke else {}
+    for key in ("model", "rounds", "page_rounds"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    values["browser"] = not args.no_browser
+    try:
+        plan = hop.HopPlan(**values)
+        get_spec(plan.model)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ServingError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    start = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
+
+    command = "python -m hw5kit.bench " + shlex.join(args.argv)
+    results = hop.run(plan, command=command, log=log)
+    path = hop.write_report(results, args.out or (HOP_SMOKE_OUT if args.smoke else HOP_OUT))
+    log(f"report written to {path}")
+    if results["meta"]["page_skipped"] and plan.browser:
+        print(f"note: page path skipped: {results['meta']['page_skipped']}", file=sys.stderr)
+    print()
+    print(hop.memory_table(results))
+    print()
+    print(hop.hop_table(results))
+    return 0
+
+
 def cmd_photos(args) -> int:
     from ..photos import serve_photos
 
@@ -302,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "quant":
         return cmd_quant(args)
+    if args.command == "hop":
+        return cmd_hop(args)
     if args.command == "inprocess":
         from .inprocess import main as inprocess_main
 

@@ -87,7 +87,8 @@ class HttpClient:
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
 
-    def _post(self, req: Request) -> tuple[int, bytes]:
+    def post(self, req: Request) -> tuple[int, bytes]:
+        """(HTTP status, body) of one request; a stale kept-alive connection is retried once."""
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -109,7 +110,7 @@ class HttpClient:
     def send(self, req: Request) -> tuple[bool, str]:
         """(True, top-1 label) or (False, what went wrong)."""
         try:
-            status, data = self._post(req)
+            status, data = self.post(req)
         except (http.client.HTTPException, OSError) as exc:
             return False, f"{type(exc).__name__}: {exc}"
         if status != 200:
