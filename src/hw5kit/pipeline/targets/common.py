@@ -233,16 +233,20 @@ class HostGateway:
     def start(self, state: dict, urls: dict[str, str]) -> str:
         """Render the document with the backends' ``urls``, (re)start the gateway on its
         previous port when free, wait for its health; returns its URL."""
-        from ..render import render_openapi
+        from ..render import OPENAPI_TEMPLATE, render_openapi
 
         backends = self.config.v3_backends()
         missing = [b.name for b in backends if b.name not in urls]
         if missing:
             raise PipelineError(f"the gateway needs its backends running: {', '.join(missing)}")
+        templates = self.project.root / "templates"
+        if not (templates / OPENAPI_TEMPLATE).is_file():
+            raise PipelineError(
+                f"{templates / OPENAPI_TEMPLATE} is missing: the gateway's OpenAPI document is "
+                "rendered from it"
+            )
         spec = self.spec_path
-        text = render_openapi(
-            self.config, self.project.root / "templates", {b.name: urls[b.name] for b in backends}
-        )
+        text = render_openapi(self.config, templates, {b.name: urls[b.name] for b in backends})
         deliverables.write_atomic(spec, text)
         previous = state["services"].get(GATEWAY_SERVICE)
         if previous and stop_recorded(previous):
