@@ -133,7 +133,8 @@ def test_v3_model_backends_the_gateway_and_the_frontend(engine, repo):
         image = f"hw5-backend_v3_{model}:test"
         assert v3["backends"][model]["build_id"] == build_id_of(engine.image_id(image))
         # Dockerfile.backend_v3 with its model as the MODEL_NAME build argument
-        env = json.loads(engine.text(["image", "inspect", "--format", "{{json .Config.Env}}", image]))
+        inspect = ["image", "inspect", "--format", "{{json .Config.Env}}", image]
+        env = json.loads(engine.text(inspect))
         assert f"MODEL_NAME={model}" in env
     assert "building hw5-backend_v3_efficientnet_lite1:test from Dockerfile.backend_v3" in (
         built.stdout
