@@ -201,7 +201,7 @@ def test_v3_model_backends_the_gateway_and_the_frontend(engine, repo):
     # redeploying the frontend brings the gateway back first
     fixed = run("deploy", repo, "--only", "frontend_v3")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert run("verify", repo, "--only", V3).returncode == 0
+    assert run("verify", repo, "--only", "frontend_v3").returncode == 0
 
     state = _state(dest)
     stopped = run("stop", repo)
