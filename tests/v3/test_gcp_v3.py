@@ -8,9 +8,11 @@ import re
 import pytest
 import yaml
 
+from hw5kit.gcloud_fake import GATEWAY_APIS, FakeGcloud
 from hw5kit.pipeline import config, deliverables
 
-from ..support.pipeline import PROJECT, RUN_URL, UUID, make_repo, pipeline
+from ..conftest import subprocess_env
+from ..support.pipeline import PROJECT, RUN_URL, UUID, Cloud, make_repo, pipeline
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -115,3 +117,55 @@ def test_the_fake_refuses_unknown_api_gateway_flags(cloud, tmp_path):
         f"--project={PROJECT}",
     )  # fmt: skip
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+GATEWAY_COMMANDS = [
+    ["api-gateway", "api-configs", "create", "cfg-1", "--api=hw5-api", "--openapi-spec=spec.yaml"],
+    ["api-gateway", "api-configs", "describe", "cfg-1", "--api=hw5-api"],
+    ["api-gateway", "gateways", "create", "hw5-gateway", "--api=hw5-api", "--api-config=cfg-1",
+     "--location=us-central1"],
+    ["api-gateway", "gateways", "update", "hw5-gateway", "--api=hw5-api", "--api-config=cfg-1",
+     "--location=us-central1"],
+    ["api-gateway", "gateways", "describe", "hw5-gateway", "--location=us-central1"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", GATEWAY_COMMANDS, ids=lambda a: " ".join(a[1:3]))
+def test_api_gateway_commands_are_refused_while_the_api_is_off(tmp_path, argv):
+    fake = FakeGcloud(tmp_path / "state")
+    fake.install(tmp_path / "bin")
+    fake.add_project(PROJECT)  # the course's three APIs: a student who skipped setup for v3
+    number = fake.project(PROJECT)["number"]
+    cloud = Cloud(fake, fake.env(subprocess_env(tmp_path)))
+    (tmp_path / "spec.yaml").write_text('swagger: "2.0"\n')
+    done = cloud.gcloud(*argv, f"--project={PROJECT}", cwd=tmp_path)
+    assert done.returncode == 1
+    dotted = "gcloud." + ".".join(argv[:3])
+    assert done.stderr.startswith(
+        f"ERROR: ({dotted}) PERMISSION_DENIED: API Gateway API has not been used in project "
+        f"{number} before or it is disabled. Enable it by visiting https://console.developers."
+        f"google.com/apis/api/apigateway.googleapis.com/overview?project={number} then retry. "
+        "If you enabled this API recently, wait a few minutes for the action to propagate to "
+        "our systems and retry."
+    ), done.stderr
+    assert "apigateway" not in fake.project(PROJECT)  # nothing was created
+    # once enabled (what `nox -s setup` does for v3), the same command gets past the check
+    enabled = cloud.gcloud("services", "enable", *GATEWAY_APIS, f"--project={PROJECT}")
+    assert enabled.returncode == 0, enabled.stderr
+    again = cloud.gcloud(*argv, f"--project={PROJECT}", cwd=tmp_path)
+    assert "PERMISSION_DENIED" not in again.stderr
+
+
+def test_a_v3_deploy_without_the_gateway_apis_says_to_enable_them(repo, tmp_path):
+    fake = FakeGcloud(tmp_path / "state")
+    fake.install(tmp_path / "bin")
+    fake.add_project(PROJECT)  # set up for the course only
+    cloud = Cloud(fake, fake.env(subprocess_env(tmp_path)))
+    assert gcp("build", repo, cloud, "backend_v3").returncode == 0
+    deployed = gcp("deploy", repo, cloud, "backend_v3")
+    assert deployed.returncode == 1
+    assert "FAILED gateway_v3" in deployed.stdout
+    assert "API Gateway API has not been used in project" in deployed.stdout
+    assert "The API Gateway API is not enabled in hw5-123456789: run `nox -s setup" in (
+        deployed.stdout
+    )

@@ -185,9 +185,16 @@ class GcpTarget:
             cmd, env=dict(self.project.env), cwd=self.project.root, capture_output=True, text=True
         )
         if check and done.returncode != 0:
-            raise PipelineError(
-                f"{' '.join(args[:3])} failed: {(done.stderr or done.stdout).strip()[-600:]}"
-            )
+            said = (done.stderr or done.stdout).strip()
+            hint = ""
+            if "apigateway.googleapis.com" in said and "disabled" in said:
+                hint = (
+                    f"\nThe API Gateway API is not enabled in {self.config.project_id}: run "
+                    "`nox -s setup -- --target gcp` (with v3 in deployment.yaml it enables "
+                    "apigateway, servicemanagement and servicecontrol.googleapis.com), then "
+                    "deploy again."
+                )
+            raise PipelineError(f"{' '.join(args[:3])} failed: {said[-600:]}{hint}")
         return done
 
     def gateway_hostname(self) -> str | None:
