@@ -749,7 +749,9 @@ def services_enable(call: Call, state: dict) -> Result:
     wanted = list(dict.fromkeys(call.positionals))
     if not wanted:
         raise GcloudError("argument SERVICE: Must be specified.", 2, call.command.dotted)
-    unknown = [api for api in wanted if api not in API_TITLES]
+    # besides Google's APIs, the managed services of the project's API Gateway APIs
+    managed = {a["managedService"] for a in data.get("apigateway", {}).get("apis", {}).values()}
+    unknown = [api for api in wanted if api not in API_TITLES and api not in managed]
     if unknown:
         raise GcloudError(
             "PERMISSION_DENIED: Not found or permission denied for service(s): "
@@ -1010,6 +1012,20 @@ def api_configs_describe(call: Call, state: dict) -> Result:
         )
     public = {k: v for k, v in resource.items() if k != "openapi_spec"}
     return Result(stdout=_describe_output(call, public))
+
+
+def apis_describe(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    gw = _apigateway(call, project, data)
+    api = call.positionals[0]
+    resource = gw["apis"].get(api)
+    if resource is None:
+        raise GcloudError(
+            f"NOT_FOUND: Resource 'projects/{project}/locations/global/apis/{api}' was not found",
+            1,
+            call.command.dotted,
+        )
+    return Result(stdout=_describe_output(call, resource))
 
 
 def _gateway_resource(call: Call, project: str, gw: dict) -> tuple[str, str, str]:
