@@ -22,8 +22,8 @@
 4. v3 (when configured): the API gateway lists every model (``GET /models``) and classifies
    the photo with each model through ``POST /model/<name>/predict``; with ``gateway.api_key``
    on, a request without a key is refused (401) and one with the key
-   (``.hw5/local/gateway.key`` locally, ``$API_GATEWAY_KEY`` otherwise) passes; the v3
-   frontend's ``API_GATEWAY`` is the gateway's URL.
+   (``.hw5/local/gateway.key`` locally, ``$API_GATEWAY_KEY`` otherwise, on gcp else
+   ``.hw5/gcp/gateway.key``) passes; the v3 frontend's ``API_GATEWAY`` is the gateway's URL.
 
 Partial deployments: a service whose entry is empty is reported "not deployed" (or "built, not
 deployed" when only its build ID is there) instead of failing the schema check, and its live
@@ -318,6 +318,10 @@ class Verifier:
             from .targets.local import LocalTarget
 
             return LocalTarget(self.project).gateway_key()
+        if self.target == "gcp":  # $API_GATEWAY_KEY, else .hw5/gcp/gateway.key, as deploy
+            from .targets.gcp import GcpTarget
+
+            return GcpTarget(self.project).gateway_key()
         return self.project.env.get("API_GATEWAY_KEY") or None
 
     def _gateway_checks(self, data: Any) -> None:
