@@ -4,25 +4,28 @@
 # images, and the autograder's service account can read it.
 #
 # Usage: setup/check_prereq.sh [--student-id ID] [--region REGION] [--repository NAME]
-#                              [--autograder-service-account EMAIL]
+#                              [--autograder-service-account EMAIL] [--api-gateway]
 #   --student-id: else $STUDENT_ID, else it is asked for (as the course's script does).
 #   --region: else $PROJECT_REGION, else us-central1.
 #   --repository: the Artifact Registry repository, else $REPO_NAME, else hw5-images.
 #   --autograder-service-account: else $TA_SERVICE_ACCOUNT, else the course's test account
 #     ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com (the production one is
 #     ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com).
+#   --api-gateway: also check the APIs v3's API Gateway needs (apigateway, servicemanagement,
+#     servicecontrol), else when $CHECK_API_GATEWAY is 1; the pipeline passes it with v3.
 #   `nox -s setup` provisions all of it and runs this script with the values of deployment.yaml.
 #   Exit status 0 when everything is in place, 1 at the first problem, 2 a bad option.
 set -uo pipefail
 
 usage() {
-    sed -n '2,15s/^# \{0,1\}//p' "$0"
+    sed -n '2,17s/^# \{0,1\}//p' "$0"
 }
 
 student_id="${STUDENT_ID:-}"
 PROJECT_REGION="${PROJECT_REGION:-us-central1}"
 REPO_NAME="${REPO_NAME:-hw5-images}"
 TA_SERVICE_ACCOUNT="${TA_SERVICE_ACCOUNT:-ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com}"
+api_gateway="${CHECK_API_GATEWAY:-0}"
 # value_of OPTION VALUE: the option's value, or a usage error when it is missing
 value_of() {
     if [ $# -lt 2 ] || [ -z "$2" ]; then
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
         --repository=*) REPO_NAME="${1#*=}"; shift ;;
         --autograder-service-account) TA_SERVICE_ACCOUNT="$(value_of "$@")" || exit 2; shift 2 ;;
         --autograder-service-account=*) TA_SERVICE_ACCOUNT="${1#*=}"; shift ;;
+        --api-gateway) api_gateway=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -105,6 +109,20 @@ check_api() {
 check_api "Cloud Run" run.googleapis.com
 check_api "Cloud Build" cloudbuild.googleapis.com
 check_api "Artifact Registry" artifactregistry.googleapis.com
+if [ "$api_gateway" = 1 ]; then
+    # v3: Google API Gateway needs these three (https://cloud.google.com/api-gateway/docs/configure-dev-env)
+    for gateway_api in "API Gateway:apigateway.googleapis.com" \
+        "Service Management:servicemanagement.googleapis.com" \
+        "Service Control:servicecontrol.googleapis.com"; do
+        label="${gateway_api%%:*}" api="${gateway_api#*:}"
+        echo "Checking if ${label} is enabled (v3: API Gateway)..."
+        if ! grep -qx "$api" <<<"$enabled"; then
+            echo "${label} is not enabled. Please enable ${label} before running this script (v3's API gateway needs it; \`nox -s setup\` enables it):"
+            echo "  gcloud services enable apigateway.googleapis.com servicemanagement.googleapis.com servicecontrol.googleapis.com --project=${PROJECT_ID}"
+            exit 1
+        fi
+    done
+fi
 
 REPO_PATH="${PROJECT_REGION}-docker.pkg.dev/${PROJECT_ID}/${REPO_NAME}"
 echo "Checking if a Docker registry exists with the following setup:"

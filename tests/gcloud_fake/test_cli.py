@@ -204,6 +204,7 @@ def test_allow_list_is_small_and_documented():
         "artifacts repositories add-iam-policy-binding",
         "api-gateway api-configs create",
         "api-gateway api-configs describe",
+        "api-gateway apis describe",
         "api-gateway gateways create",
         "api-gateway gateways update",
         "api-gateway gateways describe",

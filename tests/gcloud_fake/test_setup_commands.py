@@ -348,6 +348,9 @@ def test_the_seed_cli_sets_up_each_scenario(tmp_path):
     assert fake.readers("hw5-000000005", "us-central1", "hw5-images") == [
         f"serviceAccount:{COURSE_AUTOGRADER}"
     ]
+    gateway = ("apigateway.googleapis.com", "servicemanagement.googleapis.com")
+    fake = seed("hw5-000000006", "--api-gateway", "--without-api", "servicecontrol.googleapis.com")
+    assert sorted(fake.project("hw5-000000006")["apis"]) == sorted([AR, RUN, CB, *gateway])
     bad = subprocess.run(
         [
             sys.executable,

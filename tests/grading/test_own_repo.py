@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hw5kit import procs
-from hw5kit.gcloud_fake import FakeGcloud
+from hw5kit.gcloud_fake import GATEWAY_APIS, HW5_APIS, FakeGcloud
 from hw5kit.grading import live, report
 from hw5kit.grading.rubric import load
 
@@ -37,7 +37,7 @@ def deployed_repo(tmp_path):
     repo = make_repo(tmp_path / "repo")
     fake = FakeGcloud(tmp_path / "cloud")
     fake.install(tmp_path / "bin")
-    fake.add_project(PROJECT)
+    fake.add_project(PROJECT, apis=(*HW5_APIS, *GATEWAY_APIS))  # setup's, with v3 configured
     env = fake.env(subprocess_env(tmp_path))
     for command in ("build", "deploy"):
         done = pipeline(command, "--target", "gcp", root=repo, env=env)

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hw5kit.gcloud_fake import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, FakeGcloud
+from hw5kit.gcloud_fake import (
+    COURSE_AUTOGRADER,
+    COURSE_TEST_AUTOGRADER,
+    GATEWAY_APIS,
+    FakeGcloud,
+)
 
 from ..conftest import ROOT, subprocess_env
 from ..support.pipeline import PROJECT, make_repo, pipeline
@@ -247,3 +252,78 @@ def test_the_nox_session_passes_the_configured_student_id(tmp_path, cloud):
     refused = pipeline("check-prereq", root=repo, env=env)
     assert refused.returncode == 1
     assert f"The autograder service account {COURSE_AUTOGRADER} does not have" in refused.stdout
+
+
+# --- v3: --api-gateway (or CHECK_API_GATEWAY=1) also checks what API Gateway needs -----------
+
+COURSE_APIS = ("artifactregistry.googleapis.com", "cloudbuild.googleapis.com", "run.googleapis.com")
+GATEWAY_LABELS = {
+    "apigateway.googleapis.com": "API Gateway",
+    "servicemanagement.googleapis.com": "Service Management",
+    "servicecontrol.googleapis.com": "Service Control",
+}
+
+
+def gateway_project(tmp_path, *, without=()):
+    fake = FakeGcloud(tmp_path / "state")
+    fake.install(tmp_path / "bin")
+    apis = [a for a in (*COURSE_APIS, *GATEWAY_APIS) if a not in without]
+    fake.add_project(PROJECT, apis=apis)
+    return fake, fake.env(subprocess_env(tmp_path))
+
+
+def test_with_api_gateway_a_ready_project_passes_with_the_course_success_line(tmp_path):
+    _fake, env = gateway_project(tmp_path)
+    done = check(env, "--student-id", "123456789", "--api-gateway")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.rstrip().endswith(SUCCESS)
+    for label in GATEWAY_LABELS.values():
+        assert f"Checking if {label} is enabled (v3: API Gateway)..." in done.stdout
+    by_env = check({**env, "CHECK_API_GATEWAY": "1"}, "--student-id", "123456789")
+    assert by_env.returncode == 0 and "(v3: API Gateway)" in by_env.stdout
+
+
+@pytest.mark.parametrize("api", GATEWAY_APIS)
+def test_with_api_gateway_each_missing_gateway_api_fails_with_what_to_run(tmp_path, api):
+    _fake, env = gateway_project(tmp_path, without=(api,))
+    for done in (
+        check(env, "--student-id", "123456789", "--api-gateway"),
+        check({**env, "CHECK_API_GATEWAY": "1"}, "--student-id", "123456789"),
+    ):
+        assert done.returncode == 1, done.stdout
+        label = GATEWAY_LABELS[api]
+        lines = done.stdout.rstrip().splitlines()
+        assert lines[-2] == (
+            f"{label} is not enabled. Please enable {label} before running this script (v3's "
+            "API gateway needs it; `nox -s setup` enables it):"
+        )
+        assert lines[-1].split() == [
+            "gcloud", "services", "enable", *GATEWAY_APIS, f"--project={PROJECT}",
+        ]  # fmt: skip
+        assert SUCCESS not in done.stdout
+
+
+def test_without_api_gateway_the_course_checks_are_unchanged(tmp_path):
+    # a course project with none of API Gateway's APIs passes as before, the same lines
+    _fake, env = gateway_project(tmp_path, without=GATEWAY_APIS)
+    done = check(env, "--student-id", "123456789")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.rstrip().endswith(SUCCESS)
+    assert "API Gateway" not in done.stdout
+    checking = [line for line in done.stdout.splitlines() if line.endswith(" is enabled...")]
+    assert checking == [
+        "Checking if Cloud Run is enabled...",
+        "Checking if Cloud Build is enabled...",
+        "Checking if Artifact Registry is enabled...",
+    ]
+
+
+def test_the_nox_session_asks_for_the_gateway_apis_when_v3_is_configured(tmp_path):
+    _fake, env = gateway_project(tmp_path, without=("servicecontrol.googleapis.com",))
+    env = {**env, "PATH": f"{env['PATH']}{os.pathsep}{Path(sys.executable).parent}"}
+    with_v3 = pipeline("check-prereq", root=make_repo(tmp_path / "v3"), env=env)
+    assert with_v3.returncode == 1
+    assert "Service Control is not enabled." in with_v3.stdout
+    course = pipeline("check-prereq", root=make_repo(tmp_path / "course", v3=False), env=env)
+    assert course.returncode == 0, course.stdout
+    assert course.stdout.rstrip().endswith(SUCCESS)

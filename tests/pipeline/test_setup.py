@@ -1,6 +1,9 @@
 """`nox -s setup` (python -m hw5kit.pipeline setup) against the fake gcloud: the exact commands
 for a fresh project, read-only commands only when everything exists, only what is missing
-otherwise, a dry run that runs nothing, and clear stops where setup cannot fix things."""
+otherwise, a dry run that runs nothing, and clear stops where setup cannot fix things.
+
+Most tests run on the course's config (v1 and v2 only: the course's three APIs); the v3 ones
+(a config with v3 services: API Gateway's APIs too) use the ``scenario_v3`` fixture."""
 
 import os
 import shlex
@@ -11,7 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hw5kit.gcloud_fake import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, FakeGcloud
+from hw5kit.gcloud_fake import (
+    COURSE_AUTOGRADER,
+    COURSE_TEST_AUTOGRADER,
+    GATEWAY_APIS,
+    FakeGcloud,
+)
 from hw5kit.pipeline import config
 from hw5kit.pipeline import setup as setup_mod
 
@@ -19,6 +27,8 @@ from ..conftest import ROOT, subprocess_env
 from ..support.pipeline import PROJECT, make_repo, pipeline
 
 AR, RUN, CB = "artifactregistry.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com"
+AG, SM, SC = GATEWAY_APIS
+KEYS = "apikeys.googleapis.com"
 SA = COURSE_TEST_AUTOGRADER
 SUCCESS = "All prerequisites are met. You can proceed with the assignment."
 READ_ONLY = {
@@ -98,14 +108,14 @@ CHECK = [
 class Scenario:
     """A fake project seeded one way, a copy of the repository, and setup run on them."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, *, v3: bool = False):
         self.fake = FakeGcloud(tmp_path / "gcloud-state")
         self.fake.install(tmp_path / "bin")
         env = self.fake.env(subprocess_env(tmp_path))
         # python3 with PyYAML (a course prerequisite) for setup/check_prereq.sh
         env["PATH"] = f"{env['PATH']}{os.pathsep}{Path(sys.executable).parent}"
         self.env = env
-        self.repo = make_repo(tmp_path / "repo")
+        self.repo = make_repo(tmp_path / "repo", v3=v3)
 
     def setup(self, *args: str, target: str | None = "gcp"):
         extra = ("--target", target) if target else ()
@@ -123,7 +133,14 @@ class Scenario:
 
 @pytest.fixture
 def scenario(tmp_path) -> Scenario:
+    """The course's config: v1 and v2, no API gateway."""
     return Scenario(tmp_path)
+
+
+@pytest.fixture
+def scenario_v3(tmp_path) -> Scenario:
+    """The repository's config as committed: v1, v2 and v3 (API gateway, no API key)."""
+    return Scenario(tmp_path, v3=True)
 
 
 def fresh(scenario: Scenario) -> Scenario:
@@ -442,8 +459,11 @@ def test_help_says_what_the_dry_run_and_plan_do(tmp_path):
     assert "A second run finds everything in place, changes nothing and says so." in text
 
 
-def config_for(**changes):
+def config_for(*, v3: bool = False, **changes):
+    """The repository's config with ``changes``; without its v3 services unless ``v3``."""
     data = yaml.safe_load((ROOT / "deployment.yaml").read_text())
+    if not v3:
+        data["services"] = {k: v for k, v in data["services"].items() if v["version"] != "v3"}
     data.update(changes)
     return config.parse(data)
 
@@ -496,3 +516,92 @@ def test_plan_orders_the_changes_and_skips_what_is_there():
 )
 def test_read_access_is_an_unconditional_role_that_includes_reading(bindings, expected):
     assert setup_mod.can_read({"bindings": bindings, "etag": "x"}, SA) is expected
+
+
+# --- v3: the APIs API Gateway needs ------------------------------------------------------------
+
+PREREQ_V3 = [
+    "setup/check_prereq.sh",
+    "--student-id",
+    "123456789",
+    "--region",
+    "us-central1",
+    "--repository",
+    "hw5-images",
+    "--autograder-service-account",
+    SA,
+    "--api-gateway",
+]
+
+
+def test_a_fresh_project_with_v3_also_gets_the_api_gateway_apis(scenario_v3):
+    scenario = fresh(scenario_v3)
+    done = scenario.setup()
+    assert done.returncode == 0, output(done)
+    assert scenario.argv() == [
+        DESCRIBE_PROJECT,
+        GET_PROJECT,
+        LIST_ENABLED,
+        SET_PROJECT,
+        enable(AR, RUN, CB, AG, SM, SC),
+        DESCRIBE_REPO,
+        CREATE_REPO,
+        grant(),
+        *CHECK,
+    ]
+    assert sorted(scenario.project()["apis"]) == sorted([AR, RUN, CB, AG, SM, SC])
+    assert "setup: enable Artifact Registry, Cloud Run, Cloud Build, API Gateway, Service " in (
+        done.stdout
+    )
+    # the prerequisite check is asked to check them too, and does
+    assert f"  $ {shlex.join(PREREQ_V3)}\n" in done.stdout
+    for label in ("API Gateway", "Service Management", "Service Control"):
+        assert f"Checking if {label} is enabled (v3: API Gateway)..." in done.stdout
+    assert SUCCESS in done.stdout
+    again = scenario.setup()
+    assert again.returncode == 0, output(again)
+    assert "nothing to change: gcloud is set to hw5-123456789, the 6 APIs are enabled" in (
+        again.stdout
+    )
+
+
+def test_a_course_ready_project_with_v3_gets_only_the_missing_gateway_apis(scenario_v3):
+    scenario_v3.fake.add_project(PROJECT, apis=(AR, RUN, CB, SM))
+    done = scenario_v3.setup()
+    assert done.returncode == 0, output(done)
+    assert scenario_v3.changing() == [enable(AG, SC)]
+    assert "APIs enabled: 4 of 6 (missing: apigateway.googleapis.com, " in done.stdout
+
+
+def test_without_v3_the_gateway_apis_are_neither_enabled_nor_checked(scenario):
+    scenario.fake.add_project(PROJECT)  # the course's three APIs, nothing of API Gateway
+    done = scenario.setup()
+    assert done.returncode == 0, output(done)
+    assert scenario.changing() == []
+    assert "--api-gateway" not in done.stdout and "API Gateway" not in done.stdout
+    assert sorted(scenario.project()["apis"]) == sorted([AR, RUN, CB])
+
+
+def test_an_api_key_gateway_also_gets_the_api_keys_api(scenario_v3):
+    config_path = scenario_v3.repo / "deployment.yaml"
+    data = yaml.safe_load(config_path.read_text())
+    data["gateway"]["api_key"] = True
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    scenario_v3.fake.add_project(PROJECT, apis=(AR, RUN, CB, AG, SM, SC))
+    done = scenario_v3.setup()
+    assert done.returncode == 0, output(done)
+    assert scenario_v3.changing() == [enable(KEYS)]
+
+
+def test_the_dry_run_with_v3_prints_the_gateway_apis(scenario_v3):
+    dry = scenario_v3.setup("--dry-run")
+    assert dry.returncode == 0, output(dry)
+    assert f"  gcloud {shlex.join(enable(AR, RUN, CB, AG, SM, SC))}\n" in dry.stdout
+    assert f"  {shlex.join(PREREQ_V3)}\n" in dry.stdout
+
+
+def test_the_required_apis_follow_the_config():
+    assert setup_mod.required_apis(config_for()) == (AR, RUN, CB)
+    assert setup_mod.required_apis(config_for(v3=True)) == (AR, RUN, CB, AG, SM, SC)
+    keyed = config_for(v3=True, gateway={"api_id": "hw5-api", "api_key": True})
+    assert setup_mod.required_apis(keyed) == (AR, RUN, CB, AG, SM, SC, KEYS)

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from .cli import STATE_ENV
-from .state import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, HW5_APIS, Store
+from .state import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, GATEWAY_APIS, HW5_APIS, Store
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1].parent  # the folder holding hw5kit/
 
 __all__ = [
     "COURSE_AUTOGRADER",
     "COURSE_TEST_AUTOGRADER",
+    "GATEWAY_APIS",
     "HW5_APIS",
     "READER_ROLE",
     "FakeGcloud",

@@ -2,7 +2,8 @@
 
 ``seed`` sets up the scenarios the set-up tests need, e.g. a fresh project (``--fresh``: no API
 enabled, no repository), a ready one minus one piece (``--without-api run.googleapis.com``,
-``--without-repository``, ``--without-reader``), or one without billing (``--no-billing``).
+``--without-repository``, ``--without-reader``), or one without billing (``--no-billing``);
+``--api-gateway`` also enables the APIs v3's API Gateway needs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import FakeGcloud
-from .state import COURSE_TEST_AUTOGRADER, HW5_APIS
+from .state import COURSE_TEST_AUTOGRADER, GATEWAY_APIS, HW5_APIS
 
 DEFAULT_REPOSITORIES = (("us-central1", "hw5-images"),)
 
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="seed a ready project (HW5 APIs enabled, repository us-central1/hw5-images); "
         "the first becomes the configured project",
+    )
+    install.add_argument(
+        "--api-gateway",
+        action="store_true",
+        help="the seeded projects also have the API Gateway APIs enabled (what setup enables "
+        "when deployment.yaml has v3 services)",
     )
     install.add_argument(
         "--any-image",
@@ -53,9 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         "--without-api",
         action="append",
         default=[],
-        choices=HW5_APIS,
+        choices=(*HW5_APIS, *GATEWAY_APIS),
         metavar="API",
-        help=f"leave this API disabled (repeatable; one of {', '.join(HW5_APIS)})",
+        help="leave this API disabled (repeatable; one of "
+        f"{', '.join((*HW5_APIS, *GATEWAY_APIS))})",
+    )
+    seed.add_argument(
+        "--api-gateway",
+        action="store_true",
+        help=f"also enable the API Gateway APIs ({', '.join(GATEWAY_APIS)}), as setup does "
+        "when deployment.yaml has v3 services",
     )
     seed.add_argument("--without-repository", action="store_true", help="no repository")
     seed.add_argument(
@@ -86,16 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "install":
         fake.install(args.bin_dir)
         for index, project in enumerate(args.project):
-            fake.add_project(project, apis=HW5_APIS, set_default=index == 0)
+            apis = (*HW5_APIS, *GATEWAY_APIS) if args.api_gateway else HW5_APIS
+            fake.add_project(project, apis=apis, set_default=index == 0)
         if args.any_image:
             fake.configure(require_built_images=False)
         print(args.bin_dir / "gcloud")
         return 0
     if args.command == "seed":
         fresh = args.fresh
+        apis = (*HW5_APIS, *GATEWAY_APIS) if args.api_gateway else HW5_APIS
         fake.add_project(
             args.project,
-            apis=() if fresh else [a for a in HW5_APIS if a not in args.without_api],
+            apis=() if fresh else [a for a in apis if a not in args.without_api],
             repositories=() if fresh or args.without_repository else DEFAULT_REPOSITORIES,
             readers=() if args.without_reader else (args.reader or [COURSE_TEST_AUTOGRADER]),
             billing=not args.no_billing,

@@ -90,8 +90,9 @@ def _need_api(call: Call, project: str, data: dict, api: str) -> None:
         raise GcloudError(
             f"PERMISSION_DENIED: {title} has not been used in project {data['number']} before "
             f"or it is disabled. Enable it by visiting https://console.developers.google.com/"
-            f"apis/api/{api}/overview?project={data['number']} then retry. (gcloud services "
-            f"enable {api} --project={project})",
+            f"apis/api/{api}/overview?project={data['number']} then retry. If you enabled this "
+            "API recently, wait a few minutes for the action to propagate to our systems and "
+            f"retry. (fake gcloud: gcloud services enable {api} --project={project})",
             1,
             call.command.dotted,
         )
@@ -748,7 +749,9 @@ def services_enable(call: Call, state: dict) -> Result:
     wanted = list(dict.fromkeys(call.positionals))
     if not wanted:
         raise GcloudError("argument SERVICE: Must be specified.", 2, call.command.dotted)
-    unknown = [api for api in wanted if api not in API_TITLES]
+    # besides Google's APIs, the managed services of the project's API Gateway APIs
+    managed = {a["managedService"] for a in data.get("apigateway", {}).get("apis", {}).values()}
+    unknown = [api for api in wanted if api not in API_TITLES and api not in managed]
     if unknown:
         raise GcloudError(
             "PERMISSION_DENIED: Not found or permission denied for service(s): "
@@ -914,8 +917,13 @@ def artifacts_repositories_add_iam_policy_binding(call: Call, state: dict) -> Re
 GATEWAY_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-def _apigateway(data: dict) -> dict:
-    """The project's API Gateway resources (older states have none yet)."""
+GATEWAY_API = "apigateway.googleapis.com"
+
+
+def _apigateway(call: Call, project: str, data: dict) -> dict:
+    """The project's API Gateway resources (older states have none yet); refused as on Google
+    while the API Gateway API is not enabled in the project."""
+    _need_api(call, project, data, GATEWAY_API)
     return data.setdefault("apigateway", {"apis": {}, "configs": {}, "gateways": {}})
 
 
@@ -932,7 +940,7 @@ def _gateway_id(call: Call, value: str, what: str) -> str:
 
 def api_configs_create(call: Call, state: dict) -> Result:
     project, data = _project(call, state)
-    gw = _apigateway(data)
+    gw = _apigateway(call, project, data)
     config_id = _gateway_id(call, call.positionals[0], "API config")
     api = _gateway_id(call, call.flag("--api") or "", "API")
     spec_path = call.flag("--openapi-spec")
@@ -991,7 +999,7 @@ def api_configs_create(call: Call, state: dict) -> Result:
 
 def api_configs_describe(call: Call, state: dict) -> Result:
     project, data = _project(call, state)
-    gw = _apigateway(data)
+    gw = _apigateway(call, project, data)
     api = call.flag("--api") or ""
     config_id = call.positionals[0]
     resource = gw["configs"].get(f"{api}/{config_id}")
@@ -1004,6 +1012,20 @@ def api_configs_describe(call: Call, state: dict) -> Result:
         )
     public = {k: v for k, v in resource.items() if k != "openapi_spec"}
     return Result(stdout=_describe_output(call, public))
+
+
+def apis_describe(call: Call, state: dict) -> Result:
+    project, data = _project(call, state)
+    gw = _apigateway(call, project, data)
+    api = call.positionals[0]
+    resource = gw["apis"].get(api)
+    if resource is None:
+        raise GcloudError(
+            f"NOT_FOUND: Resource 'projects/{project}/locations/global/apis/{api}' was not found",
+            1,
+            call.command.dotted,
+        )
+    return Result(stdout=_describe_output(call, resource))
 
 
 def _gateway_resource(call: Call, project: str, gw: dict) -> tuple[str, str, str]:
@@ -1034,7 +1056,7 @@ def _gateway_config(call: Call, project: str, gw: dict) -> str:
 
 def gateways_create(call: Call, state: dict) -> Result:
     project, data = _project(call, state)
-    gw = _apigateway(data)
+    gw = _apigateway(call, project, data)
     gateway, location, key = _gateway_resource(call, project, gw)
     if location not in REGION_CODES:
         raise GcloudError(
@@ -1067,7 +1089,7 @@ def gateways_create(call: Call, state: dict) -> Result:
 
 def gateways_update(call: Call, state: dict) -> Result:
     project, data = _project(call, state)
-    gw = _apigateway(data)
+    gw = _apigateway(call, project, data)
     gateway, location, key = _gateway_resource(call, project, gw)
     resource = gw["gateways"].get(key)
     if resource is None:
@@ -1084,7 +1106,7 @@ def gateways_update(call: Call, state: dict) -> Result:
 
 def gateways_describe(call: Call, state: dict) -> Result:
     project, data = _project(call, state)
-    gw = _apigateway(data)
+    gw = _apigateway(call, project, data)
     gateway, location, key = _gateway_resource(call, project, gw)
     resource = gw["gateways"].get(key)
     if resource is None:

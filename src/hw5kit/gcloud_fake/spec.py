@@ -341,6 +341,12 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             handler="api_configs_describe",
         ),
         Command(
+            ("api-gateway", "apis", "describe"),
+            "https://cloud.google.com/sdk/gcloud/reference/api-gateway/apis/describe",
+            positionals=(Positional("API"),),
+            handler="apis_describe",
+        ),
+        Command(
             ("api-gateway", "gateways", "create"),
             "https://cloud.google.com/sdk/gcloud/reference/api-gateway/gateways/create",
             flags=GATEWAY_FLAGS,

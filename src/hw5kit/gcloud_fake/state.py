@@ -24,6 +24,13 @@ CALLS_FILE = "calls.jsonl"
 
 # The APIs the HW5 assignment enables (step 2 of the assignment).
 HW5_APIS = ("artifactregistry.googleapis.com", "cloudbuild.googleapis.com", "run.googleapis.com")
+# The APIs Google API Gateway needs (v3; https://cloud.google.com/api-gateway/docs/
+# configure-dev-env): `nox -s setup` enables them when the config has v3 services.
+GATEWAY_APIS = (
+    "apigateway.googleapis.com",
+    "servicemanagement.googleapis.com",
+    "servicecontrol.googleapis.com",
+)
 API_TITLES = {
     "artifactregistry.googleapis.com": "Artifact Registry API",
     "cloudbuild.googleapis.com": "Cloud Build API",
@@ -37,6 +44,7 @@ API_TITLES = {
     "logging.googleapis.com": "Cloud Logging API",
     "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
     "serviceusage.googleapis.com": "Service Usage API",
+    "apikeys.googleapis.com": "API Keys API",
 }
 # APIs Google refuses to enable on a project without a billing account (FAILED_PRECONDITION).
 BILLED_APIS = frozenset(

@@ -113,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
         "check-prereq",
         parents=[common],
         help="run setup/check_prereq.sh with the student ID, region, repository and "
-        "autograder account from the config",
+        "autograder account from the config (and --api-gateway when it has v3 services)",
     )
     p = sub.add_parser(
         "setup",

@@ -7,10 +7,13 @@
    is disabled the repository cannot be looked at: then it is looked at right after enabling.
 2. Change only what is missing, each command printed before it runs:
    ``gcloud config set project``, ``gcloud services enable`` (the missing APIs of
-   artifactregistry, run, cloudbuild), ``gcloud artifacts repositories create`` (Docker, in the
+   artifactregistry, run, cloudbuild; when the config has v3 services also those API Gateway
+   needs: apigateway, servicemanagement, servicecontrol, and apikeys with ``gateway.api_key``),
+   ``gcloud artifacts repositories create`` (Docker, in the
    region) and ``gcloud artifacts repositories add-iam-policy-binding`` (the autograder gets
    ``roles/artifactregistry.reader``).
-3. Run ``setup/check_prereq.sh`` (the course's checks plus the autograder's read access).
+3. Run ``setup/check_prereq.sh`` (the course's checks plus the autograder's read access; with
+   ``--api-gateway`` when the config has v3 services).
 
 A second run finds everything in place, changes nothing and says so. A failed command stops
 the run; what succeeded stays done, and the next run goes on from there.
@@ -37,10 +40,22 @@ from .targets.gcp import GCLOUD_MISSING
 
 # The assignment's step 3, in the course's order.
 APIS = ("artifactregistry.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com")
+# v3: what Google API Gateway needs (https://cloud.google.com/api-gateway/docs/configure-dev-env),
+# and the API Keys API for `gcloud services api-keys` when the gateway requires a key.
+GATEWAY_APIS = (
+    "apigateway.googleapis.com",
+    "servicemanagement.googleapis.com",
+    "servicecontrol.googleapis.com",
+)
+APIKEYS_API = "apikeys.googleapis.com"
 API_NAMES = {
     "artifactregistry.googleapis.com": "Artifact Registry",
     "run.googleapis.com": "Cloud Run",
     "cloudbuild.googleapis.com": "Cloud Build",
+    "apigateway.googleapis.com": "API Gateway",
+    "servicemanagement.googleapis.com": "Service Management",
+    "servicecontrol.googleapis.com": "Service Control",
+    APIKEYS_API: "API Keys",
 }
 READER_ROLE = "roles/artifactregistry.reader"
 # Roles granted on a repository that include reading it (artifactregistry.repositories.
@@ -91,6 +106,14 @@ class State:
     def fresh(cls) -> State:
         """A project where nothing is set up yet (what ``--dry-run`` plans for)."""
         return cls(repository_known=True)
+
+
+def required_apis(cfg: Config) -> tuple[str, ...]:
+    """The APIs the config needs: the course's three, plus API Gateway's when it has v3
+    services (and the API Keys API when the gateway requires a key)."""
+    if cfg.gateway is None:
+        return APIS
+    return (*APIS, *GATEWAY_APIS, *((APIKEYS_API,) if cfg.gateway.api_key else ()))
 
 
 # --- the commands --------------------------------------------------------------------------
@@ -213,6 +236,7 @@ def prereq_command(project: Project) -> list[str]:
         cfg.repository,
         "--autograder-service-account",
         cfg.autograder_service_account,
+        *(["--api-gateway"] if cfg.gateway is not None else []),
     ]
 
 
@@ -230,7 +254,7 @@ def plan(cfg: Config, state: State) -> list[Step]:
     steps = []
     if state.configured_project != cfg.project_id:
         steps.append(set_project(cfg))
-    missing = [api for api in APIS if api not in state.enabled]
+    missing = [api for api in required_apis(cfg) if api not in state.enabled]
     if missing:
         steps.append(enable(cfg, missing))
     if state.repository_format is None:
@@ -398,8 +422,9 @@ class Setup:
 
     def _report(self, state: State) -> None:
         cfg = self.config
-        missing = [a for a in APIS if a not in state.enabled]
-        apis = f"APIs enabled: {len(APIS) - len(missing)} of {len(APIS)}"
+        wanted = required_apis(cfg)
+        missing = [a for a in wanted if a not in state.enabled]
+        apis = f"APIs enabled: {len(wanted) - len(missing)} of {len(wanted)}"
         if missing:
             apis += f" (missing: {', '.join(missing)})"
         self.log(f"  gcloud's project: {state.configured_project or '(unset)'}; {apis}")
@@ -507,8 +532,8 @@ class Setup:
         else:
             self.log(
                 f"setup: nothing to change: gcloud is set to {self.config.project_id}, the "
-                f"{len(APIS)} APIs are enabled, {self.config.repo_uri} exists and the autograder "
-                "can read it"
+                f"{len(required_apis(self.config))} APIs are enabled, {self.config.repo_uri} "
+                "exists and the autograder can read it"
             )
         code = self.check()
         if code != 0:
@@ -534,4 +559,15 @@ def main_run(project: Project, *, dry_run: bool = False, plan_only: bool = False
     return setup.run()
 
 
-__all__ = ["APIS", "READER_ROLE", "Setup", "State", "Step", "main_run", "plan", "prereq_command"]
+__all__ = [
+    "APIS",
+    "GATEWAY_APIS",
+    "READER_ROLE",
+    "Setup",
+    "State",
+    "Step",
+    "main_run",
+    "plan",
+    "prereq_command",
+    "required_apis",
+]

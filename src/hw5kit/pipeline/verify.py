@@ -22,9 +22,10 @@
 4. v3 (when configured): the API gateway lists every model (``GET /models``) and classifies
    the photo with each model through ``POST /model/<name>/predict``; with ``gateway.api_key``
    on, a request without a key is refused (401) and one with the key
-   (``.hw5/<target>/gateway.key`` on the local and container targets, ``$API_GATEWAY_KEY`` on
-   gcp) passes; the v3 frontend's ``API_GATEWAY`` is the gateway's URL (on the container
-   target, its container also lists the models through it from inside).
+   (``.hw5/<target>/gateway.key`` on the local and container targets; on gcp
+   ``$API_GATEWAY_KEY``, else ``.hw5/gcp/gateway.key``) passes; the v3 frontend's
+   ``API_GATEWAY`` is the gateway's URL (on the container target, its container also lists the
+   models through it from inside).
 
 Partial deployments: a service whose entry is empty is reported "not deployed" (or "built, not
 deployed" when only its build ID is there) instead of failing the schema check, and its live
@@ -326,6 +327,10 @@ class Verifier:
             from .targets.common import HostGateway
 
             return HostGateway(self.project, threading.Lock()).key()
+        if self.target == "gcp":  # $API_GATEWAY_KEY, else .hw5/gcp/gateway.key, as deploy
+            from .targets.gcp import GcpTarget
+
+            return GcpTarget(self.project).gateway_key()
         return self.project.env.get("API_GATEWAY_KEY") or None
 
     def _gateway_checks(self, data: Any) -> None:

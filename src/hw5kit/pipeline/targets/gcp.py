@@ -14,6 +14,13 @@
   ``defaultHostname`` recorded as ``https://<host>`` in ``services.v3.gateway_url``; then
   ``deploy_frontend_v3.sh`` with ``API_GATEWAY`` set to it.
 
+* API keys (``gateway.api_key: true``): the managed service of the API is enabled in the project
+  (``gcloud services enable <managedService>``, as API Gateway's docs require for keys), and
+  ``frontend_v3`` gets the key as ``API_GATEWAY_KEY``, read at deploy time from the environment
+  variable ``API_GATEWAY_KEY``, else from ``.hw5/gcp/gateway.key`` (git-ignored); never written
+  into a committed file or ``deliverables.yaml``. Without one, deploy stops before changing
+  anything and says how to create one (``gcloud services api-keys create --api-target=...``).
+
 ``deliverables.yaml`` is rewritten atomically after each success: a failure keeps the previous
 file plus every entry that did succeed.
 """
@@ -33,6 +40,10 @@ from ..project import PipelineError, Project, run_script, tail
 BUILD_ID_RE = re.compile(
     r"/builds/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]"
 )
+KEY_ENV = "API_GATEWAY_KEY"
+KEY_FILE = "gateway.key"  # in .hw5/gcp/
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,200}$")  # Google API keys: AIza + 35 of [A-Za-z0-9_-]
+KEY_ID = "hw5-gateway-key"
 GCLOUD_MISSING = (
     "gcloud is not on PATH: install the Google Cloud CLI (https://cloud.google.com/sdk/docs/"
     "install), run `gcloud auth login`, then `nox -s check_prereq`"
@@ -109,6 +120,49 @@ class GcpTarget:
             )
         return 1 if failed else 0
 
+    # -- the gateway's API key -- #
+    @property
+    def key_path(self):
+        return self.project.state_dir / KEY_FILE
+
+    def gateway_key(self) -> str | None:
+        """The key frontend_v3 sends when the gateway requires one: ``$API_GATEWAY_KEY``, else
+        ``.hw5/gcp/gateway.key``; None when the config does not ask for keys or none is given."""
+        gw = self.config.gateway
+        if gw is None or not gw.api_key:
+            return None
+        key = (self.project.env.get(KEY_ENV) or "").strip()
+        if not key and self.key_path.is_file():
+            key = self.key_path.read_text().strip()
+        if key and not KEY_RE.match(key):
+            where = KEY_ENV if self.project.env.get(KEY_ENV) else str(self.key_path)
+            raise PipelineError(
+                f"the API key in {where} is not an API key (letters, digits, - and _ only); "
+                "paste the keyString `gcloud services api-keys get-key-string` prints"
+            )
+        return key or None
+
+    def key_help(self) -> str:
+        """How to create a key restricted to the gateway's managed service, and hand it over."""
+        gw = self.config.gateway
+        assert gw is not None
+        p = f"--project={self.config.project_id}"
+        return (
+            f"gateway.api_key is true in {self.config.source}: frontend_v3 needs an API key for "
+            f"the gateway, and none was given (${KEY_ENV} is unset and {self.key_path} does "
+            "not exist). Create one restricted to the gateway's API (its managed service exists "
+            "once `nox -s deploy -- --target gcp backend_v3` has created the API; `nox -s "
+            "setup` enables the API Keys API), then give it to deploy:\n"
+            f"  MANAGED=$(gcloud api-gateway apis describe {gw.api_id} {p} "
+            "--format='value(managedService)')\n"
+            f"  gcloud services api-keys create --key-id={KEY_ID} --display-name='HW5 API "
+            f"gateway' --api-target=service=$MANAGED {p}\n"
+            f"  export {KEY_ENV}=$(gcloud services api-keys get-key-string {KEY_ID} {p} "
+            "--format='value(keyString)')\n"
+            f"or write the key into {self.key_path} (git ignores .hw5/); it is never written "
+            "into deployment/ or deliverables.yaml. Then run deploy again."
+        )
+
     # -- build -- #
     def build(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
         self._preflight()
@@ -160,6 +214,11 @@ class GcpTarget:
                 + f" in {self.project.deliverables_path.name}: run `nox -s build -- --target gcp`"
                 " first"
             )
+        key = self.gateway_key()
+        if key is None and any(s.version == "v3" and s.kind == "frontend" for s in services):
+            gw = self.config.gateway
+            if gw is not None and gw.api_key:
+                raise PipelineError(self.key_help())
         chains: dict[str, list[Service]] = {}
         for s in sorted(services, key=lambda s: s.kind != "backend"):
             chains.setdefault(s.version, []).append(s)
@@ -185,9 +244,16 @@ class GcpTarget:
             cmd, env=dict(self.project.env), cwd=self.project.root, capture_output=True, text=True
         )
         if check and done.returncode != 0:
-            raise PipelineError(
-                f"{' '.join(args[:3])} failed: {(done.stderr or done.stdout).strip()[-600:]}"
-            )
+            said = (done.stderr or done.stdout).strip()
+            hint = ""
+            if "apigateway.googleapis.com" in said and "disabled" in said:
+                hint = (
+                    f"\nThe API Gateway API is not enabled in {self.config.project_id}: run "
+                    "`nox -s setup -- --target gcp` (with v3 in deployment.yaml it enables "
+                    "apigateway, servicemanagement and servicecontrol.googleapis.com), then "
+                    "deploy again."
+                )
+            raise PipelineError(f"{' '.join(args[:3])} failed: {said[-600:]}{hint}")
         return done
 
     def gateway_hostname(self) -> str | None:
@@ -246,6 +312,8 @@ class GcpTarget:
                 f"--openapi-spec={spec}",
                 project,
             )
+        if gw.api_key:
+            self.enable_managed_service()
         verb = "update" if self.gateway_hostname() else "create"
         self._gcloud(
             "api-gateway",
@@ -266,6 +334,22 @@ class GcpTarget:
                 self.project.deliverables_path, {}, target="gcp", gateway_url=("v3", url)
             )
         return url
+
+    def enable_managed_service(self) -> None:
+        """API keys work only once the API's managed service is enabled in the project."""
+        gw = self.config.gateway
+        assert gw is not None
+        project = f"--project={self.config.project_id}"
+        managed = self._gcloud(
+            "api-gateway", "apis", "describe", gw.api_id, project, "--format=value(managedService)"
+        ).stdout.strip()
+        if not managed:
+            raise PipelineError(f"the API {gw.api_id} has no managedService")
+        enabled = self._gcloud(
+            "services", "list", "--enabled", project, "--format=value(config.name)"
+        ).stdout.split()
+        if managed not in enabled:
+            self._gcloud("services", "enable", managed, project)
 
     def _deploy_v3(self, chain: list[Service], current, verbose: bool) -> list[Outcome]:
         urls: dict[str, str] = {}
@@ -321,8 +405,12 @@ class GcpTarget:
         env = dict(self.project.env, BUILD_ID=build_id)
         env.pop("SERVING_URL", None)
         env.pop("API_GATEWAY", None)
+        env.pop(KEY_ENV, None)
         if s.kind == "frontend":
             env[s.url_var] = urls[s.backend or ""]
+            key = self.gateway_key() if s.version == "v3" else None
+            if key:
+                env[KEY_ENV] = key
         result = run_script(
             ["bash", self._script(s.deploy_script), build_id],
             cwd=self.project.root,
