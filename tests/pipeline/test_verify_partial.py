@@ -107,3 +107,32 @@ def test_the_empty_template_is_still_a_failure(tmp_path):
     done = verify(repo, tmp_path, "gcp")
     assert done.returncode == 1
     assert "holds no build ID and no URL yet" in done.stdout
+
+
+def test_only_v3_recorded_is_a_partial_deployment_not_an_empty_file(tmp_path):
+    """v3 deployed alone (``--only backend_v3,frontend_v3``) leaves the course's eight v1/v2
+    fields empty: that is a partial deployment, not "nothing built or deployed"."""
+    repo = make_repo(tmp_path / "repo")
+    models = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+    run = "https://backendv3-{}-abcdefghij-uc.a.run.app"
+    changes = {
+        ("v3", "backends", m): {"build_id": BACK, "service_url": run.format(m.replace("_", "-"))}
+        for m in models
+    }
+    changes[("v3", "front_end")] = {
+        "build_id": FRONT,
+        "service_url": "https://frontendv3-abcdefghij-uc.a.run.app",
+    }
+    deliverables.update(
+        deliverables.path_for(repo, "gcp"),
+        changes,
+        target="gcp",
+        gateway_url=("v3", "https://hw5-gateway-a1b2c3d4.uc.gateway.dev"),
+    )
+    done = verify(repo, tmp_path, "gcp")
+    assert done.returncode == PARTIAL, done.stdout
+    assert "holds no build ID and no URL yet" not in done.stdout
+    assert "--   services.v1.back_end (backend_v1): not deployed" in done.stdout
+    assert "--only backend_v3_efficientnet_lite0," in done.stdout
+    only = verify(repo, tmp_path, "gcp", "--only", "backend_v3,frontend_v3")
+    assert only.returncode == 0, only.stdout

@@ -194,11 +194,14 @@ class Builder:
         no_cache: bool = False,
         build_args: Mapping[str, str] | None = None,
         base: str | None = None,
+        dockerfile_of: str | None = None,
     ) -> Built:
-        """Build ``service`` (its base first, unless ``base`` names an existing image)."""
+        """Build ``service`` (its base first, unless ``base`` names an existing image) from
+        ``Dockerfile.<dockerfile_of>`` (default: its own; a v3 model's backend
+        ``backend_v3_<model>`` is built from ``Dockerfile.backend_v3`` with ``MODEL_NAME``)."""
         if service == "base" or service.startswith("base-"):
             return self.build_base(service.partition("-")[2] or "all", no_cache=no_cache)
-        path = dockerfile(service, self.root)
+        path = dockerfile(dockerfile_of or service, self.root)
         if base is None:
             base = self.build_base(self.base_profile(service)).image
         elif not self.engine.image_exists(base):

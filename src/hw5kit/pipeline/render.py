@@ -34,6 +34,7 @@ CLOUDBUILD = context.CLOUDBUILD
 CLOUDBUILD_V3 = context.CLOUDBUILD_V3
 SUBMIT = "submit_build.sh"
 OPENAPI_V3 = "openapi_v3.yaml"
+OPENAPI_TEMPLATE = "openapi_v3.yaml.j2"
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def render_openapi(config: Config, templates: Path, addresses: dict[str, str] | 
     gw = context.gateway(config, addresses)
     if gw is None:
         raise ValueError(f"{config.source} has no v3 backends: there is no gateway to render")
-    return environment(templates).get_template("openapi_v3.yaml.j2").render(gw=gw)
+    return environment(templates).get_template(OPENAPI_TEMPLATE).render(gw=gw)
 
 
 def write(root: Path, files: list[Rendered]) -> list[str]:

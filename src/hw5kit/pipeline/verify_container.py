@@ -1,5 +1,8 @@
 """verify's checks on the container target (see ``verify.py``): build, image, container,
-a photo classified from inside, frontend wiring from inside, and no network at start-up."""
+a photo classified from inside (a v3 model's backend: on its ``/model/<name>/predict``),
+frontend wiring from inside (v3: the model list through the gateway), and no network at
+start-up. The gateway itself is checked by ``verify.py`` (models listed, a photo classified
+with each model through it)."""
 
 from __future__ import annotations
 
@@ -13,13 +16,20 @@ if TYPE_CHECKING:
 
 FLAG = "-- --target container"
 
-# Run inside a frontend's container: GET SERVING_URL/hello as the frontend would reach it.
-_HELLO_CODE = """
-import json, os, urllib.request
-url = os.environ.get("SERVING_URL", "").rstrip("/") + "/hello"
+# Run inside a frontend's container: GET <its URL variable>/<path> as the frontend would reach
+# it (argv: variable, path), with the v3 frontend's API key when it has one.
+_GET_CODE = """
+import json, os, sys, urllib.error, urllib.request
+var, path = sys.argv[1:3]
+key = os.environ.get("API_GATEWAY_KEY", "")
+req = urllib.request.Request(
+    os.environ.get(var, "").rstrip("/") + path, headers={"x-api-key": key} if key else {}
+)
 try:
-    with urllib.request.urlopen(url, timeout=20) as r:
-        print(json.dumps({"status": r.status, "body": r.read().decode()[:100]}))
+    with urllib.request.urlopen(req, timeout=20) as r:
+        print(json.dumps({"status": r.status, "body": r.read().decode()[:300]}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read().decode(errors="replace")[:300]}))
 except Exception as e:
     print(json.dumps({"status": 0, "body": f"{type(e).__name__}: {e}"}))
 """
@@ -64,49 +74,64 @@ def container_checks(v: Verifier, s: Service, entry: dict, data: Any) -> None:
     )
     _no_network_at_start(v, s, where, box, running, record)
     if s.kind == "frontend":
-        backend = v.config.service(s.backend)
-        expected = v.backend_url(backend, data)
-        v._wiring(where, box.env.get("SERVING_URL"), expected, backend)
-        _frontend_reaches_backend(v, where, box)
+        v._frontend_wiring(where, s, box.env, data)
+        _frontend_reaches_backend(v, s, where, box)
     else:
         _classify_inside(v, s, where, box)
 
 
-def _inside(box, code: str) -> str:
-    return box.engine.text(["exec", box.name, "python", "-c", code], timeout=120)
+def _inside(box, code: str, *args: str) -> str:
+    return box.engine.text(["exec", box.name, "python", "-c", code, *args], timeout=120)
 
 
 def _classify_inside(v: Verifier, s: Service, where: str, box) -> None:
     from ..containers import ContainerError
 
+    # a v3 model's backend: its route behind the gateway
+    path = f"/model/{s.model}/predict" if s.model else "/predict"
     try:
-        status, body = box.request("POST", "/predict", v.photo.path.read_bytes())
+        status, body = box.request("POST", path, v.photo.path.read_bytes())
         category = json.loads(body).get("category") if status == 200 else None
     except (ContainerError, ValueError) as exc:
         status, body, category = 0, str(exc), None
     ok = status == 200 and v.photo.matches(str(category))
     v._add(
         where,
-        f"{v.photo.name} classified from inside the container",
+        f"{v.photo.name} classified from inside the container"
+        + (f" (POST {path})" if s.model else ""),
         ok,
         f"{category!r}" if status == 200 else f"{status}: {body[:200]}",
         v._redeploy_fix(s),
     )
 
 
-def _frontend_reaches_backend(v: Verifier, where: str, box) -> None:
+def _frontend_reaches_backend(v: Verifier, s: Service, where: str, box) -> None:
+    """From inside: v1/v2 ``GET SERVING_URL/hello``; v3 ``GET API_GATEWAY/models`` (with the
+    key, when there is one) lists the models."""
     from ..containers import ContainerError
 
+    path = "/models" if s.version == "v3" else "/hello"
     try:
-        answer = json.loads(_inside(box, _HELLO_CODE).splitlines()[-1])
+        answer = json.loads(_inside(box, _GET_CODE, s.url_var, path).splitlines()[-1])
     except (ContainerError, ValueError, IndexError) as exc:
         answer = {"status": 0, "body": str(exc)}
+    body = answer["body"].strip()
+    if s.version == "v3":
+        expected = [str(b.model) for b in v.config.v3_backends()]
+        try:
+            ok = json.loads(body) == expected
+        except ValueError:
+            ok = False
+        fix = f"the frontend cannot reach the gateway: redeploy v3 (`nox -s deploy {FLAG}`)"
+    else:
+        ok = body == "Hello!"
+        fix = f"the frontend cannot reach its backend: redeploy both (`nox -s deploy {FLAG}`)"
     v._add(
         where,
-        "GET SERVING_URL/hello from inside the container",
-        answer["status"] == 200 and answer["body"].strip() == "Hello!",
-        f"{answer['status']} {answer['body'][:80]!r}",
-        f"the frontend cannot reach its backend: redeploy both (`nox -s deploy {FLAG}`)",
+        f"GET {s.url_var}{path} from inside the container",
+        answer["status"] == 200 and ok,
+        f"{answer['status']} {body[:120]!r}",
+        fix,
     )
 
 

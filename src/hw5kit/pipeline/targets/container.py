@@ -6,18 +6,28 @@
   ``.hw5/container/builds.json`` and ``deliverables.container.yaml``. The build ID is the
   image's ID: the first 128 bits of its sha256, written as a UUID (the deliverables schema's
   form), so the ID names exactly one image.
-* deploy: runs each backend, then each frontend with ``SERVING_URL`` = its backend's URL; waits
-  for readiness; writes the URLs. Network (``HW5_CONTAINER_NETWORK``):
+  A v3 model's backend (``backend_v3_<model>``) is built from ``Dockerfile.backend_v3`` with
+  the build argument ``MODEL_NAME=<model>`` (its own weights baked in), one image per model
+  sharing the backend base.
+* deploy: runs each backend, then v3's API gateway, then each frontend with ``SERVING_URL`` =
+  its backend's URL (v3: ``API_GATEWAY`` = the gateway's, and ``API_GATEWAY_KEY`` when
+  ``gateway.api_key`` is on); waits for readiness; writes the URLs. The gateway is no image
+  (on gcp it is Google API Gateway): as on the local target, it is ``python -m hw5kit.gateway``
+  on a ``127.0.0.1`` port of the host (``targets.common.HostGateway``), routing to the backend
+  containers' published ports by ``deployment/openapi_v3.yaml`` rendered again with them
+  (``.hw5/container/openapi_v3.yaml``; the key in ``.hw5/container/gateway.key``).
+  Network (``HW5_CONTAINER_NETWORK``):
 
   - ``isolated`` (the default as root, which rootful podman and docker are): every container
     runs with ``--network none`` (a loopback interface and nothing else), listening on the
     configured ``serving_port`` as on Cloud Run; a relay (``hw5kit.containers.relay``) publishes
-    it on a free ``127.0.0.1`` port of the host and, for a frontend, makes its backend's
-    published URL reachable from inside it. A container can reach nothing but that.
+    it on a free ``127.0.0.1`` port of the host and, for a frontend, makes its backend's (v3:
+    the gateway's) published URL reachable from inside it, so the URL is the same inside and
+    out. A container can reach nothing but that.
   - ``host``: the containers share the host's network (docker without root).
 
-* stop / status: the containers this target started (labelled with this repository), and their
-  relays.
+* stop / status: the containers this target started (labelled with this repository), their
+  relays, and the gateway.
 
 Environment: ``HW5_CONTAINER_STORE`` (podman's storage, default ``.hw5/containers``),
 ``HW5_CONTAINER_ENGINE`` (docker|podman), ``HW5_CONTAINER_NETWORK`` (isolated|host),
@@ -35,9 +45,17 @@ from typing import Any
 
 from ... import procs
 from .. import deliverables
-from ..config import Service
+from ..config import GATEWAY_SERVICE, Service
 from ..project import PipelineError, Project
-from .common import Recorder, deploy_in_order, now, read_json, reuse_port, write_json
+from .common import (
+    HostGateway,
+    Recorder,
+    deploy_in_order,
+    now,
+    read_json,
+    reuse_port,
+    write_json,
+)
 
 BUILDS_FILE = "builds.json"
 DEPLOYMENT_FILE = "deployment.json"
@@ -80,6 +98,9 @@ class ContainerTarget:
         self.root = project.root
         self._engine = engine
         self._record = Recorder(project)
+        self.gateway = HostGateway(
+            project, self._record.lock, lambda state: write_json(self.deployment_path, state)
+        )
 
     # -- engine and records -- #
     @property
@@ -145,7 +166,12 @@ class ContainerTarget:
         done = []
         for s in services:
             try:
-                built = builder.build(s.name)
+                if s.model is not None:  # a v3 model's backend: its group's Dockerfile
+                    built = builder.build(
+                        s.name, dockerfile_of=s.app, build_args={"MODEL_NAME": s.model}
+                    )
+                else:
+                    built = builder.build(s.name)
                 image_id = self.engine.image_id(built.image)
             except ContainerError as exc:
                 log(f"build: {s.name} failed: {exc}")
@@ -220,7 +246,7 @@ class ContainerTarget:
         urls = {
             name: entry["url"]
             for name, entry in state["services"].items()
-            if entry.get("url") and self._running(entry)
+            if entry.get("url") and name != GATEWAY_SERVICE and self._running(entry)
         }
         lock = self._record.lock
 
@@ -242,7 +268,14 @@ class ContainerTarget:
             f"deploying {', '.join(s.name for s in services)} as containers ({self.engine.kind}, "
             f"{mode} network; logs: {self.project.logs_dir})"
         )
-        failed = deploy_in_order(self.project, services, start, urls, self._record)
+        failed = deploy_in_order(
+            self.project,
+            services,
+            start,
+            urls,
+            self._record,
+            after_backends=lambda: self.gateway.step(services, state, urls),
+        )
         return 1 if failed else 0
 
     def _start(self, s, record, mode, previous, urls, entry) -> str:
@@ -253,7 +286,9 @@ class ContainerTarget:
         env = {**s.env_dict(), "HW5_BUILD_ID": entry["build_id"]}
         outbound = []
         if s.kind == "frontend":
-            env["SERVING_URL"] = urls[s.backend]
+            # the backend's (v3: the gateway's) published URL, relayed into the container
+            env[s.url_var] = urls[s.backend]
+            env.update(self.gateway.frontend_env(s))
             outbound.append(int(urls[s.backend].rsplit(":", 1)[1]))
         labels = {DEPLOYMENT_LABEL: self.deployment_label}
         port = self.config.serving_port if mode == "isolated" else host_port
@@ -271,7 +306,7 @@ class ContainerTarget:
             raise PipelineError(f"{s.name}: {exc}") from None
         entry.update(container=box.name, image=record["image"], port=host_port, started=now())
         if s.kind == "frontend":
-            entry["serving_url"] = env["SERVING_URL"]
+            entry["serving_url"] = env[s.url_var]
         log_path = self.project.logs_dir / f"{s.name}-relay.log"
         if mode == "isolated":
             pid = box.pid()
@@ -297,6 +332,8 @@ class ContainerTarget:
 
     # -- stop / status -- #
     def _running(self, entry: dict[str, Any]) -> bool:
+        if entry.get("kind") == "gateway":
+            return self.gateway.running(entry)
         name = entry.get("container")
         if not name or not self.engine.container_running(name):
             return False
@@ -347,6 +384,13 @@ class ContainerTarget:
             self.project.log("nothing to stop: no container deployment is recorded")
             return 0
         for name, entry in sorted(state["services"].items()):
+            if name == GATEWAY_SERVICE:
+                ran = self.gateway.stop(entry)
+                self.project.log(
+                    f"{name}: {'stopped' if ran else 'was not running'} (API gateway, pid "
+                    f"{entry.get('pid')}; log {entry.get('log')})"
+                )
+                continue
             ran = self._stop_entry(name, entry)
             self.project.log(
                 f"{name}: {'stopped' if ran else 'was not running'} ({entry.get('container')}; "
@@ -368,13 +412,21 @@ class ContainerTarget:
         if not state["services"]:
             self.project.log("no container deployment (run `nox -s deploy -- --target container`)")
             return 0
+        width = max(len(name) for name in state["services"])
         for name, entry in sorted(state["services"].items()):
             running = self._running(entry)
-            health = "/readyz" if entry.get("kind") != "frontend" else procs.STREAMLIT_HEALTH
+            health = {"backend": "/readyz", "gateway": "/healthz"}.get(
+                entry.get("kind", ""), procs.STREAMLIT_HEALTH
+            )
             status = procs.http_status(entry["url"] + health) if running else None
+            where = (
+                f"network host  process {entry.get('pid')} (API gateway; log {entry.get('log')})"
+                if entry.get("kind") == "gateway"
+                else f"network {entry.get('network')}  image {entry.get('image')}"
+            )
             self.project.log(
-                f"{name:12} {entry.get('container')}  {'running' if running else 'stopped':8} "
-                f"{entry['url']}  health {status or '-'}  network {entry.get('network')}  "
-                f"image {entry.get('image')}"
+                f"{name:{width}} {entry.get('container') or '-'}  "
+                f"{'running' if running else 'stopped':8} {entry['url']}  health "
+                f"{status or '-'}  {where}"
             )
         return 0

@@ -33,7 +33,14 @@ from .. import deliverables
 from ..config import GATEWAY_SERVICE, ConfigError, Service
 from ..deliverables import DeliverablesError
 from ..project import PipelineError, Project
-from .common import Recorder, deploy_in_order, reuse_port
+from .common import (
+    GATEWAY_KEYS_ENV,
+    HostGateway,
+    Recorder,
+    deploy_in_order,
+    reuse_port,
+    stop_recorded,
+)
 from .common import now as _now
 from .common import read_json as _read_json
 from .common import write_json as _write_json
@@ -43,9 +50,6 @@ BUILDS_FILE = "builds.json"
 DEPLOYMENT_FILE = "deployment.json"
 REQUIRED_MODULES = ("gunicorn", "streamlit", "flask", "torch", "requests")
 READY_TIMEOUT = 240.0
-GATEWAY_SPEC = "openapi_v3.yaml"
-GATEWAY_KEY_FILE = "gateway.key"
-GATEWAY_KEYS_ENV = "HW5_GATEWAY_API_KEYS"
 
 
 def source_digest(root: Path, service: Service) -> str:
@@ -73,14 +77,6 @@ def process_environ(pid: int) -> dict[str, str] | None:
     return out
 
 
-def process_cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
 class LocalTarget:
     name = "local"
 
@@ -90,6 +86,7 @@ class LocalTarget:
         self.root = project.root
         self._lock = threading.Lock()
         self._recorder = Recorder(project)
+        self.gateway = HostGateway(project, self._lock, self._save_deployment)
 
     # -- paths and records -- #
     @property
@@ -183,110 +180,20 @@ class LocalTarget:
             env["TORCH_HOME"] = str(self.weights_dir)
         else:
             env[s.url_var] = serving_url or ""
-            if s.version == "v3" and self.gateway_key():
-                env["API_GATEWAY_KEY"] = self.gateway_key() or ""
+            env.update(self.gateway.frontend_env(s))
         return env
 
-    # -- v3's gateway -- #
-    @property
-    def gateway_key_path(self) -> Path:
-        return self.project.state_dir / GATEWAY_KEY_FILE
-
+    # -- v3's gateway (targets.common.HostGateway) -- #
     def gateway_key(self) -> str | None:
-        """The local gateway's API key (made once, kept in .hw5/local/gateway.key), or None
-        when the config does not ask for keys."""
-        gateway = self.config.gateway
-        if gateway is None or not gateway.api_key:
-            return None
-        with self._lock:
-            if not self.gateway_key_path.exists():
-                import secrets
-
-                deliverables.write_atomic(self.gateway_key_path, secrets.token_urlsafe(24) + "\n")
-                self.gateway_key_path.chmod(0o600)
-            return self.gateway_key_path.read_text().strip()
-
-    def _gateway_step(
-        self, services: list[Service], state: dict, urls: dict[str, str]
-    ) -> dict[str, str | None]:
-        """After the backends: (re)start v3's gateway when v3 is being deployed; its URL
-        stands for the v3 backend group (what frontend_v3 calls)."""
-        if not self.config.v3_backends() or not any(s.version == "v3" for s in services):
-            return {}
-        group = self.config.v3_backends()[0].group
-        try:
-            urls[group] = self._start_gateway(state, urls)
-        except (procs.ServiceFailed, PipelineError) as exc:
-            return {GATEWAY_SERVICE: str(exc)}
-        with self._lock:
-            deliverables.update(
-                self.project.deliverables_path, {}, target="local", gateway_url=("v3", urls[group])
-            )
-        self.project.log(f"  ok     {GATEWAY_SERVICE}: {urls[group]} (API gateway)")
-        return {GATEWAY_SERVICE: None}
-
-    def _start_gateway(self, state: dict, urls: dict[str, str]) -> str:
-        from ..render import render_openapi
-
-        backends = self.config.v3_backends()
-        missing = [b.name for b in backends if b.name not in urls]
-        if missing:
-            raise PipelineError(f"the gateway needs its backends running: {', '.join(missing)}")
-        spec = self.project.state_dir / GATEWAY_SPEC
-        text = render_openapi(
-            self.config, self.root / "templates", {b.name: urls[b.name] for b in backends}
-        )
-        deliverables.write_atomic(spec, text)
-        previous = state["services"].get(GATEWAY_SERVICE)
-        if previous and self._stop_recorded(previous):
-            self.project.log(f"stopped the previous gateway (pid {previous['pid']})")
-        port = self._port(previous)
-        url = f"http://127.0.0.1:{port}"
-        env = dict(self.project.env)
-        env.pop(GATEWAY_KEYS_ENV, None)
-        key = self.gateway_key()
-        if key:
-            env[GATEWAY_KEYS_ENV] = key
-        cmd = [sys.executable, "-m", "hw5kit.gateway", "--spec", str(spec), "--port", str(port)]
-        log_path = self.project.logs_dir / f"{GATEWAY_SERVICE}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("a") as fh:
-            fh.write(f"\n=== {_now()} deploy {GATEWAY_SERVICE} on {url} ({spec})\n")
-        process = procs.start(
-            GATEWAY_SERVICE, cmd, log_path=log_path, env=env, cwd=self.root, url=url
-        )
-        with self._lock:
-            state["services"][GATEWAY_SERVICE] = {
-                "pid": process.pid,
-                "port": port,
-                "url": url,
-                "kind": "gateway",
-                "log": str(log_path),
-                "marker": str(spec),
-                "spec": str(spec),
-                "started": _now(),
-            }
-            self._save_deployment(state)
-        try:
-            procs.wait_http(f"{url}/healthz", timeout=60, process=process)
-        except procs.ServiceFailed:
-            process.stop()
-            raise
-        self.project.log(f"[{GATEWAY_SERVICE}] ready on {url} ({spec})")
-        return url
+        """The local gateway's API key (``.hw5/local/gateway.key``), or None when the config
+        does not ask for keys."""
+        return self.gateway.key()
 
     def _port(self, previous: dict[str, Any] | None) -> int:
         return reuse_port(previous)
 
     def _stop_recorded(self, entry: dict[str, Any]) -> bool:
-        pid = int(entry.get("pid") or 0)
-        if not pid or not procs.pid_alive(pid):
-            return False
-        marker = entry.get("marker", "")
-        if marker and not any(marker in a for a in process_cmdline(pid)):
-            return False  # the PID now belongs to something else
-        procs.stop_pid(pid)
-        return True
+        return stop_recorded(entry)
 
     def deploy(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
         log = self.project.log
@@ -331,7 +238,7 @@ class LocalTarget:
             start,
             urls,
             self._recorder,
-            after_backends=lambda: self._gateway_step(services, state, urls),
+            after_backends=lambda: self.gateway.step(services, state, urls),
         )
         return 1 if failed else 0
 
@@ -395,17 +302,16 @@ class LocalTarget:
             self.project.log("nothing to stop: no local deployment is recorded")
             return 0
         for name, entry in sorted(state["services"].items()):
-            stopped = self._stop_recorded(entry)
+            if name == GATEWAY_SERVICE:
+                stopped = self.gateway.stop(entry)
+            else:
+                stopped = self._stop_recorded(entry)
             self.project.log(
                 f"{name}: {'stopped' if stopped else 'was not running'} (pid {entry.get('pid')})"
             )
-            # stopping must work even with a hand-broken deliverables file or config
-            with contextlib.suppress(PipelineError, DeliverablesError, ConfigError):
-                if name == GATEWAY_SERVICE:
-                    deliverables.update(
-                        self.project.deliverables_path, {}, target="local", gateway_url=("v3", None)
-                    )
-                else:
+            if name != GATEWAY_SERVICE:
+                # stopping must work even with a hand-broken deliverables file or config
+                with contextlib.suppress(PipelineError, DeliverablesError, ConfigError):
                     self._record(self.config.service(name), service_url=None)
         state["services"] = {}
         self._save_deployment(state)
