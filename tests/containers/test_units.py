@@ -241,3 +241,43 @@ def test_measure_report_survives_its_json(tmp_path):
     assert measure.render_markdown(again) == md.read_text()
     assert "| `f:m` | 628 MB | 0.2 MB (`b:m`) |" in md.read_text()
     assert "30.5 s (rebuilt)" in md.read_text()
+
+
+def test_the_container_target_bakes_the_models_deployment_yaml_names(tmp_path):
+    """Each backend image is built with the models its service serves (MODEL_NAME or MODELS
+    from deployment.yaml, a v3 model's own MODEL_NAME), not the Dockerfile's defaults."""
+    from hw5kit.containers import ContainerError
+    from hw5kit.pipeline.project import PipelineError, Project
+    from hw5kit.pipeline.targets.container import ContainerTarget
+
+    from ..support.pipeline import make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    text = (repo / "deployment.yaml").read_text()
+    edited = text.replace(
+        "MODELS: efficientnet_lite0,efficientnet_lite1,efficientnet_lite2",
+        "MODELS: efficientnet_lite2,efficientnet_lite0",
+        1,
+    )
+    assert edited != text
+    (repo / "deployment.yaml").write_text(edited)
+    project = Project.load(repo, target="container", env={}, log=lambda _m: None)
+    calls = []
+
+    class Recorder:
+        def build(self, service, **kw):
+            calls.append((service, kw.get("build_args") or {}))
+            raise ContainerError("recorded, not built")
+
+    target = ContainerTarget(project)
+    target._engine = type("Engine", (), {"kind": "podman"})()
+    target.builder = lambda **_kw: Recorder()
+    for name, expected in [
+        ("backend_v1", {"MODEL_NAME": "efficientnet_lite0"}),
+        ("backend_v2", {"MODELS": "efficientnet_lite2,efficientnet_lite0"}),
+        ("backend_v3_efficientnet_lite1", {"MODEL_NAME": "efficientnet_lite1"}),
+        ("frontend_v1", {}),
+    ]:
+        with pytest.raises(PipelineError, match=f"building {name} failed"):
+            target.build([name])
+        assert calls[-1] == (name, expected)

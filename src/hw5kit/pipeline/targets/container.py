@@ -62,6 +62,9 @@ DEPLOYMENT_FILE = "deployment.json"
 READY_TIMEOUT = 240.0
 NETWORKS = ("isolated", "host")
 DEPLOYMENT_LABEL = "hw5kit.deployment"
+# build arguments of the backend Dockerfiles that choose the weights baked in (a backend's
+# env in deployment.yaml sets one of them)
+BAKE_ARGS = ("MODEL_NAME", "MODELS")
 
 
 def build_id_of(image_id: str) -> str:
@@ -170,8 +173,10 @@ class ContainerTarget:
                     built = builder.build(
                         s.name, dockerfile_of=s.app, build_args={"MODEL_NAME": s.model}
                     )
-                else:
-                    built = builder.build(s.name)
+                else:  # the models deployment.yaml gives it are the ones baked in
+                    env = s.env_dict()
+                    args = {k: env[k] for k in BAKE_ARGS if k in env}
+                    built = builder.build(s.name, build_args=args)
                 image_id = self.engine.image_id(built.image)
             except ContainerError as exc:
                 log(f"build: {s.name} failed: {exc}")
