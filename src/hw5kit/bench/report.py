@@ -433,11 +433,16 @@ def summary_markdown(results: dict) -> str:
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
     meta = results["meta"]
     load = peak_load(results)
+    before = meta.get("load_average_before", [0])[0]
+    # the benchmark's own server and load generator raise the load during the run; other work
+    # shows as load already there when it starts
     busy = (
-        " The machine was busy (other work running): throughput figures are low and noisy; "
-        "CPU ms per image is the steadier comparison."
-        if load > 0.5 * (meta.get("cpus") or 1)
-        else ""
+        f" The machine was busy before the run started (load average {before:.2f}: other work "
+        "running): throughput figures are low and noisy; CPU ms per image is the steadier "
+        "comparison."
+        if before > 0.5 * (meta.get("cpus") or 1)
+        else f" No other work was running (load average {before:.2f} before the run; the "
+        "benchmark's own processes make the rest)."
     )
     lines = [
         f"Latest full run: {meta['date']}, commit {meta.get('git_commit', '?')}, "
