@@ -358,13 +358,40 @@ def _output_tail(ctx: Context, run: ScriptRun) -> list[str]:
     return ["its output ends with:", text] if text else []
 
 
-def _not_run(ctx: Context) -> Outcome | None:
-    if not ctx.project:
-        return Outcome.fail(
-            "not run: the student ID is unknown, so the grader cannot tell which project the "
-            "scripts should use (pass --student-id)"
-        )
-    return None
+def scripted(name: str):
+    """A check of what the student's scripts did in the sandbox: registered like :func:`check`,
+    failed as not run when the student ID (so the project the scripts should use) is unknown."""
+
+    def register(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        @functools.wraps(fn)
+        def run(ctx: Context, **args) -> Outcome:
+            if not ctx.project:
+                return Outcome.fail(
+                    "not run: the student ID is unknown, so the grader cannot tell which project "
+                    "the scripts should use (pass --student-id)"
+                )
+            return fn(ctx, **args)
+
+        return check(name)(run)
+
+    return register
+
+
+def deployed(name: str):
+    """A check of one app's ``gcloud run deploy`` line: like :func:`scripted`, called as
+    ``fn(ctx, app, call)`` with the call to check, failed when the script made none."""
+
+    def register(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        @functools.wraps(fn)
+        def run(ctx: Context, app: str) -> Outcome:
+            call = _deploy_call(ctx, app)
+            if call is None:
+                return _no_call(ctx, app)
+            return fn(ctx, app, call)
+
+        return scripted(name)(run)
+
+    return register
 
 
 def _submit_header(ctx: Context) -> list[str]:
@@ -377,11 +404,8 @@ def _submit_header(ctx: Context) -> list[str]:
     return lines
 
 
-@check("submit_runs")
+@scripted("submit_runs")
 def submit_runs(ctx: Context) -> Outcome:
-    skipped = _not_run(ctx)
-    if skipped:
-        return skipped
     runs = ctx.runs
     if not runs.submit or runs.submit[0].problem:
         problem = runs.submit[0].problem if runs.submit else "not run"
@@ -490,11 +514,8 @@ def _call_label(call: Call) -> str:
     return app.rsplit("/", 1)[-1] or "(no _APP_URI)"
 
 
-@check("submit_arguments")
+@scripted("submit_arguments")
 def submit_arguments(ctx: Context) -> Outcome:
-    skipped = _not_run(ctx)
-    if skipped:
-        return skipped
     calls = ctx.runs.submit_calls()
     if not calls:
         return Outcome.fail("no `gcloud builds submit` that gcloud accepted: nothing to check")
@@ -515,11 +536,8 @@ def submit_arguments(ctx: Context) -> Outcome:
     return Outcome.ok(*lines)
 
 
-@check("submit_build")
+@scripted("submit_build")
 def submit_build(ctx: Context) -> Outcome:
-    skipped = _not_run(ctx)
-    if skipped:
-        return skipped
     calls = ctx.runs.submit_calls()
     if not calls:
         return Outcome.fail("no build was submitted")
@@ -617,11 +635,8 @@ def _no_call(ctx: Context, app: str) -> Outcome:
     )
 
 
-@check("deploy_runs")
+@scripted("deploy_runs")
 def deploy_runs(ctx: Context, app: str) -> Outcome:
-    skipped = _not_run(ctx)
-    if skipped:
-        return skipped
     runs = _deploy_runs(ctx, app)
     name = deploy_script_name(app)
     if not runs or runs[0].problem:
@@ -652,14 +667,8 @@ def deploy_runs(ctx: Context, app: str) -> Outcome:
     )
 
 
-@check("deploy_image")
-def deploy_image(ctx: Context, app: str) -> Outcome:
-    skipped = _not_run(ctx)
-    if skipped:
-        return skipped
-    call = _deploy_call(ctx, app)
-    if call is None:
-        return _no_call(ctx, app)
+@deployed("deploy_image")
+def deploy_image(ctx: Context, app: str, call: Call) -> Outcome:
     image = str(call.flags.get("--image") or "")
     if not image:
         return Outcome.fail("no --image: deploy the image Cloud Build pushed")
@@ -692,14 +701,8 @@ def deploy_image(ctx: Context, app: str) -> Outcome:
     return Outcome.ok(f"--image={image}")
 
 
-@check("deploy_port")
-def deploy_port(ctx: Context, app: str) -> Outcome:
-    skipped = _not_run(ctx)
-    if skipped:
-        return skipped
-    call = _deploy_call(ctx, app)
-    if call is None:
-        return _no_call(ctx, app)
+@deployed("deploy_port")
+def deploy_port(ctx: Context, app: str, call: Call) -> Outcome:
     port = call.flags.get("--port")
     expected = str(ctx.assignment["serving_port"])
     if port is None:
@@ -711,14 +714,8 @@ def deploy_port(ctx: Context, app: str) -> Outcome:
     return Outcome.ok(f"--port={port}")
 
 
-@check("serving_url")
-def serving_url(ctx: Context, app: str) -> Outcome:
-    skipped = _not_run(ctx)
-    if skipped:
-        return skipped
-    call = _deploy_call(ctx, app)
-    if call is None:
-        return _no_call(ctx, app)
+@deployed("serving_url")
+def serving_url(ctx: Context, app: str, call: Call) -> Outcome:
     version = SLOTS[app][0]
     backend = f"backend_{version}"
     env = parse_key_values(str(call.flags.get("--set-env-vars") or ""))
