@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bench import procstats
+
 ROOT = Path(__file__).resolve().parents[2]
 ANSWERS = "SHORT_ANSWER_TEMPLATE.md"
 MiB = 2**20
@@ -194,8 +196,7 @@ def q5_hop(reports: dict) -> str:
     hop = reports["hop"]
     meta, services, hops = hop["meta"], hop["services"], hop["hop"]
     plan = meta["plan"]
-    loads = [meta["load_average_before"], meta["load_average_after"]]
-    loads += meta.get("load_averages_during", [])
+    loads = procstats.load_samples(meta)
     back, front = services["backend_v1"], services["frontend_v1"]
     page = hop["latency"].get("url", {}).get("page")
     served = ", après avoir servi la page à un navigateur" if page else ""
@@ -275,8 +276,7 @@ def q7_models(reports: dict) -> str:
 def q9_quant(reports: dict) -> str:
     quant = reports["quant"]
     meta = quant["meta"]
-    loads = [meta["load_average_before"], meta["load_average_after"]]
-    loads += meta.get("load_averages_during", [])
+    loads = procstats.load_samples(meta)
     lines = [
         f"Mesuré par `{meta['command']}` le {meta['date']} (commit "
         f"{meta.get('git_commit', '?')}, {meta['cpus']} CPU {meta.get('cpu_model', '')}, "

@@ -38,15 +38,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import procs
 from ..photos import PHOTOS
 from . import procstats
 from .load import HttpClient, percentile, upload_requests, url_requests
-from .run import environment_info, photo_server, prepare_in_subprocess, start_server, subject_env
+from .run import photo_server, prepare_in_subprocess, run_meta, start_server, subject_env
 
 Log = Callable[[str], None]
 MiB = 2**20
@@ -287,15 +286,7 @@ def start_frontend(
 
 def run(plan: HopPlan, *, command: str, log: Log = print) -> dict:
     started = time.perf_counter()
-    results: dict = {
-        "meta": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": command,
-            "plan": asdict(plan),
-            "load_average_before": procstats.load_average(),
-            **environment_info(),
-        },
-    }
+    results: dict = {"meta": run_meta(command, plan)}
     problem = browser_problem() if plan.browser and plan.page_rounds else "not asked for"
     results["meta"]["page_skipped"] = problem
     loads: list[tuple[float, float, float]] = []
@@ -397,16 +388,6 @@ def _ms(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def max_load(results: dict) -> float:
-    meta = results["meta"]
-    values = [
-        meta["load_average_before"],
-        meta["load_average_after"],
-        *meta.get("load_averages_during", []),
-    ]
-    return max(v[0] for v in values)
-
-
 def memory_table(results: dict) -> str:
     lines = [
         "| service | process | cold start (s) | RSS after start (MiB) | RSS after the run (MiB) "
@@ -462,7 +443,7 @@ def hop_table(results: dict) -> str:
 def report_markdown(results: dict) -> str:
     meta = results["meta"]
     plan = meta["plan"]
-    load = max_load(results)
+    load = procstats.peak_load(results["meta"])
     busy = (
         f" The machine was shared (load average up to {load:.2f} on {meta['cpus']} CPUs): "
         "absolute times are inflated; the paths were timed request by request in rotating "

@@ -86,3 +86,15 @@ def sample(pid: int) -> TreeSample:
 
 def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
+
+
+def load_samples(meta: dict) -> list[float]:
+    """The 1-minute load averages a run recorded: before, during (when sampled) and after."""
+    values = [meta["load_average_before"], *meta.get("load_averages_during", [])]
+    if "load_average_after" in meta:
+        values.append(meta["load_average_after"])
+    return [v if isinstance(v, int | float) else v[0] for v in values]
+
+
+def peak_load(meta: dict) -> float:
+    return max(load_samples(meta))

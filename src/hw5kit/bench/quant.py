@@ -31,7 +31,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,7 @@ from ..serving.models.weights import weights_path
 from . import procstats
 from .inprocess import ServiceClient, payloads
 from .load import percentile, run_load
-from .run import ROOT, environment_info
+from .run import ROOT, run_meta
 
 Log = Callable[[str], None]
 
@@ -472,17 +471,14 @@ def run(plan: QuantPlan, *, command: str, torch_home: Path | None = None, log: L
     started = time.perf_counter()
     int8_names = [f"{m}{q.INT8_SUFFIX}" for m in plan.models]
     results: dict = {
-        "meta": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": command,
-            "plan": asdict(plan),
-            "load_average_before": procstats.load_average(),
-            **environment_info(),
-            "cpu_flags": cpu_flags(),
-            "recipe": asdict(q.RECIPE),
-            "recipe_id": q.recipe_id(),
-            "recipe_description": q.RECIPE.describe(),
-        },
+        "meta": run_meta(
+            command,
+            plan,
+            cpu_flags=cpu_flags(),
+            recipe=asdict(q.RECIPE),
+            recipe_id=q.recipe_id(),
+            recipe_description=q.RECIPE.describe(),
+        ),
         "models": {},
     }
     photos = labelled_photos()
@@ -550,13 +546,6 @@ def run(plan: QuantPlan, *, command: str, torch_home: Path | None = None, log: L
     results["meta"]["load_average_after"] = procstats.load_average()
     results["meta"]["wall_seconds"] = time.perf_counter() - started
     return results
-
-
-def max_load(results: dict) -> float:
-    meta = results["meta"]
-    values = [meta["load_average_before"][0], meta["load_average_after"][0]]
-    values += meta.get("load_averages_during", [])
-    return max(values)
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

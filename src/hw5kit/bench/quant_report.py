@@ -8,7 +8,8 @@ import json
 import re
 from pathlib import Path
 
-from .quant import VARIANT_TITLES, max_load, ratio
+from . import procstats
+from .quant import VARIANT_TITLES, ratio
 
 BEGIN, END = "<!-- quant:begin -->", "<!-- quant:end -->"
 MiB = 2**20
@@ -60,7 +61,7 @@ def header(results: dict) -> str:
     cpu = meta.get("cpu_model", "unknown CPU")
     vnni = "yes" if flags.get("avx512_vnni") or flags.get("avx_vnni") else "no"
     amx = "yes" if flags.get("amx_int8") else "no"
-    load = max_load(results)
+    load = procstats.peak_load(results["meta"])
     busy = (
         f" The machine was busy (load average up to {load:.2f} on {meta.get('cpus')} CPUs): "
         "absolute times are inflated and noisy; the fp32/int8 ratios, measured side by side, "

@@ -11,6 +11,8 @@ import json
 import re
 from pathlib import Path
 
+from . import procstats
+
 MiB = 2**20
 GB = 10**9
 
@@ -94,12 +96,6 @@ def _verdict(ratio: float | None, limit: float, higher_is_better: bool) -> tuple
     return "MISSED", f"by {abs(margin):.0f}%"
 
 
-def peak_load(results: dict) -> float:
-    """The higher 1-minute load average of the two taken (start and end of the run)."""
-    meta = results["meta"]
-    return max(meta.get("load_average_before", [0])[0], meta.get("load_average_after", [0])[0])
-
-
 def _cpu_share(rec: dict, cpus: int) -> float | None:
     """The fraction of the machine's CPUs the server used during a phase."""
     if not rec.get("cpu_ms_per_image"):
@@ -141,7 +137,7 @@ def targets(results: dict) -> list[dict]:
     """Every target of the issue with its measured value, verdict and, when missed, why."""
     plan = _plan(results)
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
-    load = peak_load(results)
+    load = procstats.peak_load(results["meta"])
     busy = f" The machine's load average reached {load:.1f} during the run." if load > 0.5 else ""
     rows: list[dict] = []
     for model in plan["models"]:
@@ -432,7 +428,7 @@ def summary_markdown(results: dict) -> str:
     plan = _plan(results)
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
     meta = results["meta"]
-    load = peak_load(results)
+    load = procstats.peak_load(results["meta"])
     before = meta.get("load_average_before", [0])[0]
     # the benchmark's own server and load generator raise the load during the run; other work
     # shows as load already there when it starts

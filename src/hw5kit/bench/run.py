@@ -494,6 +494,19 @@ def environment_info() -> dict:
     return info
 
 
+def run_meta(command: str, plan, **extra) -> dict:
+    """The ``meta`` block every measurement starts its results with: when, by which command,
+    the plan, the load before, the machine and the versions; ``extra`` adds its own keys."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "plan": asdict(plan),
+        "load_average_before": procstats.load_average(),
+        **environment_info(),
+        **extra,
+    }
+
+
 def settings_used(plan: Plan) -> dict[str, str]:
     """The HW5_* settings our backend ran with: the caller's, plus the bench's overrides."""
     return {**environment_info()["hw5_settings"], **ours_overrides(plan)}
@@ -502,14 +515,7 @@ def settings_used(plan: Plan) -> dict[str, str]:
 def run(plan: Plan, *, command: str, log: Log = print) -> dict:
     started = time.perf_counter()
     results: dict = {
-        "meta": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": command,
-            "plan": asdict(plan),
-            "load_average_before": procstats.load_average(),
-            **environment_info(),
-            "hw5_settings": settings_used(plan),
-        },
+        "meta": run_meta(command, plan, hw5_settings=settings_used(plan)),
         "models": {m: {"random_init": is_random_init(m)} for m in plan.models},
         "subjects": {s: {} for s in plan.subjects},
     }
