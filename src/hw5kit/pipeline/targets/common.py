@@ -39,6 +39,33 @@ def read_json(path: Path, default: Any) -> Any:
         raise PipelineError(f"{path} is corrupted ({exc}); delete it and run again") from None
 
 
+class StateRecords:
+    """What a target records in its state folder (``.hw5/<target>/``): one entry per build
+    (``builds.json``) and what is deployed (``deployment.json``)."""
+
+    project: Project
+
+    @property
+    def builds_path(self) -> Path:
+        return self.project.state_dir / "builds.json"
+
+    @property
+    def deployment_path(self) -> Path:
+        return self.project.state_dir / "deployment.json"
+
+    def builds(self) -> dict[str, Any]:
+        return read_json(self.builds_path, {})
+
+    def deployment(self) -> dict[str, Any]:
+        return read_json(self.deployment_path, {"services": {}})
+
+    def save_builds(self, data: dict[str, Any]) -> None:
+        write_json(self.builds_path, data)
+
+    def save_deployment(self, data: dict[str, Any]) -> None:
+        write_json(self.deployment_path, data)
+
+
 def reuse_port(previous: dict[str, Any] | None) -> int:
     """The service's previous port when it is free (frontends keep working across a backend's
     redeploy), else a new free one."""

@@ -50,15 +50,12 @@ from ..project import PipelineError, Project
 from .common import (
     HostGateway,
     Recorder,
+    StateRecords,
     deploy_in_order,
     now,
-    read_json,
     reuse_port,
-    write_json,
 )
 
-BUILDS_FILE = "builds.json"
-DEPLOYMENT_FILE = "deployment.json"
 READY_TIMEOUT = 240.0
 NETWORKS = ("isolated", "host")
 DEPLOYMENT_LABEL = "hw5kit.deployment"
@@ -92,7 +89,7 @@ def network_mode(env) -> str:
     return wanted
 
 
-class ContainerTarget:
+class ContainerTarget(StateRecords):
     name = "container"
 
     def __init__(self, project: Project, engine=None):
@@ -101,9 +98,7 @@ class ContainerTarget:
         self.root = project.root
         self._engine = engine
         self._record = Recorder(project)
-        self.gateway = HostGateway(
-            project, self._record.lock, lambda state: write_json(self.deployment_path, state)
-        )
+        self.gateway = HostGateway(project, self._record.lock, self.save_deployment)
 
     # -- engine and records -- #
     @property
@@ -122,20 +117,6 @@ class ContainerTarget:
     def deployment_label(self) -> str:
         """Marks this repository's containers: stop touches no other."""
         return deployment_label(self.root)
-
-    @property
-    def builds_path(self) -> Path:
-        return self.project.state_dir / BUILDS_FILE
-
-    @property
-    def deployment_path(self) -> Path:
-        return self.project.state_dir / DEPLOYMENT_FILE
-
-    def builds(self) -> dict[str, Any]:
-        return read_json(self.builds_path, {})
-
-    def deployment(self) -> dict[str, Any]:
-        return read_json(self.deployment_path, {"services": {}})
 
     def builder(self, *, verbose: bool = False):
         from ...containers import Builder
@@ -201,7 +182,7 @@ class ContainerTarget:
                 "steps": built.steps,
                 "cached_steps": built.cached,
             }
-            write_json(self.builds_path, builds)
+            self.save_builds(builds)
             self._record(s, build_id=build_id)
             done.append(f"{s.name}: build {build_id} = {built.summary()}")
         log(
@@ -267,7 +248,7 @@ class ContainerTarget:
                     if not entry.get("url"):
                         self._stop_entry(s.name, entry)
                         state["services"].pop(s.name)
-                    write_json(self.deployment_path, state)
+                    self.save_deployment(state)
 
         self.project.log(
             f"deploying {', '.join(s.name for s in services)} as containers ({self.engine.kind}, "
@@ -409,7 +390,7 @@ class ContainerTarget:
             self.engine.call(["rm", "-f", name], check=False, timeout=60)
             self.project.log(f"{name}: removed (started by this target, no longer recorded)")
         state["services"] = {}
-        write_json(self.deployment_path, state)
+        self.save_deployment(state)
         return 0
 
     def status(self) -> int:

@@ -37,17 +37,14 @@ from .common import (
     GATEWAY_KEYS_ENV,
     HostGateway,
     Recorder,
+    StateRecords,
     deploy_in_order,
     reuse_port,
     stop_recorded,
 )
 from .common import now as _now
-from .common import read_json as _read_json
-from .common import write_json as _write_json
 
 WEIGHTS_DIR = "weights"
-BUILDS_FILE = "builds.json"
-DEPLOYMENT_FILE = "deployment.json"
 REQUIRED_MODULES = ("gunicorn", "streamlit", "flask", "torch", "requests")
 READY_TIMEOUT = 240.0
 
@@ -77,7 +74,7 @@ def process_environ(pid: int) -> dict[str, str] | None:
     return out
 
 
-class LocalTarget:
+class LocalTarget(StateRecords):
     name = "local"
 
     def __init__(self, project: Project):
@@ -86,29 +83,12 @@ class LocalTarget:
         self.root = project.root
         self._lock = threading.Lock()
         self._recorder = Recorder(project)
-        self.gateway = HostGateway(project, self._lock, self._save_deployment)
+        self.gateway = HostGateway(project, self._lock, self.save_deployment)
 
     # -- paths and records -- #
     @property
     def weights_dir(self) -> Path:
         return self.root / WEIGHTS_DIR
-
-    @property
-    def builds_path(self) -> Path:
-        return self.project.state_dir / BUILDS_FILE
-
-    @property
-    def deployment_path(self) -> Path:
-        return self.project.state_dir / DEPLOYMENT_FILE
-
-    def builds(self) -> dict[str, Any]:
-        return _read_json(self.builds_path, {})
-
-    def deployment(self) -> dict[str, Any]:
-        return _read_json(self.deployment_path, {"services": {}})
-
-    def _save_deployment(self, data: dict[str, Any]) -> None:
-        _write_json(self.deployment_path, data)
 
     def _record(self, service: Service, **fields: str | None) -> None:
         self._recorder(service, **fields)
@@ -157,7 +137,7 @@ class LocalTarget:
             }
             self._record(s, build_id=build_id)
             log(f"  {s.name}: build {build_id}")
-        _write_json(self.builds_path, builds)
+        self.save_builds(builds)
         log(
             f"build: {len(services)} service(s) ready to deploy; recorded in "
             f"{self.project.deliverables_path.name}"
@@ -225,7 +205,7 @@ class LocalTarget:
             except (procs.ServiceFailed, PipelineError):
                 with self._lock:
                     state["services"].pop(s.name, None)
-                    self._save_deployment(state)
+                    self.save_deployment(state)
                 raise
 
         log(
@@ -280,7 +260,7 @@ class LocalTarget:
         }
         with self._lock:
             state["services"][s.name] = entry
-            self._save_deployment(state)
+            self.save_deployment(state)
         self.project.log(f"[{s.name}] started (pid {process.pid}) on {url}; waiting for {health}")
         try:
             seconds = procs.wait_http(
@@ -314,7 +294,7 @@ class LocalTarget:
                 with contextlib.suppress(PipelineError, DeliverablesError, ConfigError):
                     self._record(self.config.service(name), service_url=None)
         state["services"] = {}
-        self._save_deployment(state)
+        self.save_deployment(state)
         return 0
 
     def status(self) -> int:
