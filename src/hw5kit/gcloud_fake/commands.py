@@ -927,6 +927,15 @@ def _apigateway(call: Call, project: str, data: dict) -> dict:
     return data.setdefault("apigateway", {"apis": {}, "configs": {}, "gateways": {}})
 
 
+def _not_found(call: Call, resource: str) -> GcloudError:
+    """API Gateway's answer for a resource that does not exist (``projects/.../...``)."""
+    return GcloudError(f"NOT_FOUND: Resource '{resource}' was not found", 1, call.command.dotted)
+
+
+def _config_name(project: str, api: str, config_id: str) -> str:
+    return f"projects/{project}/locations/global/apis/{api}/configs/{config_id}"
+
+
 def _gateway_id(call: Call, value: str, what: str) -> str:
     if not GATEWAY_ID_RE.match(value):
         raise GcloudError(
@@ -971,8 +980,7 @@ def api_configs_create(call: Call, state: dict) -> Result:
     key = f"{api}/{config_id}"
     if key in gw["configs"]:
         raise GcloudError(
-            f"ALREADY_EXISTS: Resource 'projects/{project}/locations/global/apis/{api}/"
-            f"configs/{config_id}' already exists",
+            f"ALREADY_EXISTS: Resource '{_config_name(project, api, config_id)}' already exists",
             1,
             call.command.dotted,
         )
@@ -987,7 +995,7 @@ def api_configs_create(call: Call, state: dict) -> Result:
         }
         stderr += f"Waiting for API [{api}] to be created...done.\n"
     gw["configs"][key] = {
-        "name": f"projects/{project}/locations/global/apis/{api}/configs/{config_id}",
+        "name": _config_name(project, api, config_id),
         "state": "ACTIVE",
         "createTime": now(),
         "openapi_spec": text,
@@ -1004,12 +1012,7 @@ def api_configs_describe(call: Call, state: dict) -> Result:
     config_id = call.positionals[0]
     resource = gw["configs"].get(f"{api}/{config_id}")
     if resource is None:
-        raise GcloudError(
-            f"NOT_FOUND: Resource 'projects/{project}/locations/global/apis/{api}/configs/"
-            f"{config_id}' was not found",
-            1,
-            call.command.dotted,
-        )
+        raise _not_found(call, _config_name(project, api, config_id))
     public = {k: v for k, v in resource.items() if k != "openapi_spec"}
     return Result(stdout=_describe_output(call, public))
 
@@ -1020,11 +1023,7 @@ def apis_describe(call: Call, state: dict) -> Result:
     api = call.positionals[0]
     resource = gw["apis"].get(api)
     if resource is None:
-        raise GcloudError(
-            f"NOT_FOUND: Resource 'projects/{project}/locations/global/apis/{api}' was not found",
-            1,
-            call.command.dotted,
-        )
+        raise _not_found(call, f"projects/{project}/locations/global/apis/{api}")
     return Result(stdout=_describe_output(call, resource))
 
 
@@ -1045,13 +1044,8 @@ def _gateway_config(call: Call, project: str, gw: dict) -> str:
     api = call.flag("--api") or ""
     config_id = call.flag("--api-config") or ""
     if f"{api}/{config_id}" not in gw["configs"]:
-        raise GcloudError(
-            f"NOT_FOUND: Resource 'projects/{project}/locations/global/apis/{api}/configs/"
-            f"{config_id}' was not found",
-            1,
-            call.command.dotted,
-        )
-    return f"projects/{project}/locations/global/apis/{api}/configs/{config_id}"
+        raise _not_found(call, _config_name(project, api, config_id))
+    return _config_name(project, api, config_id)
 
 
 def gateways_create(call: Call, state: dict) -> Result:
@@ -1087,33 +1081,25 @@ def gateways_create(call: Call, state: dict) -> Result:
     )
 
 
-def gateways_update(call: Call, state: dict) -> Result:
+def _existing_gateway(call: Call, state: dict) -> tuple[str, dict, str, dict]:
+    """The gateway a command names: its ID, its state, the project and the project's API
+    Gateway state; NOT_FOUND when it was never created."""
     project, data = _project(call, state)
     gw = _apigateway(call, project, data)
     gateway, location, key = _gateway_resource(call, project, gw)
     resource = gw["gateways"].get(key)
     if resource is None:
-        raise GcloudError(
-            f"NOT_FOUND: Resource 'projects/{project}/locations/{location}/gateways/{gateway}' "
-            "was not found",
-            1,
-            call.command.dotted,
-        )
+        raise _not_found(call, f"projects/{project}/locations/{location}/gateways/{gateway}")
+    return gateway, resource, project, gw
+
+
+def gateways_update(call: Call, state: dict) -> Result:
+    gateway, resource, project, gw = _existing_gateway(call, state)
     resource["apiConfig"] = _gateway_config(call, project, gw)
     resource["updateTime"] = now()
     return Result(stderr=f"Waiting for API Gateway [{gateway}] to be updated...done.\n")
 
 
 def gateways_describe(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    gw = _apigateway(call, project, data)
-    gateway, location, key = _gateway_resource(call, project, gw)
-    resource = gw["gateways"].get(key)
-    if resource is None:
-        raise GcloudError(
-            f"NOT_FOUND: Resource 'projects/{project}/locations/{location}/gateways/{gateway}' "
-            "was not found",
-            1,
-            call.command.dotted,
-        )
+    _gateway, resource, _project_id, _gw = _existing_gateway(call, state)
     return Result(stdout=_describe_output(call, resource))
