@@ -15,7 +15,7 @@ from ..registry import ModelRegistry, settings_loader
 from ..service import PredictionService
 from ..settings import ServingSettings
 from . import handlers, observability, routes
-from .observability import InflightLimiter, Metrics
+from .observability import AdmissionQueue, Metrics
 
 log = logging.getLogger("hw5kit.serving")
 
@@ -26,7 +26,7 @@ class ServingState:
     registry: ModelRegistry
     service: PredictionService
     metrics: Metrics
-    limiter: InflightLimiter
+    limiter: AdmissionQueue
 
 
 def create_app(
@@ -60,7 +60,12 @@ def create_app(
     )
     app.json.sort_keys = False
     metrics = Metrics(registry)
-    limiter = InflightLimiter(settings.max_inflight, metrics)
+    limiter = AdmissionQueue(
+        settings.max_inflight,
+        metrics,
+        queue_length=settings.queue_length,
+        timeout=settings.queue_timeout,
+    )
     app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter)
     observability.install(app, metrics)
     app.register_blueprint(routes.common)
