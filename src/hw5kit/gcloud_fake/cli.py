@@ -169,6 +169,16 @@ def _dotted(path: Sequence[str]) -> str:
     return ".".join(["gcloud", *path])
 
 
+def _handler(commands, name: str):
+    """``name`` in commands.py, or ``module.name`` in another module of the package."""
+    if "." in name:
+        import importlib
+
+        module, _, name = name.rpartition(".")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    return getattr(commands, name)
+
+
 def run(argv: Sequence[str], *, state_dir: Path, env: Mapping[str, str], cwd: Path) -> Result:
     from . import commands
 
@@ -179,7 +189,7 @@ def run(argv: Sequence[str], *, state_dir: Path, env: Mapping[str, str], cwd: Pa
         record["command"] = call.command.name
         record["flags"] = call.flags
         record["positionals"] = call.positionals
-        handler = getattr(commands, call.command.handler)
+        handler = _handler(commands, call.command.handler)
         with store.locked() as state:
             result = handler(call, state)
     except GcloudError as exc:

@@ -137,7 +137,7 @@ class Command:
     doc: str  # the reference page the flags were checked against
     flags: tuple[Flag, ...] = ()
     positionals: tuple[Positional, ...] = ()
-    handler: str = ""  # function name in commands.py
+    handler: str = ""  # function name in commands.py, or "module.function" in another module
 
     @property
     def name(self) -> str:
@@ -178,6 +178,50 @@ GATEWAY_FLAGS = (
     Flag("--display-name"),
     Flag("--labels"),
     Flag("--async", takes_value=False),
+)
+
+# --- Secret Manager (v2's session key; secretmanager.py) ---------------------------------------
+# `gcloud run deploy` (https://cloud.google.com/sdk/gcloud/reference/run/deploy): secrets as
+# environment variables, KEY=SECRET_NAME:SECRET_VERSION,...; the runtime identity.
+SECRET_DEPLOY_FLAGS = (
+    Flag("--set-secrets"),
+    Flag("--update-secrets"),
+    Flag("--service-account"),
+)
+SECRET_DATA = Flag("--data-file")
+SECRET_COMMANDS = (
+    Command(
+        ("secrets", "create"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/create",
+        flags=(
+            SECRET_DATA,
+            Flag("--replication-policy", choices=("automatic", "user-managed")),
+            Flag("--locations"),
+            Flag("--labels"),
+        ),
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager.secrets_create",
+    ),
+    Command(
+        ("secrets", "describe"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/describe",
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager.secrets_describe",
+    ),
+    Command(
+        ("secrets", "versions", "add"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/versions/add",
+        flags=(SECRET_DATA,),
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager.secrets_versions_add",
+    ),
+    Command(
+        ("secrets", "add-iam-policy-binding"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/add-iam-policy-binding",
+        flags=(Flag("--member"), Flag("--role")),
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager.secrets_add_iam_policy_binding",
+    ),
 )
 
 COMMANDS: dict[tuple[str, ...], Command] = {
@@ -262,6 +306,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--ingress", choices=("all", "internal", "internal-and-cloud-load-balancing")),
                 Flag("--cpu-boost", takes_value=False, negatable=True),
                 Flag("--async", takes_value=False),
+                *SECRET_DEPLOY_FLAGS,
             ),
             positionals=(Positional("SERVICE"),),
             handler="run_deploy",
@@ -369,6 +414,9 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         ),
     )
 }
+
+
+COMMANDS.update({c.path: c for c in SECRET_COMMANDS})
 
 
 def groups() -> set[tuple[str, ...]]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from .. import deliverables
 from ..config import GATEWAY_SERVICE, Service
 from ..project import PipelineError, Project, run_script, tail
+from .session import CloudSessionSecret
 
 BUILD_ID_RE = re.compile(
     r"/builds/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]"
@@ -64,6 +65,7 @@ class GcpTarget:
         self.project = project
         self.config = project.config
         self._lock = threading.Lock()
+        self.session_secret = CloudSessionSecret(project)
 
     # -- helpers -- #
     def _preflight(self) -> None:
@@ -402,6 +404,11 @@ class GcpTarget:
 
     def _deploy_one(self, s: Service, current, urls: dict[str, str], verbose: bool) -> Outcome:
         build_id = str(deliverables.entry(current, *s.deliverable_key)["build_id"])
+        if s.kind == "backend" and s.version == "v2":
+            try:  # its script passes the Secret Manager secret as SECRET_KEY
+                self.session_secret.ensure()
+            except PipelineError as exc:
+                return Outcome(s.name, False, str(exc))
         env = dict(self.project.env, BUILD_ID=build_id)
         env.pop("SERVING_URL", None)
         env.pop("API_GATEWAY", None)

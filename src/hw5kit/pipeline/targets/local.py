@@ -42,6 +42,7 @@ from .common import (
     reuse_port,
     stop_recorded,
 )
+from .session import local_key
 from .common import now as _now
 
 WEIGHTS_DIR = "weights"
@@ -158,6 +159,8 @@ class LocalTarget(StateRecords):
         if s.kind == "backend":
             env["HW5_ALLOW_LOOPBACK"] = "1"
             env["TORCH_HOME"] = str(self.weights_dir)
+            # v2's session key: the same across restarts (targets/session.py)
+            env["SECRET_KEY"] = s.env_dict().get("SECRET_KEY") or local_key(self.project.state_dir)
         else:
             env[s.url_var] = serving_url or ""
             env.update(self.gateway.frontend_env(s))
