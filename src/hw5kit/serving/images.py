@@ -9,10 +9,11 @@ Memory: a decode costs its pixels times a few bytes (``decode_cost``), reserved 
 concurrent worst-case images wait for each other instead of adding up. Each image is decoded
 once at its stored size (JPEGs at a reduced scale, ``draft``, when the model needs far fewer
 pixels: libjpeg's DCT scaling; Pillow decodes PNG, WebP, GIF and BMP only at full size), then
-reduced by an integer factor to at least twice the size the model needs *before* anything else:
-16-bit and float images are scaled to 8 bits, palettes expanded, transparency flattened onto
-white and EXIF orientation applied on the reduced image, never on a full-size copy. No float
-array of the full image is ever made.
+cut to the centre square the model's preprocessing can see (``centre_region``) and reduced by an
+integer factor to at least twice the size the model needs *before* anything else: 16-bit and
+float images are scaled to 8 bits, palettes expanded, transparency flattened onto white and
+EXIF orientation applied on the reduced image, never on a full-size copy. No float array of the
+full image is ever made.
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # Pillow's storage per pixel: one byte for 1/L/P, two for 16-bit, four for everything else
 # (RGB is stored as four bytes, like RGBA)
 _STORED = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
-# full-size copies the reduction needs on top of the decoded image, bytes per pixel
-_EXTRA = {"1": 1, "P": 4, "PA": 8, "RGBA": 4, "LA": 4, "I;16": 2, "I;16B": 2, "I;16L": 2}
+# copies the reduction makes of the region the model uses, bytes per pixel (measured with
+# Pillow 13: P expands to RGBA through a second copy; 16-bit goes through numpy)
+_EXTRA = {"1": 1, "P": 8, "PA": 8, "RGBA": 4, "LA": 4, "I;16": 4, "I;16B": 4, "I;16L": 4}
+# and when the region is not reduced (factor 1): flattening alpha makes four RGBA-sized
+# copies, 16-bit scaling float32 ones, the rest one RGB copy
+_UNREDUCED = {"RGBA": 16, "LA": 16, "PA": 16, "P": 16, "La": 16, "RGBa": 16}
+_UNREDUCED.update({m: 8 for m in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")})
+# Pillow decodes WebP through libwebp's own RGBA buffer, then copies it (twice for RGB)
+_WEBP_EXTRA = 12
 _HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 _ORIENTATION = {
@@ -75,15 +83,32 @@ def _describe_prefix(data: bytes) -> str:
     return f"it starts with bytes {head[:8].hex(' ')}"
 
 
-def decode_cost(mode: str, size: tuple[int, int], fmt: str = "", factor: int = 1) -> int:
-    """Bytes a decode of an image of ``mode`` and ``size`` holds at its peak: the decoded image,
-    the full-size copies the reduction needs, WebP's own output buffer, and a final full-size
-    RGB copy when the image is not reduced (``factor`` 1). At most 16 bytes a pixel."""
+def centre_region(size: tuple[int, int], need: int | None) -> tuple[int, int, int, int]:
+    """The box the model can see: its preprocessing resizes the shorter side and crops the
+    centre square, so nothing outside the centre square of the shorter side's size matters
+    (which bounds the work on a 500 x 80,000 panorama to 500 x 500). The whole image when the
+    caller names no need."""
+    width, height = size
+    if not need or width == height:
+        return (0, 0, width, height)
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return (left, top, left + side, top + side)
+
+
+def decode_cost(mode: str, size: tuple[int, int], fmt: str = "", need: int | None = None) -> int:
+    """Bytes a decode of an image of ``mode`` and ``size`` holds at its peak, from measurements
+    of Pillow 13: the decoded image (and WebP's own buffers), then the copies made of the region
+    the model uses (``centre_region``) while it is reduced and brought to 8-bit RGB."""
     pixels = size[0] * size[1]
-    per_pixel = _STORED.get(mode, 4) + _EXTRA.get(mode, 0) + (4 if factor == 1 else 0)
-    if fmt == "WEBP":
-        per_pixel += 4  # libwebp decodes into a buffer of its own, then Pillow copies it
-    return pixels * per_pixel
+    left, top, right, bottom = centre_region(size, need)
+    region = (right - left) * (bottom - top)
+    stored = _STORED.get(mode, 4)
+    full = pixels * (stored + (_WEBP_EXTRA if fmt == "WEBP" else 0))
+    per_region = (stored if region < pixels else 0) + _EXTRA.get(mode, 0)
+    if reduction_factor((right - left, bottom - top), need) == 1:
+        per_region += _UNREDUCED.get(mode, 4)
+    return full + region * per_region
 
 
 class DecodeBudget:
@@ -228,11 +253,13 @@ def decode_image(
                 scale = draft / min(width, height)
                 if scale < 1:
                     image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-            factor = reduction_factor(image.size, draft)
-            with budget.reserve(decode_cost(image.mode, image.size, fmt, factor)):
+            with budget.reserve(decode_cost(image.mode, image.size, fmt, draft)):
                 image.load()
                 orientation = image.getexif().get(0x0112)  # PNG's may follow the pixels
-                image = _reduce(image, factor)
+                box = centre_region(image.size, draft)
+                if box != (0, 0, *image.size):
+                    image = image.crop(box)  # a copy of the region: the full image is freed
+                image = _reduce(image, reduction_factor(image.size, draft))
             if orientation in _ORIENTATION:
                 image = image.transpose(_ORIENTATION[orientation])
             return image

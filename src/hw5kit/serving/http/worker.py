@@ -73,6 +73,21 @@ class JSONErrorThreadWorker(ThreadWorker):
         super().init_process()
 
 
+def give_back_large_blocks(threshold: int = 1 << 20) -> bool:
+    """glibc: serve allocations from ``threshold`` bytes up with their own mappings, returned
+    to the system when freed. By default glibc raises that threshold (up to 32 MiB) after a
+    large block is freed, after which image-sized buffers come from the heap, which does not
+    shrink: the resident memory of a server that once decoded a large image would stay at that
+    peak. Returns False where there is no glibc (nothing changes)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, threshold))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def _env_number(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     try:
@@ -117,6 +132,7 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         self.buffered = 0
         self.paused: deque = deque()
         self._local = threading.local()
+        give_back_large_blocks()
         super().init_process()
 
     def load_wsgi(self) -> None:
