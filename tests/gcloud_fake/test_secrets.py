@@ -18,7 +18,9 @@ def gcloud_in(cloud, *args, data=None):
 
 
 def number(cloud) -> str:
-    return cloud.gcloud("projects", "describe", PROJECT, "--format=value(projectNumber)").stdout.strip()
+    return cloud.gcloud(
+        "projects", "describe", PROJECT, "--format=value(projectNumber)"
+    ).stdout.strip()
 
 
 def test_secrets_need_the_api_then_exist_once(cloud):
@@ -40,7 +42,9 @@ def test_secrets_need_the_api_then_exist_once(cloud):
     resource = json.loads(described.stdout)
     assert resource["name"] == f"projects/{number(cloud)}/secrets/hw5-session-key"
     assert resource["replication"] == {"automatic": {}}
-    added = gcloud_in(cloud, "secrets", "versions", "add", "hw5-session-key", "--data-file=-", data="v2")
+    added = gcloud_in(
+        cloud, "secrets", "versions", "add", "hw5-session-key", "--data-file=-", data="v2"
+    )
     assert "Created version [2]" in added.stderr
     user = cloud.gcloud("secrets", "create", "other", "--replication-policy=user-managed")
     assert user.returncode == 1 and "--locations must also be provided" in user.stderr
@@ -61,7 +65,7 @@ def test_a_service_gets_a_secret_only_when_its_account_may_read_it(cloud):
     denied = deploy(cloud, "backendv2", flag)
     account = f"{number(cloud)}-compute@developer.gserviceaccount.com"
     assert denied.returncode == 1
-    assert f"Permission denied on secret" in denied.stderr and account in denied.stderr
+    assert "Permission denied on secret" in denied.stderr and account in denied.stderr
     granted = cloud.gcloud(
         "secrets", "add-iam-policy-binding", "hw5-session-key",
         f"--member=serviceAccount:{account}", "--role=roles/secretmanager.secretAccessor",
@@ -81,7 +85,10 @@ def test_a_service_gets_a_secret_only_when_its_account_may_read_it(cloud):
         )
         return resource["spec"]["template"]["spec"]["containers"][0]["env"]
 
-    secret = {"name": "SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "hw5-session-key", "key": "latest"}}}
+    secret = {
+        "name": "SECRET_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "hw5-session-key", "key": "latest"}},
+    }
     assert env() == [{"name": "MODELS", "value": "efficientnet_lite0"}, secret]
     # a later deploy without the flag keeps the secret (a new revision of the same service)
     assert deploy(cloud, "backendv2", "--update-env-vars=X=1").returncode == 0

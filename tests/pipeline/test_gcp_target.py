@@ -116,7 +116,10 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
     assert any(account in b["members"] for b in secret["bindings"])
     assert "secretmanager.googleapis.com" in data["apis"]
     container = data["run"]["us-central1/backendv2"]["spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "hw5-session-key", "key": "latest"}}} in container["env"]
+    assert {
+        "name": "SECRET_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "hw5-session-key", "key": "latest"}},
+    } in container["env"]
     value = __import__("base64").b64decode(secret["versions"][0]["data"]).decode()
     assert len(value) == 64 and value not in (cloud.fake.state_dir / "calls.jsonl").read_text()
     assert value not in deployed.stdout + deployed.stderr

@@ -56,7 +56,9 @@ def bodies(answer: bytes) -> list[dict]:
     out = []
     for part in answer.split(b"HTTP/1.1 ")[1:]:
         head, _, rest = part.partition(b"\r\n\r\n")
-        length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+        lines = head.split(b"\r\n")
+        field = next(x for x in lines if x.lower().startswith(b"content-length"))
+        length = int(field.split(b":")[1])
         out.append({"status": int(head[:3]), **json.loads(rest[:length])})
     return out
 
@@ -74,7 +76,8 @@ def test_the_app_reads_a_buffered_body_without_waiting(front):
     _, port = front
     body = b"z" * 300_000
     request = (
-        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        % len(body)
     )
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(request + body[:1000])
@@ -123,8 +126,10 @@ def test_keep_alive_pipelining_chunked_and_continue_still_work(front):
         (200, "/a", 3), (200, "/b", 6), (200, "/c", 0),
     ]  # fmt: skip
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"POST /d HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n"
-                  b"Connection: close\r\n\r\n")
+        s.sendall(
+            b"POST /d HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n"
+            b"Connection: close\r\n\r\n"
+        )
         assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue")
         s.sendall(b"hello")
         answer = b""

@@ -124,7 +124,9 @@ def _worst_cases() -> list[tuple[str, bytes]]:
     Image.fromarray((ramp >> 8).astype(np.uint8), "L").convert("RGB").save(buf, "JPEG", quality=50)
     out.append(("big.jpg", buf.getvalue()))
     buf = io.BytesIO()
-    Image.fromarray((ramp >> 8).astype(np.uint8), "L").convert("RGBA").save(buf, "WEBP", lossless=True)
+    Image.fromarray((ramp >> 8).astype(np.uint8), "L").convert("RGBA").save(
+        buf, "WEBP", lossless=True
+    )
     out.append(("big.webp", buf.getvalue()))
     return out
 
@@ -179,7 +181,9 @@ def gateway(tmp_path_factory, torch_home):
 def test_through_the_gateway_no_error_at_16_32_64_and_slow_clients_hold_nothing(gateway):
     check_load(gateway.url, path="/model/efficientnet_lite0/predict")
     for kind in ("headers", "body"):
-        figures = stress.slow_clients(gateway.url, clients=64, kind=kind, seconds=4, probe_path="/healthz")
+        figures = stress.slow_clients(
+            gateway.url, clients=64, kind=kind, seconds=4, probe_path="/healthz"
+        )
         summary = figures.as_dict()
         assert summary["probes_unanswered"] == 0 and max(figures.probes) < 1.0, summary
 

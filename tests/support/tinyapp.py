@@ -18,5 +18,7 @@ def app(environ, start_response):
             "arrived": environ.get("hw5.arrived") is not None,
         }
     ).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))]
+    )
     return [out]

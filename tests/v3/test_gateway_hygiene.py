@@ -157,7 +157,9 @@ def test_dot_segments_never_leave_the_route(mirrored, raw_path):
     url, _ = mirrored
     host, port = url.split("://")[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.request("POST" if raw_path.endswith("predict") else "GET", raw_path, headers={"x-api-key": KEY})
+    conn.request(
+        "POST" if raw_path.endswith("predict") else "GET", raw_path, headers={"x-api-key": KEY}
+    )
     response = conn.getresponse()
     data = response.read()
     conn.close()

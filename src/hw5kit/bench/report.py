@@ -38,6 +38,8 @@ def tuning(settings: dict[str, str]) -> dict[str, str]:
     """The HW5_* variables among ``settings`` that change how the backend serves: a run with
     any of them is a tuned run, labelled so, never the production defaults' figures."""
     return {k: v for k, v in settings.items() if k not in NOT_TUNING}
+
+
 NOTES = [
     "- Cold start is process start to the first 200 from `/readyz` (ours) or `/hello` (the "
     "reference has no readiness route; a worker answers once its model is loaded). Ours is "
@@ -50,7 +52,7 @@ NOTES = [
     "- Ours runs with the production defaults, as its image starts it (no `HW5_*` tuning "
     "variable): predictions past the in-flight limit (4 per CPU) wait in the admission queue "
     "(32 per CPU, 10 s at most) instead of getting a 503, so every concurrency measured here, up "
-    "to 64, is served without error. A run with `HW5_*` variables set is labelled tuned (\"Our "
+    'to 64, is served without error. A run with `HW5_*` variables set is labelled tuned ("Our '
     'settings") and never stands for the defaults.',
     "- resnet50 runs with random-init weights (no network here to fetch real ones): its "
     "labels mean nothing, its cost is the real network's.",
@@ -200,24 +202,28 @@ def targets(results: dict) -> list[dict]:
                     }
                 )
             served = [
-                r for r in (results["subjects"].get("ours", {}).get(model) or {}).get("records", [])
+                r
+                for r in (results["subjects"].get("ours", {}).get(model) or {}).get("records", [])
                 if r["mode"] == mode
             ]
             if served:
                 errors = sum(r["errors"] for r in served)
+                sent = sum(r["requests"] + r["errors"] for r in served)
                 tuned = tuning(results["meta"].get("hw5_settings", {}))
                 rows.append(
                     {
                         "target": "no error at any concurrency"
                         + (" (tuned run)" if tuned else " with the production defaults"),
                         "where": where,
-                        "measured": f"{errors} errors in {sum(r['requests'] + r['errors'] for r in served)} requests "
+                        "measured": f"{errors} errors in {sent} requests "
                         f"(c{', c'.join(str(r['concurrency']) for r in served)})",
                         "verdict": "met" if errors == 0 else "MISSED",
                         "margin": "",
-                        "why": "" if errors == 0 else "; ".join(
-                            s for r in served for s in r.get("error_samples", [])[:1]
-                        )[:300],
+                        "why": ""
+                        if errors == 0
+                        else "; ".join(s for r in served for s in r.get("error_samples", [])[:1])[
+                            :300
+                        ],
                     }
                 )
             if ours1 and inp1 and inp1["p50_ms"]:
@@ -478,7 +484,7 @@ def targets_table(rows: list[dict]) -> str:
 
 
 def settings_label(meta: dict) -> str:
-    """"production defaults", or "TUNED: K=V, ..." when tuning variables were set."""
+    """ "production defaults", or "TUNED: K=V, ..." when tuning variables were set."""
     tuned = tuning(meta.get("hw5_settings", {}))
     if not tuned:
         return "production defaults (the image's start command, no HW5_* tuning variable)"

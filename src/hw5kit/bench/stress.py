@@ -17,6 +17,7 @@ Everything is bounded: request counts, durations and socket timeouts.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -330,10 +331,8 @@ def slow_clients(
 
 
 def _forget(sel, socks: dict, s: socket.socket) -> None:
-    try:
+    with contextlib.suppress(KeyError, ValueError):
         sel.unregister(s)
-    except (KeyError, ValueError):
-        pass
     socks.pop(s, None)
     s.close()
 

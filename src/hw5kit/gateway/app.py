@@ -56,6 +56,8 @@ class _NoCookies(http.cookiejar.CookieJar):
 def connection_tokens(value: str | None) -> set[str]:
     """The header names a ``Connection`` header lists: hop-by-hop too (RFC 9110 7.6.1)."""
     return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
+
+
 REASONS = {
     200: "OK",
     401: "Unauthorized",

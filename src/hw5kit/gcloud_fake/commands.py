@@ -642,7 +642,9 @@ def run_deploy(call: Call, state: dict) -> Result:
     # Secret Manager: --set-secrets / --update-secrets, checked as Cloud Run does (secretmanager.py)
     from .secretmanager import apply_to_service
 
-    apply_to_service(call, data, old_container, resource["spec"]["template"]["spec"]["containers"][0])
+    apply_to_service(
+        call, data, old_container, resource["spec"]["template"]["spec"]["containers"][0]
+    )
     data["run"][key] = resource
     verb = "Deploying..." if existing else "Deploying new service..."
     stderr = (

@@ -171,9 +171,7 @@ def secrets_versions_add(call: Call, state: dict) -> Result:
     secret = _secret_id(call)
     entry = _existing(call, data, secret)
     if call.flag("--data-file") is None:
-        raise GcloudError(
-            "argument --data-file: Must be specified.", 2, call.command.dotted
-        )
+        raise GcloudError("argument --data-file: Must be specified.", 2, call.command.dotted)
     version = _add_version(data, secret, entry, _read_data(call))
     return Result(
         stderr=f"Created version [{version.rsplit('/', 1)[1]}] of the secret [{secret}].\n"
@@ -187,13 +185,9 @@ def secrets_add_iam_policy_binding(call: Call, state: dict) -> Result:
     entry = _existing(call, data, secret)
     member, role = call.flag("--member"), call.flag("--role")
     if not member or not role:
-        raise GcloudError(
-            "argument --member --role: Must be specified.", 2, call.command.dotted
-        )
+        raise GcloudError("argument --member --role: Must be specified.", 2, call.command.dotted)
     if not re.match(r"^(user|serviceAccount|group|domain):", str(member)):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Invalid member [{member}]", 1, call.command.dotted
-        )
+        raise GcloudError(f"INVALID_ARGUMENT: Invalid member [{member}]", 1, call.command.dotted)
     if not str(role).startswith("roles/"):
         raise GcloudError(
             f"INVALID_ARGUMENT: Role {role} is not a valid role", 1, call.command.dotted
@@ -260,20 +254,22 @@ def apply_to_service(call: Call, data: dict, old_container: dict, container: dic
     plain = [e for e in container.get("env", []) if "valueFrom" not in e]
     clash = sorted({e["name"] for e in plain} & set(refs))
     if clash:
+        why = "it has already been set with a different type."
         raise GcloudError(
-            f"Cannot update environment variable [{clash[0]}] to the given type because it has "
-            "already been set with a different type.",
+            f"Cannot update environment variable [{clash[0]}] to the given type because {why}",
             1,
             call.command.dotted,
         )
     account = runtime_account(data, call)
-    for index, (key, (secret, version)) in enumerate(refs.items()):
-        where = f"spec.template.spec.containers[0].env[{len(plain) + index}]"
+    for index, (secret, version) in enumerate(refs.values()):
+        position = len(plain) + index
+        where = "spec.template.spec.containers[0].env" + f"[{position}]"
         path = f"{_name(data, secret)}/versions/{version}"
         entry = _secrets(data).get(secret) if API in data["apis"] else None
         versions = (entry or {}).get("versions", [])
         found = entry is not None and (
-            (version == "latest" and versions) or version.isdigit() and int(version) <= len(versions)
+            (version == "latest" and versions)
+            or (version.isdigit() and int(version) <= len(versions))
         )
         if not found:
             raise GcloudError(

@@ -29,9 +29,9 @@ def test_threads_in_flight_limit_and_queue_follow_the_cpus_and_the_environment()
     assert http_threads({"HW5_THREADS": "6"}) == 6
     # fewer threads asked: the limit and the queue shrink to fit them
     assert default_max_inflight({"HW5_THREADS": "6"}) == min(4 * cpus, 3)
-    assert default_max_inflight({"HW5_THREADS": "6"}) + default_queue_length(
-        {"HW5_THREADS": "6"}
-    ) < 6
+    assert (
+        default_max_inflight({"HW5_THREADS": "6"}) + default_queue_length({"HW5_THREADS": "6"}) < 6
+    )
     assert default_max_inflight({"HW5_THREADS": "1"}) == 1
     assert default_queue_length({"HW5_THREADS": "1"}) == 0
     # more asked of the queue: more threads

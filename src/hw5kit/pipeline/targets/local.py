@@ -42,8 +42,8 @@ from .common import (
     reuse_port,
     stop_recorded,
 )
-from .session import local_key
 from .common import now as _now
+from .session import local_key
 
 WEIGHTS_DIR = "weights"
 REQUIRED_MODULES = ("gunicorn", "streamlit", "flask", "torch", "requests")

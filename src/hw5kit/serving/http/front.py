@@ -62,7 +62,9 @@ class RequestFrame:
         start = 0
         while self.buf.startswith(b"\r\n", start) or self.buf.startswith(b"\n", start):
             start += 2 if self.buf.startswith(b"\r\n", start) else 1
-        ends = [i for i in (self.buf.find(b"\r\n\r\n", start), self.buf.find(b"\n\n", start)) if i >= 0]
+        ends = [
+            i for i in (self.buf.find(b"\r\n\r\n", start), self.buf.find(b"\n\n", start)) if i >= 0
+        ]
         if not ends:
             return HAND_OVER if len(self.buf) > self.max_head else NEED_MORE
         end = min(ends)

@@ -16,7 +16,6 @@ from ..service import PredictRequest
 from .observability import ARRIVED_KEY
 from .parsing import parse_predict
 
-
 common = Blueprint("common", __name__)
 v2 = Blueprint("v2", __name__)
 v3 = Blueprint("v3", __name__)

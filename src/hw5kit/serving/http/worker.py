@@ -24,6 +24,7 @@ once, for the app to refuse without reading them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -102,7 +103,7 @@ def _env_number(name: str, default: float) -> float:
 class _Reading:
     """A connection whose next request is being buffered."""
 
-    __slots__ = ("frame", "started", "deadline", "continued", "paused")
+    __slots__ = ("continued", "deadline", "frame", "paused", "started")
 
     def __init__(self, frame: RequestFrame, started: float, deadline: float):
         self.frame = frame
@@ -160,9 +161,7 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         if conn.parser is not None:  # bytes of a pipelined request already read
             leftover = conn.parser.unreader.take_buffered()
         now = time.monotonic()
-        state = _Reading(
-            RequestFrame(self.max_head, self.max_body), now, now + self.read_timeout
-        )
+        state = _Reading(RequestFrame(self.max_head, self.max_body), now, now + self.read_timeout)
         self.reading[conn] = state
         conn.sock.setblocking(False)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
@@ -197,13 +196,13 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
             return
         if frame.head_complete and not had_head:
             # the body gets its own time, from its announced length
-            state.deadline = time.monotonic() + self.read_timeout + frame.body_expected / self.min_rate
+            state.deadline = (
+                time.monotonic() + self.read_timeout + frame.body_expected / self.min_rate
+            )
             if frame.expects_continue and not state.continued:
                 state.continued = True
-                try:
+                with contextlib.suppress(OSError):
                     conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-                except OSError:
-                    pass
         elif frame.chunked and frame.head_complete:
             state.deadline = max(
                 state.deadline,
@@ -211,10 +210,8 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
             )
 
     def _unregister(self, conn) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
 
     def _forget(self, conn) -> _Reading | None:
         state = self.reading.pop(conn, None)
@@ -222,10 +219,8 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
             self.buffered -= len(state.frame.buf)
             if state.paused:
                 state.paused = False
-                try:
+                with contextlib.suppress(ValueError):
                     self.paused.remove(conn)
-                except ValueError:
-                    pass
             else:
                 self._unregister(conn)
             self._resume()
@@ -242,10 +237,8 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
     def _drop(self, conn, answer: bytes | None = None) -> None:
         self._forget(conn)
         if answer:
-            try:
+            with contextlib.suppress(OSError):
                 conn.sock.send(answer)
-            except OSError:
-                pass
         self.nr_conns -= 1
         conn.close()
 
