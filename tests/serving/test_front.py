@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 def front(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("front")
     port = procs.free_port()
-    env = subprocess_env(tmp, HW5_READ_TIMEOUT="2", HW5_MIN_UPLOAD_KBPS="64")
+    env = subprocess_env(
+        tmp, HW5_READ_TIMEOUT="2", HW5_MIN_UPLOAD_KBPS="64", HW5_FRONT_BUFFER_MB="1"
+    )
     env["PYTHONPATH"] += f":{ROOT}"
     cmd = [
         sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--threads", "4",
@@ -89,6 +91,29 @@ def test_the_app_reads_a_buffered_body_without_waiting(front):
     (got,) = bodies(answer)
     assert got["status"] == 200 and got["bytes"] == len(body) and got["arrived"]
     assert got["read_seconds"] < 0.2
+
+
+def test_uploads_past_the_buffer_limit_wait_for_room_and_all_arrive(front):
+    """1 MiB of room here: 8 concurrent 600 kB uploads (and one of 1.5 MB, alone) take turns."""
+    import concurrent.futures
+
+    _, port = front
+
+    def upload(size: int) -> dict:
+        body = b"u" * size
+        head = b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(head % size)
+            s.sendall(body)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        return bodies(answer)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(9) as pool:
+        sizes = [600_000] * 8 + [1_500_000]
+        answers = list(pool.map(upload, sizes))
+    assert [(a["status"], a["bytes"]) for a in answers] == [(200, n) for n in sizes]
 
 
 def test_deadlines_answer_408_and_close(front):

@@ -25,6 +25,7 @@
 | ``HW5_DECODE_MEMORY_MB`` | decoded pixels in flight, all decodes together | 20 B x max pixels |
 | ``HW5_READ_TIMEOUT`` | a request's headers must arrive within this, s (then 408) | 10 |
 | ``HW5_MIN_UPLOAD_KBPS`` | a body must arrive at least this fast after that, KiB/s | 32 |
+| ``HW5_FRONT_BUFFER_MB`` | request bytes held from arrival to answer, all requests | 128 |
 
 ``serving/capacity.py`` derives the first four from the CPU count (``capacity.plan``).
 """

@@ -16,8 +16,10 @@ once it is complete (``front.RequestFrame``), with the time it arrived in the en
 (``hw5.arrived``, which the admission queue counts its deadline from). Deadlines, from the
 connection's first wait for a request: the headers within ``HW5_READ_TIMEOUT`` seconds (10),
 the body within that plus its length at ``HW5_MIN_UPLOAD_KBPS`` (32 KiB/s); past them the client
-gets 408 and the connection is closed. Buffered request bytes of all connections together are
-bounded (``HW5_FRONT_BUFFER_MB``, 256): past it, reading pauses until requests are handed on.
+gets 408 and the connection is closed. The request bytes of all connections together, from the
+first byte until the request is answered (a request waiting in the admission queue holds its
+body), are bounded (``HW5_FRONT_BUFFER_MB``, 128): past it, reading pauses until requests are
+answered.
 Bodies larger than ``HW5_FRONT_MAX_BODY_MB`` (the upload limit plus 1 MiB) are handed over at
 once, for the app to refuse without reading them.
 """
@@ -101,9 +103,11 @@ def _env_number(name: str, default: float) -> float:
 
 
 class _Reading:
-    """A connection whose next request is being buffered."""
+    """A connection whose next request is being buffered. ``counted``: the bytes this request
+    counts against the front's limit (those received, or its whole announced length once it is
+    reserved); ``reserved``: its body may be read whatever the others hold."""
 
-    __slots__ = ("continued", "deadline", "frame", "paused", "started")
+    __slots__ = ("continued", "counted", "deadline", "frame", "paused", "reserved", "started")
 
     def __init__(self, frame: RequestFrame, started: float, deadline: float):
         self.frame = frame
@@ -111,17 +115,25 @@ class _Reading:
         self.deadline = deadline
         self.continued = False
         self.paused = False
+        self.counted = 0
+        self.reserved = False
 
 
 class BufferingThreadWorker(JSONErrorThreadWorker):
-    """A thread gets a request only once all of it has arrived (see the module docstring)."""
+    """A thread gets a request only once all of it has arrived (see the module docstring).
+
+    Memory: a request's bytes count from arrival until its answer. Headers are read while the
+    total is under the limit; a body of known length is read only once its whole length is
+    reserved (so a request that started its body can always finish it: the ones waiting for
+    room cannot block each other), or alone when it is larger than the limit.
+    """
 
     RECV = 256 * 1024  # at most this much per readable event, so one client cannot hog the loop
 
     def init_process(self) -> None:
         self.read_timeout = _env_number("HW5_READ_TIMEOUT", 10.0)
         self.min_rate = _env_number("HW5_MIN_UPLOAD_KBPS", 32.0) * 1024
-        self.buffer_limit = int(_env_number("HW5_FRONT_BUFFER_MB", 256.0) * 1024 * 1024)
+        self.buffer_limit = int(_env_number("HW5_FRONT_BUFFER_MB", 128.0) * 1024 * 1024)
         upload = _env_number("HW5_MAX_UPLOAD_MB", 20.0)
         self.max_body = int(_env_number("HW5_FRONT_MAX_BODY_MB", upload + 1) * 1024 * 1024)
         self.max_head = (
@@ -130,7 +142,7 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
             + 4
         )
         self.reading: dict = {}  # conn -> _Reading
-        self.buffered = 0
+        self.buffered = 0  # bytes counted by every request from arrival to answer
         self.paused: deque = deque()
         self._local = threading.local()
         give_back_large_blocks()
@@ -168,11 +180,14 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         if leftover:
             self._received(conn, state, leftover)
 
+    def _may_read(self, state: _Reading) -> bool:
+        return state.reserved or self.buffered < self.buffer_limit
+
     def _on_readable(self, conn, _sock) -> None:
         state = self.reading.get(conn)
         if state is None:
             return
-        if self.buffered >= self.buffer_limit:
+        if not self._may_read(state):
             self._pause(conn, state)
             return
         try:
@@ -186,11 +201,31 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
             return
         self._received(conn, state, data)
 
+    def _count(self, state: _Reading) -> None:
+        """Count what ``state`` holds beyond what it counted already."""
+        held = max(len(state.frame.buf), state.counted)
+        self.buffered += held - state.counted
+        state.counted = held
+
+    def _reserve(self, state: _Reading) -> bool:
+        """Reserve the whole request (its announced length) if it fits, or if nothing else is
+        held (a request larger than the limit goes alone)."""
+        frame = state.frame
+        if frame.length is None:  # chunked: counted as it comes
+            return False
+        whole = frame.head_end + frame.length
+        extra = max(0, whole - state.counted)
+        if self.buffered + extra <= self.buffer_limit or self.buffered == state.counted:
+            self.buffered += extra
+            state.counted += extra
+            state.reserved = True
+        return state.reserved
+
     def _received(self, conn, state: _Reading, data: bytes) -> None:
-        self.buffered += len(data)
         frame = state.frame
         had_head = frame.head_complete
         outcome = frame.feed(data)
+        self._count(state)
         if outcome in (COMPLETE, HAND_OVER):
             self._hand_over(conn, state)
             return
@@ -199,24 +234,34 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
             state.deadline = (
                 time.monotonic() + self.read_timeout + frame.body_expected / self.min_rate
             )
-            if frame.expects_continue and not state.continued:
-                state.continued = True
-                with contextlib.suppress(OSError):
-                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if not self._reserve(state) and frame.length is not None:
+                self._pause(conn, state)  # no room for its body yet: read it later
+                return
+            self._continue(conn, state)
         elif frame.chunked and frame.head_complete:
             state.deadline = max(
                 state.deadline,
                 state.started + self.read_timeout + frame.body_expected / self.min_rate,
             )
 
+    def _continue(self, conn, state: _Reading) -> None:
+        """Ask for the body now, when the client waits for "100 Continue" before sending it."""
+        if state.frame.expects_continue and not state.continued:
+            state.continued = True
+            with contextlib.suppress(OSError):
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def _unregister(self, conn) -> None:
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
 
-    def _forget(self, conn) -> _Reading | None:
+    def _forget(self, conn, *, keep_bytes: bool = False) -> _Reading | None:
+        """Stop reading ``conn``; its bytes stay counted when ``keep_bytes`` (handed on: they
+        are released when its request has been answered, ``finish_request``)."""
         state = self.reading.pop(conn, None)
         if state is not None:
-            self.buffered -= len(state.frame.buf)
+            if not keep_bytes:
+                self.buffered -= state.counted
             if state.paused:
                 state.paused = False
                 with contextlib.suppress(ValueError):
@@ -227,7 +272,8 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         return state
 
     def _hand_over(self, conn, state: _Reading) -> None:
-        self._forget(conn)
+        self._forget(conn, keep_bytes=True)
+        conn.hw5_held = state.counted
         conn.hw5_prebuffer = bytes(state.frame.buf)
         conn.hw5_arrived = time.monotonic()
         conn.hw5_continued = state.continued
@@ -243,18 +289,37 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         conn.close()
 
     def _pause(self, conn, state: _Reading) -> None:
+        if state.paused:
+            return
         self._unregister(conn)
         state.paused = True
         self.paused.append(conn)
 
     def _resume(self) -> None:
-        while self.paused and self.buffered < self.buffer_limit:
-            conn = self.paused.popleft()
+        """Read again, first come first served, what now fits."""
+        while self.paused:
+            conn = self.paused[0]
             state = self.reading.get(conn)
             if state is None:
+                self.paused.popleft()
                 continue
+            waiting_body = state.frame.head_complete and state.frame.length is not None
+            if waiting_body and not state.reserved and not self._reserve(state):
+                return
+            if not waiting_body and not self._may_read(state):
+                return
+            self.paused.popleft()
             state.paused = False
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+            if waiting_body:
+                self._continue(conn, state)
+
+    def finish_request(self, conn, fs) -> None:
+        """The request was answered (main thread): its bytes no longer count."""
+        self.buffered -= getattr(conn, "hw5_held", 0)
+        conn.hw5_held = 0
+        super().finish_request(conn, fs)
+        self._resume()
 
     def murder_pending(self) -> None:
         super().murder_pending()
