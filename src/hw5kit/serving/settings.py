@@ -22,7 +22,7 @@
 | ``HW5_QUEUE_LENGTH`` | predictions waiting for a slot; past it 503 + Retry-After | 32 per CPU |
 | ``HW5_QUEUE_TIMEOUT`` | longest wait for a slot, s from arrival; past it 503 | 10 |
 | ``HW5_THREADS`` | gunicorn threads per worker | in flight + queue + 4 per CPU |
-| ``HW5_DECODE_MEMORY_MB`` | decoded pixels in flight, all decodes together | 20 B x max pixels |
+| ``HW5_DECODE_MEMORY_MB`` | decoded pixels in flight, all decodes together | 21 B x max pixels |
 | ``HW5_READ_TIMEOUT`` | a request's headers must arrive within this, s (then 408) | 10 |
 | ``HW5_MIN_UPLOAD_KBPS`` | a body must arrive at least this fast after that, KiB/s | 32 |
 | ``HW5_FRONT_BUFFER_MB`` | request bytes held from arrival to answer, all requests | 128 |
@@ -84,9 +84,11 @@ def default_queue_length(environ: Mapping[str, str] | None = None) -> int:
 
 
 def default_decode_budget(max_pixels: int) -> int:
-    """One worst-case image (a WebP with alpha: 20 bytes a pixel at the pixel limit, see
-    ``images.decode_cost``), or several smaller ones at once."""
-    return 20 * max_pixels
+    """One worst-case image at the pixel limit (``images.WORST_BYTES_PER_PIXEL``: a WebP with
+    alpha), or several smaller ones at once."""
+    from .images import WORST_BYTES_PER_PIXEL
+
+    return WORST_BYTES_PER_PIXEL * max_pixels
 
 
 @dataclass(frozen=True)
