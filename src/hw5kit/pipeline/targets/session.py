@@ -15,12 +15,12 @@ two instances would refuse each other's cookies. So each target keeps one key:
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import threading
 from pathlib import Path
 
-from .. import deliverables
 from ..config import Service
 from ..context import SESSION_SECRET as SECRET_NAME
 from ..project import PipelineError, Project
@@ -35,14 +35,23 @@ def needs_session_key(service: Service) -> bool:
     return service.kind == "backend"
 
 
-def local_key(state_dir: Path, lock: threading.Lock | None = None) -> str:
-    """The key of a local or container deployment, made once in ``state_dir/session.key``."""
+_KEY_LOCK = threading.Lock()  # services deploy in parallel threads: one key for all of them
+
+
+def local_key(state_dir: Path) -> str:
+    """The key of a local or container deployment, made once in ``state_dir/session.key``
+    (exclusively: a second process that races this one reads the first one's key)."""
     path = state_dir / KEY_FILE
-    with lock or threading.Lock():
+    with _KEY_LOCK:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            deliverables.write_atomic(path, secrets.token_hex(32) + "\n")
-            path.chmod(0o600)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32) + "\n")
         return path.read_text().strip()
 
 
