@@ -19,7 +19,24 @@ Errors are JSON, ``{"error": {"code", "message"}}``, like the backends'.
 Run: ``python -m hw5kit.gateway --spec FILE --port N`` (``--help``).
 """
 
-from .app import GatewayApp
-from .spec import GatewaySpec, Route, SpecError, load_spec
+from __future__ import annotations
 
-__all__ = ["GatewayApp", "GatewaySpec", "Route", "SpecError", "load_spec"]
+import importlib
+from typing import Any
+
+# Imported on first use: the pipeline reads ``spec`` (standard library and PyYAML) in the light
+# environment, which has no Flask or serving stack for ``app`` to pull in.
+_EXPORTS = {
+    "GatewayApp": "app",
+    "GatewaySpec": "spec",
+    "Route": "spec",
+    "SpecError": "spec",
+    "load_spec": "spec",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
