@@ -21,8 +21,7 @@ Run: ``python -m hw5kit.gateway --spec FILE --port N`` (``--help``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .. import lazy
 
 # Imported on first use: the pipeline reads ``spec`` (standard library and PyYAML) in the light
 # environment, which has no Flask or serving stack for ``app`` to pull in.
@@ -35,8 +34,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy.exports(__name__, _EXPORTS)
