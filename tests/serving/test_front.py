@@ -94,7 +94,7 @@ def test_the_app_reads_a_buffered_body_without_waiting(front):
 
 
 def test_uploads_past_the_buffer_limit_wait_for_room_and_all_arrive(front):
-    """1 MiB of room here: 8 concurrent 600 kB uploads (and one of 1.5 MB, alone) take turns."""
+    """1 MiB of room here: 12 concurrent uploads of 600 kB and 1.5 MB (those alone) take turns."""
     import concurrent.futures
 
     _, port = front
@@ -110,8 +110,8 @@ def test_uploads_past_the_buffer_limit_wait_for_room_and_all_arrive(front):
                 answer += chunk
         return bodies(answer)[0]
 
-    with concurrent.futures.ThreadPoolExecutor(9) as pool:
-        sizes = [600_000] * 8 + [1_500_000]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        sizes = [600_000] * 6 + [1_500_000] * 3 + [600_000] * 3
         answers = list(pool.map(upload, sizes))
     assert [(a["status"], a["bytes"]) for a in answers] == [(200, n) for n in sizes]
 

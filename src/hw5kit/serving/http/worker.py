@@ -143,6 +143,7 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         )
         self.reading: dict = {}  # conn -> _Reading
         self.buffered = 0  # bytes counted by every request from arrival to answer
+        self.holding = 0  # requests whose body is reserved, or handed on and not yet answered
         self.paused: deque = deque()
         self._local = threading.local()
         give_back_large_blocks()
@@ -208,17 +209,19 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         state.counted = held
 
     def _reserve(self, state: _Reading) -> bool:
-        """Reserve the whole request (its announced length) if it fits, or if nothing else is
-        held (a request larger than the limit goes alone)."""
+        """Reserve the whole request (its announced length) if it fits, or if no other request
+        holds a body (a request larger than the limit goes alone; headers still arriving never
+        stop it, or a large upload could wait on them while they wait on it)."""
         frame = state.frame
         if frame.length is None:  # chunked: counted as it comes
             return False
         whole = frame.head_end + frame.length
         extra = max(0, whole - state.counted)
-        if self.buffered + extra <= self.buffer_limit or self.buffered == state.counted:
+        if self.buffered + extra <= self.buffer_limit or self.holding == 0:
             self.buffered += extra
             state.counted += extra
             state.reserved = True
+            self.holding += 1
         return state.reserved
 
     def _received(self, conn, state: _Reading, data: bytes) -> None:
@@ -262,6 +265,7 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
         if state is not None:
             if not keep_bytes:
                 self.buffered -= state.counted
+                self.holding -= 1 if state.reserved else 0
             if state.paused:
                 state.paused = False
                 with contextlib.suppress(ValueError):
@@ -273,6 +277,8 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
 
     def _hand_over(self, conn, state: _Reading) -> None:
         self._forget(conn, keep_bytes=True)
+        if not state.reserved:
+            self.holding += 1  # it holds its bytes until answered, like a reserved one
         conn.hw5_held = state.counted
         conn.hw5_prebuffer = bytes(state.frame.buf)
         conn.hw5_arrived = time.monotonic()
@@ -316,8 +322,10 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
 
     def finish_request(self, conn, fs) -> None:
         """The request was answered (main thread): its bytes no longer count."""
-        self.buffered -= getattr(conn, "hw5_held", 0)
-        conn.hw5_held = 0
+        if getattr(conn, "hw5_held", None) is not None:
+            self.buffered -= conn.hw5_held
+            self.holding -= 1
+            conn.hw5_held = None
         super().finish_request(conn, fs)
         self._resume()
 
