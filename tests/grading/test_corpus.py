@@ -27,6 +27,8 @@ def test_the_corpus_holds_at_least_15_broken_submissions_with_rubric_derived_los
     assert len(broken) >= 15
     for name, spec in CORPUS.items():
         assert spec.get("mistake"), name
+        # the TA's justification of the points, in one line
+        assert isinstance(spec.get("ta"), str) and "\n" not in spec["ta"].strip(), name
         for item, points in (spec.get("lost") or {}).items():
             assert item in ITEMS and not ITEMS[item].manual, (name, item)
             assert 0 < points <= ITEMS[item].points, (name, item)
@@ -52,9 +54,16 @@ def test_each_mistake_loses_exactly_the_expected_points(name, materialize, grade
     )
     manual_failed = sorted(r.item.id for r in grading.results if r.manual and not r.passed)
     assert manual_failed == sorted(spec.get("manual_failed") or [])
+    summary = report.summary(grading, details=False)
+    deductions = report.deductions(grading)
+    assert len(deductions) == len(spec.get("lost") or {}), summary
     for item in spec.get("lost") or {}:
         output = result(grading, item).output
         assert output.strip(), f"{name}: {item} failed without saying why"
+        # one line per deduction in the summary: the item, where, what was found and expected
+        line = next(d for d in deductions if f" {item} " in d)
+        assert "found " in line and "; expected " in line and "\n" not in line, line
+        assert line in summary
 
 
 def test_failure_messages_name_the_mistake(materialize, grade_submission):
@@ -107,3 +116,41 @@ def test_grading_20_submissions_takes_well_under_a_minute(tmp_path):
     assert sorted(p.stem for p in out.glob("*.json")) == sorted(names)
     good = json.loads((out / "good.json").read_text())
     assert good["score"] == RUBRIC.automatic_points
+
+
+def test_issue_18_cases_are_graded_by_effect_and_say_why(materialize, grade_submission):
+    """Each case of issue 18 says, in its item's output and its deduction line, what the TA
+    needs: the values found, where, and what was expected."""
+    grading = grade_submission(materialize("build_arg_name_mismatch"))
+    output = result(grading, "Q1.5").output
+    assert "BASE_IMAGE_URI" in output and "--build-arg BASE_IMAGE=" in output
+    assert "should not be blank" in output  # what the fake Cloud Build said
+    line = next(d for d in report.deductions(grading) if " Q1.5 " in d)
+    assert "deployment/cloudbuild.yaml:" in line and "Dockerfile.backend_v1:2" in line
+
+    grading = grade_submission(materialize("build_arg_name_mismatch_with_a_default"))
+    assert "starts FROM python:3.11-slim" in result(grading, "Q1.5").output
+
+    grading = grade_submission(materialize("hard_coded_image_uris"))
+    assert "written out" in result(grading, "Q1.2").output
+    assert "hw5-images/base_image:${BUILD_ID}" in result(grading, "Q1.2").output
+    assert "written out" in result(grading, "Q1.7").output
+
+    grading = grade_submission(materialize("bare_url_deliverables"))
+    assert "bare URL" in result(grading, "Q1.11").output
+    assert result(grading, "Q3.8").passed and result(grading, "Q6.9").passed
+
+    grading = grade_submission(materialize("per_service_files_at_the_top"))
+    assert "4 build(s) submitted" in result(grading, "Q1.8").output
+    per_build = result(grading, "Q1.2").output
+    assert all(f"✓ {app} (cloudbuild_{app}.yaml" in per_build for app in submissions.APPS)
+    assert any("one per service" in n for n in grading.context.notes)
+
+    grading = grade_submission(materialize("serving_url_in_the_other_url_form"))
+    assert "carries no project" in result(grading, "Q3.7").output
+    grading = grade_submission(materialize("serving_url_in_another_region"))
+    assert "region us-east1 (ue), not us-central1 (uc)" in result(grading, "Q3.7").output
+    grading = grade_submission(materialize("serving_url_in_another_project"))
+    assert "project hash" in result(grading, "Q6.7").output
+    grading = grade_submission(materialize("cloud_run_name_too_long"))
+    assert "must be less than 50 characters" in result(grading, "Q3.1").output

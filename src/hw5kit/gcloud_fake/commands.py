@@ -17,22 +17,12 @@ from typing import Any
 
 import yaml
 
+from .. import naming
+from ..naming import REGION_CODES
 from . import cloudbuild, formats
 from .cli import Call, GcloudError, Result
 from .state import API_TITLES, BILLED_APIS, new_project, now
 
-# Region codes in *.a.run.app URLs (https://cloud.google.com/run/docs/triggering/https-request).
-REGION_CODES = {
-    "us-central1": "uc",
-    "us-east1": "ue",
-    "us-east4": "uk",
-    "us-west1": "uw",
-    "europe-west1": "ew",
-    "europe-west4": "ez",
-    "northamerica-northeast1": "nn",
-    "asia-east1": "de",
-    "asia-northeast1": "an",
-}
 PROPERTIES = {
     "project": "core/project",
     "core/project": "core/project",
@@ -45,7 +35,8 @@ PROPERTIES = {
 }
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SERVICE_NAME_RE = re.compile(r"(?=^[a-z0-9-]{1,63}$)(?!^\-.*)(?!.*\-$)")
+# gcloud's own check of a service name, before the request (hw5kit.naming has both rules)
+SERVICE_NAME_RE = naming.GCLOUD_SERVICE_NAME_RE
 
 
 # --- shared helpers ------------------------------------------------------------------------
@@ -370,6 +361,9 @@ def builds_submit(call: Call, state: dict) -> Result:
         for tagged, digest in pushed.items():
             repo = tagged.rsplit(":", 1)[0]
             images[repo].setdefault("builds", {})[digest] = build_id
+    # what really happened, for the grader (hidden from describe like the rest of "fake")
+    build["fake"]["images"] = sorted(sim.local)
+    build["fake"]["pushed"] = [tagged for tagged, _ in sim.pushed]
     data["builds"][build_id] = build
     stderr = (
         f"Creating temporary archive of source [{source_arg}].\n"
@@ -456,13 +450,9 @@ def _env_vars(call: Call, flag: str = "--set-env-vars") -> dict[str, str]:
 
 
 def service_url(project: str, number: str, region: str, service: str) -> str:
-    code = REGION_CODES.get(region)
-    if code is None:
-        return f"https://{service}-{number}.{region}.run.app"
-    digest = hashlib.sha256(f"{project}/{region}".encode()).digest()
-    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-    token = "".join(alphabet[b % 32] for b in digest[:10])
-    return f"https://{service}-{token}-{code}.a.run.app"
+    """The URL ``status.url`` shows: the hash form where the kit knows the region's code,
+    else the deterministic form (both: hw5kit.naming, after Cloud Run's https-request page)."""
+    return naming.service_urls(project, number, region, service)[0]
 
 
 def _memory_bytes(value: str) -> int:
@@ -483,6 +473,17 @@ def run_deploy(call: Call, state: dict) -> Result:
             f"Invalid resource name [{service}]. The name must use only lowercase alphanumeric "
             "characters and dashes, cannot begin or end with a dash, and cannot be longer than "
             "63 characters.",
+            1,
+            call.command.dotted,
+        )
+    if not naming.CLOUD_RUN_NAME_RE.match(service):
+        # the API's own rule, stricter than gcloud's check above (Cloud Run Admin API,
+        # projects.locations.services.create: "must begin with letter, and cannot end with
+        # hyphen; must contain fewer than 50 characters"); the wording is the API's answer
+        raise GcloudError(
+            "INVALID_ARGUMENT: Violation in CreateServiceRequest.service_id: only lowercase, "
+            "digits, and hyphens; must begin with letter, and cannot end with hyphen; must be "
+            "less than 50 characters.",
             1,
             call.command.dotted,
         )

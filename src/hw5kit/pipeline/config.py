@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from .. import naming
 from ..serving import capacity
 
 CONFIG_NAME = "deployment.yaml"
@@ -32,14 +33,15 @@ COURSE_VERSIONS = ("v1", "v2")
 # deliverables.yaml names the two halves of a version this way (the course's keys)
 DELIVERABLE_PART = {"backend": "back_end", "frontend": "front_end"}
 
-# Google's naming rules, checked here so a typo fails before anything reaches the cloud.
-PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-STUDENT_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-REGION_RE = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
-REPOSITORY_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-IMAGE_NAME_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
+# Google's naming rules (hw5kit.naming, shared with the grader and the fake gcloud), checked
+# here so a typo fails before anything reaches the cloud.
+PROJECT_ID_RE = naming.PROJECT_ID_RE
+STUDENT_ID_RE = naming.STUDENT_ID_RE
+REGION_RE = naming.REGION_RE
+REPOSITORY_RE = naming.REPOSITORY_RE
+IMAGE_NAME_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")  # one path component
 SERVICE_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,48}$")
-CLOUD_RUN_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")
+CLOUD_RUN_NAME_RE = naming.CLOUD_RUN_NAME_RE
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^[1-9][0-9]*(Mi|Gi)$")
 # API Gateway's IDs (API, config, gateway): lowercase letters, digits, hyphens, no underscore
@@ -424,8 +426,7 @@ def _service(path, name: Any, data: Any) -> list[Service]:
         prefix + "cloud_run_name",
         data.get("cloud_run_name", default_run_name),
         CLOUD_RUN_NAME_RE,
-        "lowercase letters, digits and hyphens, starting with a letter, at most 49 "
-        "characters (Cloud Run's rule), e.g. backendv1",
+        f"{naming.CLOUD_RUN_NAME_RULE}, e.g. backendv1",
     )
     backend = data.get("backend")
     if kind == "frontend":
@@ -476,7 +477,8 @@ def _expand_v3(path, group: Service) -> list[Service]:
                 path,
                 f"services.{group.name}",
                 f"the service of model {model!r} would be named {run_name!r}: shorten "
-                "cloud_run_name (Cloud Run names have at most 49 characters)",
+                f"cloud_run_name (Cloud Run names have at most {naming.CLOUD_RUN_NAME_MAX} "
+                "characters)",
             )
         model_env = {**env, "MODEL_NAME": model, "MODELS": ",".join(models)}
         out.append(
@@ -548,20 +550,11 @@ def parse(data: Any, path: Path | None = None) -> Config:
             "loses leading zeros)",
         )
     student_id = _string(
-        path,
-        "student_id",
-        raw_id.lower(),
-        STUDENT_ID_RE,
-        "your student ID: lowercase letters, digits or hyphens",
+        path, "student_id", naming.normalize_student_id(raw_id), None, naming.STUDENT_ID_RULE
     )
-    project = f"hw5-{student_id}"
-    if not PROJECT_ID_RE.match(project):
-        raise _fail(
-            path,
-            "student_id",
-            f"the project ID {project!r} is not a valid Google Cloud project ID (6 to 30 "
-            "characters, ending with a letter or digit)",
-        )
+    problem = naming.student_id_problem(student_id)
+    if problem:
+        raise _fail(path, "student_id", problem)
     region = _string(
         path, "region", data.get("region", "us-central1"), REGION_RE, "a region like us-central1"
     )

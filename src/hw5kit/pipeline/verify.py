@@ -50,7 +50,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from .. import photos
+from .. import naming, photos
 from . import deliverables
 from .config import Service
 from .project import Project
@@ -581,12 +581,22 @@ class Verifier:
             )
             return
         ok = (actual or "").rstrip("/") == expected.rstrip("/")
+        detail = f"{actual!r}" + ("" if ok else f", but {backend} is at {expected!r}")
+        if not ok and actual and naming.parse_run_url(expected):
+            # Cloud Run's two URL forms of one service (hw5kit.naming)
+            same = naming.compare_run_urls(actual, expected)
+            ok = same.same is not False
+            detail = (
+                f"{actual!r}: {same.note}"
+                if ok
+                else f"{actual!r}, but {backend} is at {expected!r} ({same.describe()})"
+            )
         flag = "" if self.target == "local" else f" -- --target {self.target}"
         self._add(
             where,
             var,
             ok,
-            f"{actual!r}" + ("" if ok else f", but {backend} is at {expected!r}"),
+            detail,
             f"redeploy the frontend with its backend's URL (nox -s deploy{flag})",
         )
 
