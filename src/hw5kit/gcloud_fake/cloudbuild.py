@@ -348,6 +348,7 @@ class Simulation:
     local: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> digest
     log: list[str] = field(default_factory=list)
     pushed: list[tuple[str, str]] = field(default_factory=list)  # (repo:tag, digest)
+    built: list[str] = field(default_factory=list)  # repo:tag made by a build or `docker tag`
 
     # -- docker commands -- #
     def run_step(self, index: int, step: dict[str, Any]) -> None:
@@ -428,6 +429,7 @@ class Simulation:
         digest = digest_of(self.build_id, str(dockerfile), *parsed.tags)
         for ref in tags:
             self.local[ref.tagged] = digest
+            self.built.append(ref.tagged)
             self.log.append(f"{label}: Successfully tagged {ref.tagged}")
 
     def _need_base(self, image: str, label: str) -> None:
@@ -456,6 +458,7 @@ class Simulation:
         if source.tagged not in self.local:
             raise StepFailed(f"No such image: {source.tagged}")
         self.local[target.tagged] = self.local[source.tagged]
+        self.built.append(target.tagged)
 
     def _docker_pull(self, args: list[str], workdir: Path, label: str) -> None:
         names = [a for a in args if not a.startswith("-")]

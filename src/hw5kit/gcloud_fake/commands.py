@@ -362,7 +362,7 @@ def builds_submit(call: Call, state: dict) -> Result:
             repo = tagged.rsplit(":", 1)[0]
             images[repo].setdefault("builds", {})[digest] = build_id
     # what really happened, for the grader (hidden from describe like the rest of "fake")
-    build["fake"]["images"] = sorted(sim.local)
+    build["fake"]["built"] = list(sim.built)
     build["fake"]["pushed"] = [tagged for tagged, _ in sim.pushed]
     data["builds"][build_id] = build
     stderr = (

@@ -107,16 +107,27 @@ class BuildUnit:
             return self.values.get(key)
         return self.written(marker) or self.values.get(key)
 
+    def mark(self, ref: str) -> str:
+        """``ref`` with the base or the app repository as its marker, however it is written
+        (a Dockerfile's ``FROM us-central1-docker.pkg.dev/.../base_image:latest``)."""
+        repo = bc._repo(ref)
+        for marker in bc.ROLE_SUBSTITUTIONS:
+            if repo and (
+                repo == self.effective(marker) or self.analysis.literals.get(repo) == marker
+            ):
+                return marker + ref[len(repo) :]
+        return ref
+
     # -- what the fake Cloud Build did -- #
     def _as_markers(self, refs: list[str]) -> set[str]:
+        """The fake's ``repo:tag`` records of the base and the app, as markers."""
         build_id = (self.record or {}).get("id") or ""
-        names = {v: m for m in bc.ROLE_SUBSTITUTIONS for v in [self.effective(m)] if v}
         out = set()
         for ref in refs:
-            repo, _, tag = ref.rpartition(":")
-            marker = names.get(repo)
-            if marker:
-                out.add(f"{marker}:{bc.ID if tag == build_id else tag}")
+            marked = self.mark(ref)
+            if marked != ref:
+                repo, _, tag = marked.rpartition(":")
+                out.add(f"{repo}:{bc.ID if tag == build_id else tag}")
         return out
 
     @property
@@ -124,15 +135,16 @@ class BuildUnit:
         return self._as_markers(list(((self.record or {}).get("fake") or {}).get("pushed") or []))
 
     @property
-    def effect_images(self) -> set[str]:
-        return self._as_markers(list(((self.record or {}).get("fake") or {}).get("images") or []))
+    def effect_built(self) -> set[str]:
+        """The tags this build made (``docker build -t``, ``docker tag``), not the pulled ones."""
+        return self._as_markers(list(((self.record or {}).get("fake") or {}).get("built") or []))
 
     def pushed(self, ref: str) -> bool:
         return self.analysis.pushed(ref) or ref in self.effect_pushed
 
     def tags_of(self, marker: str) -> set[str]:
         tags = self.analysis.tags_of(marker)
-        return tags | {t for t in self.effect_images if bc._repo(t) == marker}
+        return tags | {t for t in self.effect_built if bc._repo(t) == marker}
 
     def step_failure(self, step: int) -> str | None:
         """What the fake Cloud Build said when step ``step`` failed, if it ran and failed."""

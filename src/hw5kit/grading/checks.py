@@ -334,7 +334,7 @@ def _from_problem(
                 f"{rel} has no FROM",
                 Evidence(rel, "no FROM line", "FROM the base image"),
             )
-        if any(bc.normalize(f.image) in base_tags for f in external):
+        if any(bc.normalize(unit.mark(f.image)) in base_tags for f in external):
             continue
         line = external[0]
         wanted = " or ".join(sorted(unit.show(t) for t in base_tags)) or "the base image"
@@ -342,7 +342,7 @@ def _from_problem(
         if line.unset or line.undeclared or not line.image:
             names = line.unset or line.undeclared
             declared = ", ".join(
-                f"ARG {n} ({rel}:{froms.declared[n]})" for n in names if n in (froms.declared)
+                f"ARG {n} ({rel}:{froms.declared[n]})" for n in names if n in froms.declared
             )
             unused = froms.unused_build_args
             said = unit.step_failure(build.command.step)
