@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hw5kit import naming
@@ -174,3 +176,17 @@ def test_image_uris_are_read_into_their_parts():
     assert naming.parse_image_uri("gcr.io/p/x:1") is None
     assert naming.is_build_id("0b5c2e4a-91d3-4f6e-8a7b-2c3d4e5f6a7b")
     assert not naming.is_build_id("backend_v1-build-3")
+
+
+def test_the_deliverables_schema_follows_the_same_rules():
+    from hw5kit.pipeline import deliverables
+
+    defs = deliverables.schema()["$defs"]
+    assert defs["build_id"]["pattern"] == naming.BUILD_ID_RE.pattern
+    h = naming.project_hash(PROJECT)
+    for url in naming.service_urls(PROJECT, NUMBER, "us-central1", "backend-v1"):
+        assert naming.parse_run_url(url) is not None
+        assert re.match(defs["service_url"]["pattern"], url), url
+    assert f"https://backend-v1-{h}-uc.a.run.app" in naming.service_urls(
+        PROJECT, NUMBER, "us-central1", "backend-v1"
+    )

@@ -216,7 +216,7 @@ class Config:
 
     @property
     def repo_uri(self) -> str:
-        return f"{self.registry}/{self.project_id}/{self.repository}"
+        return naming.repository_uri(self.region, self.project_id, self.repository)
 
     @property
     def base_image_uri(self) -> str:
