@@ -12,8 +12,7 @@ shared with the pipeline and the fake gcloud.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .. import lazy
 
 _EXPORTS = {
     "Context": "grader",
@@ -26,9 +25,5 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    # imported on first use, so that `python -m hw5kit.grading.rubric` runs its module once
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# imported on first use: `python -m hw5kit.grading.rubric` runs its module once
+__getattr__ = lazy.exports(__name__, _EXPORTS)
