@@ -177,16 +177,6 @@ def find_student_id(ctx: Context, script_rels: list[str]) -> None:
     )
 
 
-def locate_config(snapshot: Snapshot) -> str | None:
-    rels, _notes = layout.locate_configs(snapshot)
-    return rels[0] if rels else None
-
-
-def locate_submit(snapshot: Snapshot) -> str | None:
-    rels, _notes = layout.locate_submits(snapshot)
-    return rels[0] if rels else None
-
-
 def read_config(ctx: Context, rel: str | None) -> None:
     ctx.config_rel = rel
     ctx.config_problem = ctx.config_raw = None
