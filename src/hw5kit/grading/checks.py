@@ -224,6 +224,23 @@ def _first_step(unit: BuildUnit, marker: str) -> int | None:
     return builds[0].command.step if builds else None
 
 
+def _app_build_failed(unit: BuildUnit, item: str) -> Outcome | None:
+    """By effect: when the app's own build step ran and failed, no app image exists, so it is
+    neither tagged nor pushed (a step cancelled by an earlier failure is judged on what it
+    would do; this is the step's own failure)."""
+    step = _first_step(unit, bc.APP)
+    said = unit.step_failure(step) if step is not None else None
+    if said is None:
+        return None
+    return Outcome.fail(
+        f"the app build (step {step}) failed ({said}): no app image was made, so it is not "
+        f"{item}",
+        evidence=Evidence(
+            unit.where(step), f"step {step} failed: {said}", f"the app image built and {item}"
+        ),
+    )
+
+
 def _tags_shown(unit: BuildUnit, tags) -> str:
     return ", ".join(sorted(unit.show(t) for t in tags))
 
@@ -298,6 +315,9 @@ def app_tags(ctx: Context, unit: BuildUnit) -> Outcome:
     tags = unit.tags_of(bc.APP)
     wanted = f"{bc.APP}:{bc.ID}"
     extra = sorted(t for t in tags if t != wanted)
+    failed = _app_build_failed(unit, f"tagged {unit.show(wanted)}")
+    if failed is not None:
+        return failed
     problems = []
     if wanted not in tags:
         problems.append(f"the app image is not tagged {unit.show(wanted)}")
@@ -431,6 +451,9 @@ def app_from_base(ctx: Context, unit: BuildUnit) -> Outcome:
 @per_build("app_pushed")
 def app_pushed(ctx: Context, unit: BuildUnit) -> Outcome:
     wanted = f"{bc.APP}:{bc.ID}"
+    failed = _app_build_failed(unit, "pushed")
+    if failed is not None:
+        return failed
     if not unit.pushed(wanted):
         return Outcome.fail(
             f"{unit.show(wanted)} is not pushed: add a `docker push` step or list it under "
