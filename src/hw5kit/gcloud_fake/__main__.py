@@ -88,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         "--no-billing", action="store_true", help="no billing account linked to the project"
     )
     seed.add_argument(
+        "--no-default-grants",
+        action="store_true",
+        help="organization policy iam.automaticIamGrantsForDefaultServiceAccounts: Cloud "
+        "Build's service account (the Compute Engine default one) has no role",
+    )
+    seed.add_argument(
+        "--domain-restricted-sharing",
+        action="store_true",
+        help="organization policy iam.allowedPolicyMemberDomains: no IAM policy may name "
+        "allUsers (run deploy --allow-unauthenticated only warns)",
+    )
+    seed.add_argument(
         "--no-set-default",
         action="store_true",
         help="do not make it the configured project (gcloud config set project)",
@@ -116,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             readers=() if args.without_reader else (args.reader or [COURSE_TEST_AUTOGRADER]),
             billing=not args.no_billing,
             set_default=not args.no_set_default,
+            default_grants=not args.no_default_grants,
+            domain_restricted_sharing=args.domain_restricted_sharing,
         )
         print(f"seeded {args.project} in {args.state}")
         return 0
