@@ -187,6 +187,7 @@ def run(argv: Sequence[str], *, state_dir: Path, env: Mapping[str, str], cwd: Pa
         record["flags"] = call.flags
         record["positionals"] = call.positionals
         handler = _handler(call.command)
+        record["config_dir"] = concurrency.config_dir(env)
         settings = store.read()["settings"]
         with concurrency.Session(
             state_dir, env, bool(settings.get("config_dir_crash"))

@@ -123,7 +123,8 @@ class ConfigDirs:
             self.root = None
 
     def directory(self) -> Path:
-        """The calling thread's copy (made on first use)."""
+        """The calling thread's copy (made on first use; a thread that starts after another
+        ended may get the same identity, and so its copy: never two at once)."""
         if self.root is None:
             raise RuntimeError("ConfigDirs is used outside its with block")
         ident = threading.get_ident()
@@ -215,8 +216,10 @@ def public_access_fix(service: str, region: str, project: str) -> str:
         f"({PUBLIC_DOC}):\n"
         f"  gcloud run services update {service} --region={region} --project={project} "
         "--no-invoker-iam-check\n"
-        "then run `nox -s deploy -- --target gcp` again (a redeploy keeps the setting). If your "
-        "account may not do that either, use a project outside the organization."
+        "then run `nox -s deploy -- --target gcp` again (a redeploy keeps the setting), or let "
+        "deploy do that for every service it deploys: `nox -s deploy -- --target gcp "
+        "--no-invoker-iam-check`. If your account may not do that either, use a project outside "
+        "the organization."
     )
 
 

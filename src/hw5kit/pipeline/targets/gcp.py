@@ -97,6 +97,7 @@ class GcpTarget:
         self._lock = threading.Lock()
         self.waits = waits(project.env)
         self._configs: ConfigDirs | None = None
+        self.open_invoker = False  # deploy --no-invoker-iam-check
 
     def _env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment (``base``, else the project's) for a gcloud call from this thread:
@@ -383,7 +384,16 @@ class GcpTarget:
         return f"{text}\n  (full log: {log_path}; console: {build.get('logUrl', '-')})"
 
     # -- deploy -- #
-    def deploy(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
+    def deploy(
+        self,
+        names: list[str] | None = None,
+        *,
+        verbose: bool = False,
+        invoker_iam_check: bool = True,
+    ) -> int:
+        """``invoker_iam_check=False``: a service an organization policy keeps private gets its
+        Invoker IAM check turned off (``gcloud run services update --no-invoker-iam-check``)."""
+        self.open_invoker = not invoker_iam_check
         self._preflight()
         services = self.config.select(names)
         current = deliverables.load_for_update(self.project.deliverables_path)
@@ -644,6 +654,13 @@ class GcpTarget:
             refused = self.public_problem(s)
         except PipelineError as exc:
             return Outcome(s.name, False, str(exc))
+        opened = ""
+        if refused and self.open_invoker:
+            try:
+                refused = self._open_invoker(s)
+            except PipelineError as exc:
+                return Outcome(s.name, False, f"deployed at {url}, but {exc}")
+            opened = ", public with its Invoker IAM check off"
         if refused:
             warned = [ln.strip() for ln in result.output.splitlines() if "IAM policy" in ln]
             said = f"gcloud said: {warned[-1]}\n  " if warned else ""
@@ -651,7 +668,36 @@ class GcpTarget:
         urls[s.name] = url
         self._record(s, service_url=url)
         wired = f", {s.url_var}={env[s.url_var]}" if s.kind == "frontend" else ""
-        return Outcome(s.name, True, f"{url} (image :{build_id}{wired})")
+        return Outcome(s.name, True, f"{url} (image :{build_id}{wired}{opened})")
+
+    def _open_invoker(self, s: Service) -> str:
+        """Turn the service's Invoker IAM check off (the documented way to a public service
+        under domain-restricted sharing); "" once it is public."""
+        argv = [
+            "gcloud",
+            "run",
+            "services",
+            "update",
+            s.cloud_run_name,
+            f"--project={self.config.project_id}",
+            f"--region={self.config.region}",
+            "--no-invoker-iam-check",
+        ]
+        self.project.log(f"[{s.name}] not public (allUsers refused): {shlex.join(argv)}")
+        done = self._call(
+            argv,
+            timeout=self.waits.deploy,
+            prefix=f"[{s.name}]",
+            check=f"`gcloud run services describe {s.cloud_run_name} "
+            f"--region={self.config.region}`, then deploy again.",
+        )
+        if done.returncode != 0:
+            raise PipelineError(
+                "turning its Invoker IAM check off failed: "
+                f"{(done.stderr or done.stdout).strip()[-400:]}\n  "
+                + public_access_fix(s.cloud_run_name, self.config.region, self.config.project_id)
+            )
+        return self.public_problem(s)
 
     def public_problem(self, s: Service) -> str:
         """"" when anyone may invoke the service, else the remedy: after
