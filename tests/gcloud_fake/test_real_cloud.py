@@ -194,8 +194,10 @@ def test_an_async_build_is_queued_then_working_then_done(cloud, tmp_path):
         assert working["status"] == "WORKING" and "results" not in working
         log = cloud.gcloud("builds", "log", build_id, "--region=us-central1")
         assert "DONE" not in log.stdout
-    while time.monotonic() - started < 1.6:
-        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while describe(cloud, build_id)["status"] == "WORKING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert time.monotonic() - started >= 1.5  # not before the build's time
     assert describe(cloud, build_id)["status"] == "SUCCESS"
     log = cloud.gcloud("builds", "log", build_id, "--region=us-central1")
     assert log.returncode == 0 and "Starting Step #4" in log.stdout and "DONE" in log.stdout
@@ -291,3 +293,28 @@ def test_gateways_only_in_the_regions_api_gateway_serves(tmp_path):
         host = cloud.gcloud("api-gateway", "gateways", "describe", f"gw-{code}",
                             f"--location={served}", "--format=value(defaultHostname)")
         assert host.stdout.strip().endswith(f".{code}.gateway.dev")
+
+
+def test_the_failure_modes_can_be_set_from_a_shell(tmp_path):
+    import sys
+
+    state = tmp_path / "state"
+
+    def fake_cli(*args):
+        done = subprocess.run([sys.executable, "-m", "hw5kit.gcloud_fake", *args, "--state",
+                               str(state)], capture_output=True, text=True,
+                              env=subprocess_env(tmp_path))
+        assert done.returncode == 0, done.stderr
+        return done
+
+    fake_cli("seed", PROJECT, "--no-default-grants", "--domain-restricted-sharing")
+    fake_cli("configure", "config_dir_crash=true", "call_seconds=0.5", "build_seconds=2",
+             'slow={"run deploy": 3}', "note=plain text")
+    fake = FakeGcloud(state)
+    settings = fake.state()["settings"]
+    assert settings["config_dir_crash"] is True and settings["call_seconds"] == 0.5
+    assert settings["slow"] == {"run deploy": 3} and settings["note"] == "plain text"
+    project = fake.project(PROJECT)
+    assert project["domain_restricted_sharing"] is True
+    assert not [b for b in project["iam"]["bindings"]
+                if any(m.endswith("-compute@developer.gserviceaccount.com") for m in b["members"])]

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from hw5kit.gcloud_fake import FakeGcloud
-from hw5kit.pipeline.gcloud import ConfigDirs
 from hw5kit.pipeline.project import Project
 from hw5kit.pipeline.verify import Verifier
 
@@ -102,6 +101,8 @@ def test_concurrent_gcloud_calls_each_get_their_own_configuration(repo, cloud, t
 
 
 def test_config_dirs_copy_the_users_configuration_per_thread_without_its_logs(tmp_path):
+    from hw5kit.pipeline.gcloud import ConfigDirs
+
     source = tmp_path / "gcloud"
     (source / "logs").mkdir(parents=True)
     (source / "logs" / "a.log").write_text("log")
@@ -147,7 +148,7 @@ def test_a_build_id_printed_before_gcloud_dies_is_followed_and_recorded(repo, cl
 
 
 def test_a_build_is_followed_with_progress(repo, cloud):
-    cloud.fake.configure(build_seconds=1.5)
+    cloud.fake.configure(build_seconds=4)
     done = gcp("build", repo, cloud, "backend_v1", HW5_GCP_POLL="0.2", HW5_GCP_HEARTBEAT="0.5")
     assert done.returncode == 0, out(done)
     build_id = recorded(repo)["backend_v1"]["build_id"]
