@@ -73,8 +73,12 @@ def test_without_default_grants_a_build_fails_until_each_minimal_role_is_granted
 
     # reading the source: the build runs, its push is denied, and its log is not written
     grant = cloud.gcloud(
-        "projects", "add-iam-policy-binding", PROJECT, member,
-        "--role=roles/storage.objectViewer", "--condition=None",
+        "projects",
+        "add-iam-policy-binding",
+        PROJECT,
+        member,
+        "--role=roles/storage.objectViewer",
+        "--condition=None",
     )
     assert grant.returncode == 0, grant.stderr
     assert f"Updated IAM policy for project [{PROJECT}]." in grant.stderr
@@ -85,8 +89,12 @@ def test_without_default_grants_a_build_fails_until_each_minimal_role_is_granted
 
     # writing logs: the denied push shows in the log
     cloud.gcloud(
-        "projects", "add-iam-policy-binding", PROJECT, member,
-        "--role=roles/logging.logWriter", "--condition=None",
+        "projects",
+        "add-iam-policy-binding",
+        PROJECT,
+        member,
+        "--role=roles/logging.logWriter",
+        "--condition=None",
     )
     done = submit(cloud, src)
     assert done.returncode == 1
@@ -97,8 +105,13 @@ def test_without_default_grants_a_build_fails_until_each_minimal_role_is_granted
 
     # pushing, granted on the repository only: a clean build
     grant = cloud.gcloud(
-        "artifacts", "repositories", "add-iam-policy-binding", "hw5-images",
-        "--location=us-central1", member, "--role=roles/artifactregistry.writer",
+        "artifacts",
+        "repositories",
+        "add-iam-policy-binding",
+        "hw5-images",
+        "--location=us-central1",
+        member,
+        "--role=roles/artifactregistry.writer",
     )
     assert grant.returncode == 0, grant.stderr
     done = submit(cloud, src)
@@ -110,14 +123,19 @@ def test_without_default_grants_a_build_fails_until_each_minimal_role_is_granted
 def test_project_bindings_need_an_existing_account_and_a_known_role(tmp_path):
     cloud = fresh_cloud(tmp_path)
     done = cloud.gcloud(
-        "projects", "add-iam-policy-binding", PROJECT,
+        "projects",
+        "add-iam-policy-binding",
+        PROJECT,
         "--member=serviceAccount:nobody@hw5-123456789.iam.gserviceaccount.com",
         "--role=roles/logging.logWriter",
     )
     assert done.returncode == 1 and "does not exist" in done.stderr
     done = cloud.gcloud(
-        "projects", "add-iam-policy-binding", PROJECT,
-        f"--member=serviceAccount:{compute_account(cloud)}", "--role=roles/logging.logwriter",
+        "projects",
+        "add-iam-policy-binding",
+        PROJECT,
+        f"--member=serviceAccount:{compute_account(cloud)}",
+        "--role=roles/logging.logwriter",
     )
     assert done.returncode == 1 and "is not supported" in done.stderr
 
@@ -152,9 +170,7 @@ def test_invocations_sharing_a_configuration_directory_crash(cloud, tmp_path):
     assert sorted(r.stdout.strip() for r in shared) == ["", PROJECT]
     assert "gcloud feedback" in shared[0].stderr
 
-    own = [
-        {**cloud.env, "CLOUDSDK_CONFIG": str(tmp_path / f"config-{i}")} for i in range(3)
-    ]
+    own = [{**cloud.env, "CLOUDSDK_CONFIG": str(tmp_path / f"config-{i}")} for i in range(3)]
     apart = run_together(cloud, [argv] * 3, own)
     assert [r.returncode for r in apart] == [0, 0, 0], [r.stderr for r in apart]
 
@@ -179,7 +195,11 @@ def test_an_async_build_is_queued_then_working_then_done(cloud, tmp_path):
     src = write_source(tmp_path, COURSE_LIKE)
     started = time.monotonic()
     done = cloud.gcloud(
-        "builds", "submit", "--async", "--region=us-central1", "--config=cloudbuild.yaml",
+        "builds",
+        "submit",
+        "--async",
+        "--region=us-central1",
+        "--config=cloudbuild.yaml",
         f"--substitutions=_BASE_IMAGE_URI={REGISTRY}/base_image,_APP_URI={APP},"
         "_TARGET_DOCKERFILE=Dockerfile.app",
         ".",
@@ -209,8 +229,13 @@ def test_an_async_build_is_queued_then_working_then_done(cloud, tmp_path):
 def deploy_public(cloud, service="svc", *extra):
     cloud.fake.configure(require_built_images=False)
     return cloud.gcloud(
-        "run", "deploy", service, "--region=us-central1", "--image=us-docker.pkg.dev/x/y/z:1",
-        "--allow-unauthenticated", *extra,
+        "run",
+        "deploy",
+        service,
+        "--region=us-central1",
+        "--image=us-docker.pkg.dev/x/y/z:1",
+        "--allow-unauthenticated",
+        *extra,
     )
 
 
@@ -220,8 +245,12 @@ def invokers(cloud, service="svc"):
     )
     assert done.returncode == 0, done.stderr
     policy = json.loads(done.stdout)
-    return [m for b in policy.get("bindings", []) if b["role"] == "roles/run.invoker"
-            for m in b["members"]]
+    return [
+        m
+        for b in policy.get("bindings", [])
+        if b["role"] == "roles/run.invoker"
+        for m in b["members"]
+    ]
 
 
 def test_allow_unauthenticated_binds_all_users_where_allowed(cloud):
@@ -235,26 +264,37 @@ def test_domain_restricted_sharing_turns_allow_unauthenticated_into_a_warning(tm
     done = deploy_public(cloud)
     assert done.returncode == 0  # only a warning
     assert (
-        "Completed with warnings:\n  Setting IAM policy failed, try \"gcloud beta run services "
+        'Completed with warnings:\n  Setting IAM policy failed, try "gcloud beta run services '
         "add-iam-policy-binding --region=us-central1 --member=allUsers --role=roles/run.invoker "
         'svc"' in done.stderr
     )
     assert "Service URL: https://svc-" in done.stderr
     assert invokers(cloud) == []
     tried = cloud.gcloud(
-        "run", "services", "add-iam-policy-binding", "svc", "--region=us-central1",
-        "--member=allUsers", "--role=roles/run.invoker",
+        "run",
+        "services",
+        "add-iam-policy-binding",
+        "svc",
+        "--region=us-central1",
+        "--member=allUsers",
+        "--role=roles/run.invoker",
     )
     assert tried.returncode == 1
-    assert "FAILED_PRECONDITION: One or more users named in the policy do not belong to a " \
+    assert (
+        "FAILED_PRECONDITION: One or more users named in the policy do not belong to a "
         "permitted customer." in tried.stderr
+    )
 
-    fixed = cloud.gcloud("run", "services", "update", "svc", "--region=us-central1",
-                         "--no-invoker-iam-check")
+    fixed = cloud.gcloud(
+        "run", "services", "update", "svc", "--region=us-central1", "--no-invoker-iam-check"
+    )
     assert fixed.returncode == 0, fixed.stderr
     annotation = "run.googleapis.com/invoker-iam-disabled"
-    service = json.loads(cloud.gcloud("run", "services", "describe", "svc",
-                                      "--region=us-central1", "--format=json").stdout)
+    service = json.loads(
+        cloud.gcloud(
+            "run", "services", "describe", "svc", "--region=us-central1", "--format=json"
+        ).stdout
+    )
     assert service["metadata"]["annotations"][annotation] == "true"
     deploy_public(cloud)  # a redeploy warns again but keeps the check off
     service = cloud.fake.project(PROJECT)["run"]["us-central1/svc"]
@@ -273,8 +313,9 @@ def gateway_cloud(tmp_path, spec_path):
     fake.add_project(PROJECT, apis=(*HW5_APIS, *GATEWAY_APIS))
     cloud = Cloud(fake, fake.env(subprocess_env(tmp_path)))
     spec_path.write_text('swagger: "2.0"\ninfo: {title: t, version: "1"}\npaths: {}\n')
-    done = cloud.gcloud("api-gateway", "api-configs", "create", "c1", "--api=hw5-api",
-                        f"--openapi-spec={spec_path}")
+    done = cloud.gcloud(
+        "api-gateway", "api-configs", "create", "c1", "--api=hw5-api", f"--openapi-spec={spec_path}"
+    )
     assert done.returncode == 0, done.stderr
     return cloud
 
@@ -282,16 +323,39 @@ def gateway_cloud(tmp_path, spec_path):
 def test_gateways_only_in_the_regions_api_gateway_serves(tmp_path):
     cloud = gateway_cloud(tmp_path, tmp_path / "spec.yaml")
     for refused in ("northamerica-northeast1", "us-west1", "europe-west4", "asia-east1"):
-        done = cloud.gcloud("api-gateway", "gateways", "create", "gw", "--api=hw5-api",
-                            "--api-config=c1", f"--location={refused}")
+        done = cloud.gcloud(
+            "api-gateway",
+            "gateways",
+            "create",
+            "gw",
+            "--api=hw5-api",
+            "--api-config=c1",
+            f"--location={refused}",
+        )
         assert done.returncode == 1 and "is not supported by API Gateway" in done.stderr, refused
-    for served, code in (("europe-west2", "nw"), ("australia-southeast1", "ts"),
-                         ("us-west2", "wl")):
-        done = cloud.gcloud("api-gateway", "gateways", "create", f"gw-{code}", "--api=hw5-api",
-                            "--api-config=c1", f"--location={served}")
+    for served, code in (
+        ("europe-west2", "nw"),
+        ("australia-southeast1", "ts"),
+        ("us-west2", "wl"),
+    ):
+        done = cloud.gcloud(
+            "api-gateway",
+            "gateways",
+            "create",
+            f"gw-{code}",
+            "--api=hw5-api",
+            "--api-config=c1",
+            f"--location={served}",
+        )
         assert done.returncode == 0, done.stderr
-        host = cloud.gcloud("api-gateway", "gateways", "describe", f"gw-{code}",
-                            f"--location={served}", "--format=value(defaultHostname)")
+        host = cloud.gcloud(
+            "api-gateway",
+            "gateways",
+            "describe",
+            f"gw-{code}",
+            f"--location={served}",
+            "--format=value(defaultHostname)",
+        )
         assert host.stdout.strip().endswith(f".{code}.gateway.dev")
 
 
@@ -301,20 +365,32 @@ def test_the_failure_modes_can_be_set_from_a_shell(tmp_path):
     state = tmp_path / "state"
 
     def fake_cli(*args):
-        done = subprocess.run([sys.executable, "-m", "hw5kit.gcloud_fake", *args, "--state",
-                               str(state)], capture_output=True, text=True,
-                              env=subprocess_env(tmp_path))
+        done = subprocess.run(
+            [sys.executable, "-m", "hw5kit.gcloud_fake", *args, "--state", str(state)],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(tmp_path),
+        )
         assert done.returncode == 0, done.stderr
         return done
 
     fake_cli("seed", PROJECT, "--no-default-grants", "--domain-restricted-sharing")
-    fake_cli("configure", "config_dir_crash=true", "call_seconds=0.5", "build_seconds=2",
-             'slow={"run deploy": 3}', "note=plain text")
+    fake_cli(
+        "configure",
+        "config_dir_crash=true",
+        "call_seconds=0.5",
+        "build_seconds=2",
+        'slow={"run deploy": 3}',
+        "note=plain text",
+    )
     fake = FakeGcloud(state)
     settings = fake.state()["settings"]
     assert settings["config_dir_crash"] is True and settings["call_seconds"] == 0.5
     assert settings["slow"] == {"run deploy": 3} and settings["note"] == "plain text"
     project = fake.project(PROJECT)
     assert project["domain_restricted_sharing"] is True
-    assert not [b for b in project["iam"]["bindings"]
-                if any(m.endswith("-compute@developer.gserviceaccount.com") for m in b["members"])]
+    assert not [
+        b
+        for b in project["iam"]["bindings"]
+        if any(m.endswith("-compute@developer.gserviceaccount.com") for m in b["members"])
+    ]

@@ -378,9 +378,17 @@ def test_a_broad_role_covers_every_need_of_the_build_account(tmp_path, project_r
     fake, env = no_grants_cloud(tmp_path)
     account = f"{fake.project(PROJECT)['number']}-compute@developer.gserviceaccount.com"
     subprocess.run(
-        ["gcloud", "projects", "add-iam-policy-binding", PROJECT,
-         f"--member=serviceAccount:{account}", f"--role={project_role}"],
-        env=env, check=True, capture_output=True,
+        [
+            "gcloud",
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            f"--member=serviceAccount:{account}",
+            f"--role={project_role}",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     done = check(env, "--student-id", "123456789")
     assert done.returncode == 0, done.stdout

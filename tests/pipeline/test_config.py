@@ -229,8 +229,10 @@ def test_a_region_api_gateway_does_not_serve_is_refused_for_the_gateway():
     with pytest.raises(config.ConfigError) as err:
         config.parse(data)
     message = str(err.value)
-    assert "gateway.location: API Gateway does not serve 'northamerica-northeast1' (the " \
+    assert (
+        "gateway.location: API Gateway does not serve 'northamerica-northeast1' (the "
         "config's region, which the gateway uses when gateway.location is not set)" in message
+    )
     assert f"it serves {SERVED}" in message
     assert "https://cloud.google.com/api-gateway/docs/deployment-model" in message
     assert "e.g. us-east4" in message and "Cloud Run services stay in northamerica-northeast1" in (
@@ -275,9 +277,11 @@ def test_every_command_stops_on_an_unserved_gateway_region_before_any_cloud_call
 
     repo = make_repo(tmp_path / "repo")
     path = repo / "deployment.yaml"
-    path.write_text(path.read_text().replace("region: us-central1", "region: "
-                                             "northamerica-northeast1", 1)
-                    .replace("  location: us-central1\n", ""))
+    path.write_text(
+        path.read_text()
+        .replace("region: us-central1", "region: northamerica-northeast1", 1)
+        .replace("  location: us-central1\n", "")
+    )
     for command in ("render", "build", "deploy", "verify"):
         done = pipeline(command, "--target", "gcp", root=repo, env=subprocess_env(tmp_path))
         assert done.returncode == 2, (command, done.stdout, done.stderr)

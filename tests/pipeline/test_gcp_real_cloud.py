@@ -23,8 +23,10 @@ from ..conftest import subprocess_env
 from ..support.pipeline import PROJECT, REGISTRY, UUID, Cloud, make_repo, pipeline
 
 CRASH = "gcloud crashed (OperationalError): database is locked"
-FIX = "gcloud run services update {name} --region=us-central1 --project=hw5-123456789 " \
+FIX = (
+    "gcloud run services update {name} --region=us-central1 --project=hw5-123456789 "
     "--no-invoker-iam-check"
+)
 SLOTS = {
     "backend_v1": ("v1", "back_end"),
     "frontend_v1": ("v1", "front_end"),
@@ -167,8 +169,10 @@ def test_a_build_that_does_not_end_in_time_stops_the_wait_with_what_to_check(rep
     assert time.monotonic() - started < 60
     build_id = cloud.fake.calls("builds submit")[-1]["build_id"]
     text = " ".join(out(done).split())
-    assert f"build {build_id}: still WORKING after 2 s: stopped waiting (the build goes on in " \
+    assert (
+        f"build {build_id}: still WORKING after 2 s: stopped waiting (the build goes on in "
         "the cloud)" in text
+    )
     assert f"gcloud builds describe {build_id} --region=us-central1 --project={PROJECT}" in text
     assert recorded(repo)["backend_v1"]["build_id"] == before  # nothing recorded for it
 
@@ -177,8 +181,9 @@ def test_a_deploy_that_hangs_is_stopped_with_what_to_check(repo, cloud):
     assert gcp("build", repo, cloud, "backend_v1").returncode == 0
     cloud.fake.configure(slow={"run deploy": 120})
     started = time.monotonic()
-    done = gcp("deploy", repo, cloud, "backend_v1", HW5_GCP_DEPLOY_WAIT="2",
-               HW5_GCP_HEARTBEAT="0.5")
+    done = gcp(
+        "deploy", repo, cloud, "backend_v1", HW5_GCP_DEPLOY_WAIT="2", HW5_GCP_HEARTBEAT="0.5"
+    )
     assert done.returncode == 1
     assert time.monotonic() - started < 60  # the script and its gcloud were stopped
     text = " ".join(out(done).split())
@@ -195,8 +200,9 @@ def test_a_gateway_that_takes_too_long_is_stopped_with_what_to_check(tmp_path):
     cloud = make_cloud(tmp_path, apis=(*HW5_APIS, *GATEWAY_APIS))
     assert gcp("build", repo, cloud, "backend_v3").returncode == 0
     cloud.fake.configure(slow={"api-gateway gateways create": 120})
-    done = gcp("deploy", repo, cloud, "backend_v3", HW5_GCP_GATEWAY_WAIT="2",
-               HW5_GCP_HEARTBEAT="0.5")
+    done = gcp(
+        "deploy", repo, cloud, "backend_v3", HW5_GCP_GATEWAY_WAIT="2", HW5_GCP_HEARTBEAT="0.5"
+    )
     assert done.returncode == 1
     text = " ".join(out(done).split())
     assert "gateways create hw5-gateway" in text and "did not finish within 2 s" in text
@@ -240,8 +246,10 @@ def test_public_access_refused_by_policy_stops_deploy_with_the_remedy(tmp_path):
     text = " ".join(out(done).split())
     for name in ("backendv1", "backendv2"):
         assert FIX.format(name=name) in text
-    assert 'gcloud said: Setting IAM policy failed, try "gcloud beta run services ' \
+    assert (
+        'gcloud said: Setting IAM policy failed, try "gcloud beta run services '
         "add-iam-policy-binding" in text
+    )
     assert "skipped: backend_v1 failed" in text and "skipped: backend_v2 failed" in text
     assert all(entry["service_url"] is None for entry in recorded(repo).values())
 
@@ -267,8 +275,13 @@ def test_verify_reports_a_service_that_is_not_public_with_the_remedy(repo, cloud
     assert gcp("deploy", repo, cloud).returncode == 0
     build_id = recorded(repo)["backend_v2"]["build_id"]
     private = cloud.gcloud(
-        "run", "deploy", "backendv2", f"--project={PROJECT}", "--region=us-central1",
-        f"--image={REGISTRY}/backend_v2:{build_id}", "--no-allow-unauthenticated",
+        "run",
+        "deploy",
+        "backendv2",
+        f"--project={PROJECT}",
+        "--region=us-central1",
+        f"--image={REGISTRY}/backend_v2:{build_id}",
+        "--no-allow-unauthenticated",
     )
     assert private.returncode == 0, private.stderr
     done = gcp("verify", repo, cloud, "--skip-http")
@@ -318,8 +331,9 @@ def test_verify_gives_a_403_from_cloud_run_the_same_remedy(repo, tmp_path):
 
 
 def test_deploy_refuses_no_invoker_iam_check_outside_gcp(repo, cloud):
-    done = pipeline("deploy", "--target", "local", "--no-invoker-iam-check", root=repo,
-                    env=cloud.env)
+    done = pipeline(
+        "deploy", "--target", "local", "--no-invoker-iam-check", root=repo, env=cloud.env
+    )
     assert done.returncode == 2
     assert "--no-invoker-iam-check is for the gcp target" in done.stderr
 

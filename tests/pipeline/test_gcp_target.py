@@ -64,8 +64,9 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
         ]
         assert call["exit"] == 0
         # each build followed until it ended, with its own gcloud configuration directory
-        follows = [c for c in cloud.fake.calls("builds describe")
-                   if c["positionals"] == [call["build_id"]]]
+        follows = [
+            c for c in cloud.fake.calls("builds describe") if c["positionals"] == [call["build_id"]]
+        ]
         assert follows and all(c["flags"]["--format"] == "json" for c in follows)
     assert sorted(by_app) == sorted(APPS)
     ids = {app: recorded(repo)[app]["build_id"] for app in APPS}

@@ -649,13 +649,32 @@ def test_the_required_apis_follow_the_config():
 def build_grants(account: str) -> list[list[str]]:
     member = f"--member=serviceAccount:{account}"
     return [
-        ["projects", "add-iam-policy-binding", PROJECT, member,
-         "--role=roles/storage.objectViewer", "--condition=None"],
-        ["projects", "add-iam-policy-binding", PROJECT, member,
-         "--role=roles/logging.logWriter", "--condition=None"],
-        ["artifacts", "repositories", "add-iam-policy-binding", "hw5-images",
-         f"--project={PROJECT}", "--location=us-central1", member,
-         "--role=roles/artifactregistry.writer"],
+        [
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            member,
+            "--role=roles/storage.objectViewer",
+            "--condition=None",
+        ],
+        [
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            member,
+            "--role=roles/logging.logWriter",
+            "--condition=None",
+        ],
+        [
+            "artifacts",
+            "repositories",
+            "add-iam-policy-binding",
+            "hw5-images",
+            f"--project={PROJECT}",
+            "--location=us-central1",
+            member,
+            "--role=roles/artifactregistry.writer",
+        ],
     ]
 
 
@@ -669,8 +688,9 @@ def test_a_build_account_without_roles_gets_exactly_the_minimal_grants(scenario)
     plan = scenario.setup("--plan")
     assert plan.returncode == 0, output(plan)
     assert scenario.changing() == []
-    planned = [shlex.split(line) for line in plan.stdout.splitlines()
-               if line.startswith("  gcloud ")]
+    planned = [
+        shlex.split(line) for line in plan.stdout.splitlines() if line.startswith("  gcloud ")
+    ]
     assert planned == [["gcloud", *argv] for argv in build_grants(account)]
     assert (
         f"Cloud Build runs builds as {account}: it lacks roles/storage.objectViewer (to read the "
@@ -685,7 +705,8 @@ def test_a_build_account_without_roles_gets_exactly_the_minimal_grants(scenario)
     assert SUCCESS in done.stdout
     # the repository role is granted on the repository alone, not on the project
     project_roles = {
-        b["role"] for b in scenario.project()["iam"]["bindings"]
+        b["role"]
+        for b in scenario.project()["iam"]["bindings"]
         if f"serviceAccount:{account}" in b["members"]
     }
     assert project_roles == {"roles/storage.objectViewer", "roles/logging.logWriter"}
@@ -694,16 +715,21 @@ def test_a_build_account_without_roles_gets_exactly_the_minimal_grants(scenario)
 
 
 def test_a_fresh_project_without_default_grants_is_set_up_and_then_builds(scenario):
-    scenario.fake.add_project(PROJECT, apis=(), repositories=(), readers=(), set_default=False,
-                              default_grants=False)
+    scenario.fake.add_project(
+        PROJECT, apis=(), repositories=(), readers=(), set_default=False, default_grants=False
+    )
     account = compute_account(scenario)
     done = scenario.setup()
     assert done.returncode == 0, output(done)
-    assert scenario.changing() == [SET_PROJECT, enable(AR, RUN, CB), CREATE_REPO, grant(),
-                                   *build_grants(account)]
+    assert scenario.changing() == [
+        SET_PROJECT,
+        enable(AR, RUN, CB),
+        CREATE_REPO,
+        grant(),
+        *build_grants(account),
+    ]
     # the build that failed fetching its source before setup now succeeds
-    built = pipeline("build", "--target", "gcp", "backend_v1", root=scenario.repo,
-                     env=scenario.env)
+    built = pipeline("build", "--target", "gcp", "backend_v1", root=scenario.repo, env=scenario.env)
     assert built.returncode == 0, output(built)
     assert scenario.fake.calls("builds submit")[-1]["exit"] == 0
 
@@ -713,9 +739,17 @@ def test_a_role_that_covers_a_need_is_not_granted_again(scenario):
     account = compute_account(scenario)
     scenario.fake.calls()  # nothing yet
     subprocess.run(
-        ["gcloud", "projects", "add-iam-policy-binding", PROJECT,
-         f"--member=serviceAccount:{account}", "--role=roles/artifactregistry.admin"],
-        env=scenario.env, check=True, capture_output=True,
+        [
+            "gcloud",
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            f"--member=serviceAccount:{account}",
+            "--role=roles/artifactregistry.admin",
+        ],
+        env=scenario.env,
+        check=True,
+        capture_output=True,
     )
     first = len(scenario.fake.calls())
     done = scenario.setup()

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "call_seconds=0.5 (gcloud invocations sharing a configuration directory crash with "
         "'database is locked'), crash_after_created=N (the next N builds submit die after "
         "printing their build ID), build_seconds=S (builds take S seconds), "
-        'slow=\'{"run deploy": 30}\' (a command takes longer), require_built_images=false. '
+        "slow='{\"run deploy\": 30}' (a command takes longer), require_built_images=false. "
         "Values are JSON (true, 3, 0.5, {...}); anything else is a string.",
     )
     configure.add_argument("--state", type=Path, required=True)

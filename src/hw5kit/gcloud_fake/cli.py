@@ -189,9 +189,7 @@ def run(argv: Sequence[str], *, state_dir: Path, env: Mapping[str, str], cwd: Pa
         handler = _handler(call.command)
         record["config_dir"] = concurrency.config_dir(env)
         settings = store.read()["settings"]
-        with concurrency.Session(
-            state_dir, env, bool(settings.get("config_dir_crash"))
-        ) as session:
+        with concurrency.Session(state_dir, env, bool(settings.get("config_dir_crash"))) as session:
             if session.crashed_at_start:
                 result = Result(stderr=concurrency.CRASH, code=1, extra={"crash": "at start"})
             else:

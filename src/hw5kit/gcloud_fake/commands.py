@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from . import cloudbuild, formats, iam
 from ..gcp_regions import API_GATEWAY_LOCATIONS
+from . import cloudbuild, formats, iam
 from .cli import Call, GcloudError, Result
 from .state import API_TITLES, BILLED_APIS, new_project, now
 
@@ -332,7 +332,10 @@ def builds_submit(call: Call, state: dict) -> Result:
         build_id, source, cloudbuild.Registry(project, repositories, images, writable)
     )
     storage = build["source"]["storageSource"]
-    sim.log += ["FETCHSOURCE", f"Fetching storage object: gs://{storage['bucket']}/{storage['object']}"]
+    sim.log += [
+        "FETCHSOURCE",
+        f"Fetching storage object: gs://{storage['bucket']}/{storage['object']}",
+    ]
     failure = None
     failure_type = "USER_BUILD_STEP"
     if not all(iam.granted(data, member, permission) for permission in iam.SOURCE):
@@ -491,8 +494,10 @@ def _build_now(build: dict) -> dict:
     public["status"] = "WORKING"
     for key in ("finishTime", "results", "failureInfo", "statusDetail"):
         public.pop(key, None)
-    public["steps"] = [{k: v for k, v in step.items() if k not in ("status", "exitCode")}
-                       for step in public["steps"]]
+    public["steps"] = [
+        {k: v for k, v in step.items() if k not in ("status", "exitCode")}
+        for step in public["steps"]
+    ]
     return public
 
 

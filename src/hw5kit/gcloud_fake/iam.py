@@ -82,8 +82,9 @@ def new_policy(number: str, *, default_grants: bool = True) -> dict[str, Any]:
     account has Editor unless automatic grants are turned off by organization policy."""
     bindings = [{"members": ["user:student@example.com"], "role": "roles/owner"}]
     if default_grants:
-        bindings.insert(0, {"members": [f"serviceAccount:{compute_account(number)}"],
-                            "role": "roles/editor"})
+        bindings.insert(
+            0, {"members": [f"serviceAccount:{compute_account(number)}"], "role": "roles/editor"}
+        )
     return {"bindings": bindings, "etag": "BwYh3tTr0aA=", "version": 1}
 
 

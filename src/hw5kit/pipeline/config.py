@@ -624,7 +624,9 @@ def parse(data: Any, path: Path | None = None) -> Config:
     if any(s.version == "v3" for s in services):
         gateway = _gateway(path, data.get("gateway"), region)
     elif data.get("gateway") is not None:
-        _gateway(path, data["gateway"], region, used=False)  # checked all the same: a typo is reported now
+        _gateway(
+            path, data["gateway"], region, used=False
+        )  # checked all the same: a typo is reported now
     return Config(
         student_id=student_id,
         region=region,

@@ -102,8 +102,8 @@ def user_config_dir(env: Mapping[str, str]) -> Path:
 class ConfigDirs:
     """A private copy of the user's gcloud configuration directory per thread::
 
-        with ConfigDirs(env) as dirs:
-            subprocess.run(["gcloud", ...], env=dirs.env())  # in any thread
+    with ConfigDirs(env) as dirs:
+        subprocess.run(["gcloud", ...], env=dirs.env())  # in any thread
     """
 
     def __init__(self, env: Mapping[str, str]):
@@ -229,7 +229,8 @@ def is_public(policy: dict | None, service: dict | None) -> bool:
     if str(annotations.get(INVOKER_IAM_DISABLED, "")).lower() == "true":
         return True
     return any(
-        b.get("role") == INVOKER_ROLE and "allUsers" in b.get("members", [])
+        b.get("role") == INVOKER_ROLE
+        and "allUsers" in b.get("members", [])
         and not b.get("condition")
         for b in (policy or {}).get("bindings", [])
     )

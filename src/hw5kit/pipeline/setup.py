@@ -96,7 +96,8 @@ BUILD_NEEDS = (
         "read the source gcloud uploads",
         frozenset(
             {"roles/storage.objectViewer", "roles/storage.objectAdmin", "roles/storage.admin"}
-            | {BUILDER} | BASIC
+            | {BUILDER}
+            | BASIC
         ),
     ),
     (
@@ -112,10 +113,16 @@ BUILD_NEEDS = (
         frozenset(
             {
                 f"roles/artifactregistry.{r}"
-                for r in ("writer", "createOnPushWriter", "repoAdmin", "createOnPushRepoAdmin",
-                          "admin")
+                for r in (
+                    "writer",
+                    "createOnPushWriter",
+                    "repoAdmin",
+                    "createOnPushRepoAdmin",
+                    "admin",
+                )
             }
-            | {BUILDER} | BASIC
+            | {BUILDER}
+            | BASIC
         ),
     ),
 )
@@ -697,9 +704,7 @@ class Setup:
                 self.log("setup: Artifact Registry is on; looking at the repository (read-only):")
                 self._look_at_repository(state)
             if not state.build_known:
-                self.log(
-                    "setup: Cloud Build is on; looking at its service account (read-only):"
-                )
+                self.log("setup: Cloud Build is on; looking at its service account (read-only):")
                 self._look_at_builds(state)
             for step in plan(self.config, state):
                 if step.kind in later:

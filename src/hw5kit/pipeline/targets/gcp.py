@@ -700,7 +700,7 @@ class GcpTarget:
         return self.public_problem(s)
 
     def public_problem(self, s: Service) -> str:
-        """"" when anyone may invoke the service, else the remedy: after
+        """ "" when anyone may invoke the service, else the remedy: after
         ``--allow-unauthenticated`` its IAM policy must let allUsers invoke it, or its Invoker
         IAM check must be off."""
         where = [f"--project={self.config.project_id}", f"--region={self.config.region}"]
