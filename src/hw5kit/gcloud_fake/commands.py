@@ -431,24 +431,10 @@ def builds_submit(call: Call, state: dict) -> Result:
         return Result(stderr=stderr, code=0, extra={**extra, "hold_seconds": 0})
     if call.flag("--async"):
         # gcloud prints the build as created (queued) and returns
-        row = [
-            build_id,
-            created[:19] + "+00:00",
-            "-",
-            f"gs://{storage['bucket']}/{storage['object']}",
-            " ".join(build["images"]) or "-",
-            "QUEUED",
-        ]
-        spec = _format(call)
         queued = {**_public(build), "status": "QUEUED"}
         for key in ("finishTime", "results", "failureInfo", "statusDetail", "warnings"):
             queued.pop(key, None)
-        stdout = (
-            formats.table([row], ["ID", "CREATE_TIME", "DURATION", "SOURCE", "IMAGES", "STATUS"])
-            if spec[0] == "default"
-            else formats.render([queued], spec, single=True)
-        )
-        return Result(stdout=stdout, stderr=stderr, extra=extra)
+        return Result(stdout=_build_table(call, queued, "-"), stderr=stderr, extra=extra)
     extra["hold_seconds"] = seconds
     stdout = ""
     if not call.flag("--suppress-logs"):
@@ -462,24 +448,25 @@ def builds_submit(call: Call, state: dict) -> Result:
             f'ERROR: (gcloud.builds.submit) build {build_id} completed with status "FAILURE"\n'
         )
         return Result(stdout=stdout, stderr=stderr, code=1, extra=extra)
-    spec = _format(call)
-    if spec[0] == "default":
-        rows = [
-            [
-                build_id,
-                created[:19] + "+00:00",
-                "0S",
-                f"gs://{storage['bucket']}/{storage['object']}",
-                " ".join(build["images"]) or "-",
-                "SUCCESS",
-            ]
-        ]
-        stdout += formats.table(
-            rows, ["ID", "CREATE_TIME", "DURATION", "SOURCE", "IMAGES", "STATUS"]
-        )
-    else:
-        stdout += formats.render([_public(build)], spec, single=True)
+    stdout += _build_table(call, _public(build), "0S")
     return Result(stdout=stdout, stderr=stderr, extra=extra)
+
+
+def _build_table(call: Call, build: dict, duration: str) -> str:
+    """What ``builds submit`` prints of the build it made (gcloud's table, or --format)."""
+    spec = _format(call)
+    if spec[0] != "default":
+        return formats.render([build], spec, single=True)
+    storage = build["source"]["storageSource"]
+    row = [
+        build["id"],
+        build["createTime"][:19] + "+00:00",
+        duration,
+        f"gs://{storage['bucket']}/{storage['object']}",
+        " ".join(build["images"]) or "-",
+        build["status"],
+    ]
+    return formats.table([row], ["ID", "CREATE_TIME", "DURATION", "SOURCE", "IMAGES", "STATUS"])
 
 
 def _public(resource: dict) -> dict:
@@ -1002,24 +989,10 @@ def artifacts_repositories_get_iam_policy(call: Call, state: dict) -> Result:
 
 
 def artifacts_repositories_add_iam_policy_binding(call: Call, state: dict) -> Result:
-    for flag in ("--member", "--role"):
-        if not call.flag(flag):
-            raise GcloudError(f"argument {flag}: Must be specified.", 2, call.command.dotted)
-    member, role = str(call.flag("--member")), str(call.flag("--role"))
+    member, role = iam.binding_flags(call)
     data, key, name = _repository(call, state)
-    if not MEMBER_RE.match(member):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Invalid member: {member}. (fake gcloud: a principal is "
-            "user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, allUsers or "
-            "allAuthenticatedUsers)",
-            1,
-            call.command.dotted,
-        )
-    kind, _, email = member.partition(":")
-    if kind == "serviceAccount" and email not in state.get("service_accounts", []):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Service account {email} does not exist.", 1, call.command.dotted
-        )
+    iam.check_member(call, state, member)
+    iam.refuse_public(call, data, member)
     if role not in REPOSITORY_ROLES:
         raise GcloudError(
             f"INVALID_ARGUMENT: Role {role} is not supported for this resource.",

@@ -27,6 +27,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..procs import pid_alive
+
 RUNNING = "running"
 CRASH = (
     "ERROR: gcloud crashed (OperationalError): database is locked\n\n"
@@ -43,16 +45,6 @@ def config_dir(env: Mapping[str, str]) -> str:
         env.get("HOME") or os.path.expanduser("~"), ".config", "gcloud"
     )
     return os.path.realpath(raw)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Session:
@@ -78,7 +70,7 @@ class Session:
                     continue
                 if entry.get("config") != self.config:
                     continue
-                if not _alive(int(entry.get("pid", 0))):
+                if not pid_alive(int(entry.get("pid", 0))):
                     other.unlink(missing_ok=True)
                     continue
                 self.crashed_at_start = True

@@ -121,14 +121,14 @@ def refuse_public(call: Call, data: dict, member: str) -> None:
         raise GcloudError(DRS_REFUSAL, 1, call.command.dotted)
 
 
-def _binding_flags(call: Call) -> tuple[str, str]:
+def binding_flags(call: Call) -> tuple[str, str]:
     for flag in ("--member", "--role"):
         if not call.flag(flag):
             raise GcloudError(f"argument {flag}: Must be specified.", 2, call.command.dotted)
     return str(call.flag("--member")), str(call.flag("--role"))
 
 
-def _check_member(call: Call, state: dict, member: str) -> None:
+def check_member(call: Call, state: dict, member: str) -> None:
     from .commands import MEMBER_RE
 
     if not MEMBER_RE.match(member):
@@ -201,7 +201,7 @@ def projects_get_iam_policy(call: Call, state: dict) -> Result:
 def projects_add_iam_policy_binding(call: Call, state: dict) -> Result:
     from .commands import _describe_output, add_binding
 
-    member, role = _binding_flags(call)
+    member, role = binding_flags(call)
     project_id, data = _named_project(call, state)
     condition = call.flag("--condition")
     if condition not in (None, "None"):
@@ -211,7 +211,7 @@ def projects_add_iam_policy_binding(call: Call, state: dict) -> Result:
             2,
             call.command.dotted,
         )
-    _check_member(call, state, member)
+    check_member(call, state, member)
     _check_role(call, role)
     refuse_public(call, data, member)
     changed = add_binding(project_policy(data), role, member)
@@ -284,9 +284,9 @@ def run_services_get_iam_policy(call: Call, state: dict) -> Result:
 def run_services_add_iam_policy_binding(call: Call, state: dict) -> Result:
     from .commands import _describe_output, add_binding
 
-    member, role = _binding_flags(call)
+    member, role = binding_flags(call)
     _project_id, data, _region, service, key = _service_key(call, state)
-    _check_member(call, state, member)
+    check_member(call, state, member)
     _check_role(call, role)
     refuse_public(call, data, member)
     changed = add_binding(service_policy(data, key), role, member)

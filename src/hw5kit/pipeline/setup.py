@@ -211,20 +211,25 @@ def create_repository(cfg: Config) -> Step:
     )
 
 
+def repository_binding(cfg: Config, account: str, role: str) -> tuple[str, ...]:
+    """``role`` for the service account ``account`` on the repository alone."""
+    return (
+        "gcloud",
+        "artifacts",
+        "repositories",
+        "add-iam-policy-binding",
+        cfg.repository,
+        f"--project={cfg.project_id}",
+        f"--location={cfg.region}",
+        f"--member=serviceAccount:{account}",
+        f"--role={role}",
+    )
+
+
 def grant_reader(cfg: Config) -> Step:
     return Step(
         f"let the autograder ({cfg.autograder_service_account}) read {cfg.repository}",
-        (
-            "gcloud",
-            "artifacts",
-            "repositories",
-            "add-iam-policy-binding",
-            cfg.repository,
-            f"--project={cfg.project_id}",
-            f"--location={cfg.region}",
-            f"--member=serviceAccount:{cfg.autograder_service_account}",
-            f"--role={READER_ROLE}",
-        ),
+        repository_binding(cfg, cfg.autograder_service_account, READER_ROLE),
         "reader",
     )
 
@@ -232,17 +237,7 @@ def grant_reader(cfg: Config) -> Step:
 def grant_build_role(cfg: Config, account: str, scope: str, role: str, why: str) -> Step:
     member = f"--member=serviceAccount:{account}"
     if scope == "repository":
-        argv = (
-            "gcloud",
-            "artifacts",
-            "repositories",
-            "add-iam-policy-binding",
-            cfg.repository,
-            f"--project={cfg.project_id}",
-            f"--location={cfg.region}",
-            member,
-            f"--role={role}",
-        )
+        argv = repository_binding(cfg, account, role)
     else:
         argv = (
             "gcloud",
