@@ -767,3 +767,24 @@ def test_the_dry_run_shows_the_build_account_grants_as_conditional(scenario):
     for line, argv in zip(conditional, build_grants(placeholder), strict=True):
         assert line.startswith(f"  if missing: {shlex.join(['gcloud', *argv])}  # to ")
     assert "gcloud builds get-default-service-account" in dry.stdout
+
+
+def test_a_change_that_hangs_is_stopped_with_what_to_check(scenario):
+    import time
+
+    scenario.fake.add_project(PROJECT, apis=(AR, CB))
+    scenario.fake.configure(slow={"services enable": 120})
+    started = time.monotonic()
+    done = pipeline(
+        "setup",
+        "--target",
+        "gcp",
+        root=scenario.repo,
+        env={**scenario.env, "HW5_GCP_CHANGE_WAIT": "2"},
+    )
+    assert done.returncode == 1
+    assert time.monotonic() - started < 60
+    text = " ".join(done.stderr.split())
+    assert "services enable run.googleapis.com" in text
+    assert "It did not finish within 2 s and was stopped (Google may still complete it)" in text
+    assert "nox -s setup -- --plan" in text

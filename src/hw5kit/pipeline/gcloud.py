@@ -54,6 +54,7 @@ class Waits:
     deploy: float  # one deploy script (gcloud run deploy waits for the revision)
     gateway: float  # one api-gateway command (a config or a gateway takes minutes)
     look: float  # one read-only gcloud command
+    change: float  # one changing command of setup (enabling APIs takes a minute or two)
     poll: float  # between two looks at a running build
     heartbeat: float  # between two "still waiting" notes
 
@@ -64,6 +65,7 @@ WAIT_VARIABLES = {
     "deploy": ("HW5_GCP_DEPLOY_WAIT", 20 * 60),
     "gateway": ("HW5_GCP_GATEWAY_WAIT", 30 * 60),
     "look": ("HW5_GCP_LOOK_WAIT", 120),
+    "change": ("HW5_GCP_CHANGE_WAIT", 10 * 60),
     "poll": ("HW5_GCP_POLL", 10),
     "heartbeat": ("HW5_GCP_HEARTBEAT", 60),
 }

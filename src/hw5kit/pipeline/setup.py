@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .config import COURSE_AUTOGRADER, DEFAULT_AUTOGRADER, Config
+from .gcloud import minutes, waits
 from .project import PipelineError, Project, run_script
 from .targets.gcp import GCLOUD_MISSING
 
@@ -128,7 +129,6 @@ BUILD_NEEDS = (
 )
 BUILD_ACCOUNT_PLACEHOLDER = "PROJECT_NUMBER-compute@developer.gserviceaccount.com"
 PREREQ_SCRIPT = "setup/check_prereq.sh"
-LOOK_TIMEOUT = 120  # seconds for one read-only gcloud command
 
 
 @dataclass(frozen=True)
@@ -395,6 +395,7 @@ class Setup:
         self.config = project.config
         self.log = project.log
         self._count = 0
+        self.waits = waits(project.env)
 
     def _check_target(self) -> None:
         if self.project.target != "gcp":
@@ -452,11 +453,11 @@ class Setup:
                 capture_output=True,
                 text=True,
                 stdin=subprocess.DEVNULL,
-                timeout=LOOK_TIMEOUT,
+                timeout=self.waits.look,
             )
         except subprocess.TimeoutExpired:
             raise PipelineError(
-                f"`{shlex.join(argv)}` did not answer within {LOOK_TIMEOUT} s: check your "
+                f"`{shlex.join(argv)}` did not answer within {minutes(self.waits.look)}: check your "
                 "network and `gcloud auth list`, then run `nox -s setup` again"
             ) from None
 
@@ -623,11 +624,18 @@ class Setup:
             prefix="   ",
             log=self.log,
             verbose=True,
+            timeout=self.waits.change,
         )
         if result.code == 0:
             return
         fix = "Fix the problem above, then run `nox -s setup` again (what succeeded stays done)."
-        if "Billing account for project" in result.output:
+        if result.timed_out:
+            fix = (
+                f"It did not finish within {minutes(self.waits.change)} and was stopped (Google "
+                "may still complete it). Check your network and `gcloud auth list`, look at "
+                f"the project with `nox -s setup -- --plan`, then run `nox -s setup` again."
+            )
+        elif "Billing account for project" in result.output:
             fix = (
                 f"The project {cfg.project_id} has no billing account: link the course's billing "
                 "account (redeem the credits at https://console.cloud.google.com/education, "
