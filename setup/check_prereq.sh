@@ -19,7 +19,7 @@
 set -uo pipefail
 
 usage() {
-    sed -n '2,17s/^# \{0,1\}//p' "$0"
+    sed -n '2,18s/^# \{0,1\}//p' "$0"
 }
 
 student_id="${STUDENT_ID:-}"

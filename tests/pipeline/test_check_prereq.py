@@ -392,3 +392,12 @@ def test_a_broad_role_covers_every_need_of_the_build_account(tmp_path, project_r
     )
     done = check(env, "--student-id", "123456789")
     assert done.returncode == 0, done.stdout
+
+
+def test_help_shows_the_whole_header_with_the_build_account_and_the_exit_statuses():
+    done = subprocess.run(["bash", SCRIPT, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "Cloud Build's service account has" in done.stdout
+    assert done.stdout.rstrip().endswith(
+        "Exit status 0 when everything is in place, 1 at the first problem, 2 a bad option."
+    )
