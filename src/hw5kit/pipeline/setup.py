@@ -457,8 +457,8 @@ class Setup:
             )
         except subprocess.TimeoutExpired:
             raise PipelineError(
-                f"`{shlex.join(argv)}` did not answer within {minutes(self.waits.look)}: check your "
-                "network and `gcloud auth list`, then run `nox -s setup` again"
+                f"`{shlex.join(argv)}` did not answer within {minutes(self.waits.look)}: check "
+                "your network and `gcloud auth list`, then run `nox -s setup` again"
             ) from None
 
     def _failed(self, argv: Sequence[str], done: subprocess.CompletedProcess, fix: str) -> str:
