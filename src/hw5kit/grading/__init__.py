@@ -9,8 +9,7 @@ writes Gradescope's results.json with a readable summary (``report.py``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .. import lazy
 
 _EXPORTS = {
     "Context": "grader",
@@ -23,9 +22,5 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    # imported on first use, so that `python -m hw5kit.grading.rubric` runs its module once
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# imported on first use: `python -m hw5kit.grading.rubric` runs its module once
+__getattr__ = lazy.exports(__name__, _EXPORTS)
