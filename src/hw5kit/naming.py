@@ -48,6 +48,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from .gcp_regions import REGION_CODES
+
 PROJECT_PREFIX = "hw5-"
 
 # --- projects and students -----------------------------------------------------------------
@@ -183,18 +185,7 @@ def cloud_run_name_problem(name: str) -> str | None:
 
 # --- Cloud Run URLs ------------------------------------------------------------------------
 
-# Region codes of the hash-based *.a.run.app URLs (the regions the course and the kit use).
-REGION_CODES = {
-    "us-central1": "uc",
-    "us-east1": "ue",
-    "us-east4": "uk",
-    "us-west1": "uw",
-    "europe-west1": "ew",
-    "europe-west4": "ez",
-    "northamerica-northeast1": "nn",
-    "asia-east1": "de",
-    "asia-northeast1": "an",
-}
+# Region codes of the hash-based *.a.run.app URLs: one table with API Gateway's hostnames.
 CODE_REGIONS = {code: region for region, code in REGION_CODES.items()}
 HASH_LENGTH = 10
 _TAG = r"(?:(?P<tag>[a-z0-9-]+)---)?"

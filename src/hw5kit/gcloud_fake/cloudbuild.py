@@ -330,6 +330,8 @@ class Registry:
     project: str
     repositories: set[tuple[str, str, str]]  # (project, location, repository)
     images: dict[str, dict[str, Any]]  # repository URI -> {"tags": {tag: digest}}
+    # the repositories the build's service account may push to (None: all of them)
+    writable: set[tuple[str, str, str]] | None = None
 
     def lookup(self, ref: ImageRef) -> str | None:
         entry = self.images.get(ref.repository)
@@ -492,7 +494,11 @@ class Simulation:
                 "Artifact Registry (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE)"
             )
         project, repository, _image = parts
-        if project != self.registry.project:
+        key = (project, ref.ar_location or "", repository)
+        writable = self.registry.writable
+        if project != self.registry.project or (
+            writable is not None and key in self.registry.repositories and key not in writable
+        ):
             raise StepFailed(
                 f'denied: Permission "artifactregistry.repositories.uploadArtifacts" denied on '
                 f'resource "projects/{project}/locations/{ref.ar_location}/repositories/'

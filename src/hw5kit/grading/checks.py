@@ -233,8 +233,7 @@ def _app_build_failed(unit: BuildUnit, item: str) -> Outcome | None:
     if said is None:
         return None
     return Outcome.fail(
-        f"the app build (step {step}) failed ({said}): no app image was made, so it is not "
-        f"{item}",
+        f"the app build (step {step}) failed ({said}): no app image was made, so it is not {item}",
         evidence=Evidence(
             unit.where(step), f"step {step} failed: {said}", f"the app image built and {item}"
         ),

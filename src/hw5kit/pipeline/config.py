@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .. import naming
+from ..gcp_regions import API_GATEWAY_LOCATIONS, nearest_gateway_location
 from ..serving import capacity
 
 CONFIG_NAME = "deployment.yaml"
@@ -294,7 +295,8 @@ TOP_KEYS = {
 GATEWAY_KEYS = {
     "api_id": "the API Gateway API ID: lowercase letters, digits and hyphens, e.g. hw5-api",
     "gateway_id": "the gateway ID: lowercase letters, digits and hyphens, e.g. hw5-gateway",
-    "location": "the gateway's region (default: region), e.g. us-central1",
+    "location": "the gateway's region (default: region), one API Gateway serves: "
+    + ", ".join(API_GATEWAY_LOCATIONS),
     "deadline": "seconds a backend may take to answer, a number above 0 and at most 3600",
     "api_key": "true to require an API key (?key= or the x-api-key header), else false",
 }
@@ -496,8 +498,35 @@ def _expand_v3(path, group: Service) -> list[Service]:
     return out
 
 
-def _gateway(path, data: Any) -> Gateway:
+def _gateway_location(path, location: str, region: str) -> None:
+    """API Gateway serves fewer regions than Cloud Run (hw5kit.gcp_regions): a location it does
+    not serve passes every local test and fails on Google, so it stops here."""
+    if (location or region) in API_GATEWAY_LOCATIONS:
+        return
+    served = ", ".join(API_GATEWAY_LOCATIONS)
+    if location:
+        got = f"API Gateway does not serve {location!r}"
+    else:
+        got = (
+            f"API Gateway does not serve {region!r} (the config's region, which the gateway "
+            "uses when gateway.location is not set)"
+        )
+    raise _fail(
+        path,
+        "gateway.location",
+        f"{got}; it serves {served} (https://cloud.google.com/api-gateway/docs/"
+        f"deployment-model). Set gateway.location to one of them, e.g. "
+        f"{nearest_gateway_location(location or region)}; the Cloud Run services stay in "
+        f"{region}.",
+    )
+
+
+def _gateway(path, data: Any, region: str = "us-central1", *, used: bool = True) -> Gateway:
+    """The ``gateway:`` block; ``used``: the config has v3 services (else only an explicit
+    location is checked against API Gateway's regions)."""
     if data is None:
+        if used:
+            _gateway_location(path, "", region)
         return Gateway()
     if not isinstance(data, Mapping):
         raise _fail(path, "gateway", f"expected a mapping ({', '.join(GATEWAY_KEYS)})")
@@ -524,6 +553,8 @@ def _gateway(path, data: Any) -> Gateway:
     api_key = data.get("api_key", False)
     if not isinstance(api_key, bool):
         raise _fail(path, "gateway.api_key", f"expected true or false, got {api_key!r}")
+    if used or location:
+        _gateway_location(path, location, region)
     return Gateway(
         api_id=ids["api_id"],
         gateway_id=ids["gateway_id"],
@@ -584,9 +615,11 @@ def parse(data: Any, path: Path | None = None) -> Config:
     _check_services(path, services, base_image)
     gateway = None
     if any(s.version == "v3" for s in services):
-        gateway = _gateway(path, data.get("gateway"))
+        gateway = _gateway(path, data.get("gateway"), region)
     elif data.get("gateway") is not None:
-        _gateway(path, data["gateway"])  # checked all the same: a typo is reported now
+        _gateway(
+            path, data["gateway"], region, used=False
+        )  # checked all the same: a typo is reported now
     return Config(
         student_id=student_id,
         region=region,
