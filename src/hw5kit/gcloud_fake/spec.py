@@ -137,7 +137,7 @@ class Command:
     doc: str  # the reference page the flags were checked against
     flags: tuple[Flag, ...] = ()
     positionals: tuple[Positional, ...] = ()
-    handler: str = ""  # function name in commands.py, or "module.function" in another module
+    handler: str = ""  # function name in commands.py
 
     @property
     def name(self) -> str:
@@ -200,27 +200,27 @@ SECRET_COMMANDS = (
             Flag("--labels"),
         ),
         positionals=(Positional("SECRET"),),
-        handler="secretmanager.secrets_create",
+        handler="secretmanager:secrets_create",
     ),
     Command(
         ("secrets", "describe"),
         "https://cloud.google.com/sdk/gcloud/reference/secrets/describe",
         positionals=(Positional("SECRET"),),
-        handler="secretmanager.secrets_describe",
+        handler="secretmanager:secrets_describe",
     ),
     Command(
         ("secrets", "versions", "add"),
         "https://cloud.google.com/sdk/gcloud/reference/secrets/versions/add",
         flags=(SECRET_DATA,),
         positionals=(Positional("SECRET"),),
-        handler="secretmanager.secrets_versions_add",
+        handler="secretmanager:secrets_versions_add",
     ),
     Command(
         ("secrets", "add-iam-policy-binding"),
         "https://cloud.google.com/sdk/gcloud/reference/secrets/add-iam-policy-binding",
         flags=(Flag("--member"), Flag("--role")),
         positionals=(Positional("SECRET"),),
-        handler="secretmanager.secrets_add_iam_policy_binding",
+        handler="secretmanager:secrets_add_iam_policy_binding",
     ),
 )
 
@@ -285,6 +285,24 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             handler="builds_describe",
         ),
         Command(
+            ("builds", "log"),
+            "https://cloud.google.com/sdk/gcloud/reference/builds/log",
+            flags=(
+                Flag("--region", check=build_region_check),
+                Flag("--stream", takes_value=False),
+            ),
+            positionals=(Positional("BUILD"),),
+            handler="builds_log",
+        ),
+        # which service account builds run as (issue 19: the Compute Engine default account in
+        # projects created since mid-2024); `nox -s setup` and check_prereq.sh ask it
+        Command(
+            ("builds", "get-default-service-account"),
+            "https://cloud.google.com/sdk/gcloud/reference/builds/get-default-service-account",
+            flags=(Flag("--region", check=build_region_check),),
+            handler="iam:builds_get_default_service_account",
+        ),
+        Command(
             ("run", "deploy"),
             "https://cloud.google.com/sdk/gcloud/reference/run/deploy",
             flags=(
@@ -306,10 +324,44 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--ingress", choices=("all", "internal", "internal-and-cloud-load-balancing")),
                 Flag("--cpu-boost", takes_value=False, negatable=True),
                 Flag("--async", takes_value=False),
+                # https://cloud.google.com/run/docs/authenticating/public: public without allUsers
+                Flag("--invoker-iam-check", takes_value=False, negatable=True),
                 *SECRET_DEPLOY_FLAGS,
             ),
             positionals=(Positional("SERVICE"),),
             handler="run_deploy",
+        ),
+        # who may invoke a service: deploy and verify check --allow-unauthenticated took effect
+        Command(
+            ("run", "services", "get-iam-policy"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/services/get-iam-policy",
+            flags=(REGION, Flag("--platform", choices=("managed",))),
+            positionals=(Positional("SERVICE"),),
+            handler="iam:run_services_get_iam_policy",
+        ),
+        Command(
+            ("run", "services", "add-iam-policy-binding"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/services/add-iam-policy-binding",
+            flags=(
+                REGION,
+                Flag("--member"),
+                Flag("--role"),
+                Flag("--platform", choices=("managed",)),
+            ),
+            positionals=(Positional("SERVICE"),),
+            handler="iam:run_services_add_iam_policy_binding",
+        ),
+        # the remedy under domain-restricted sharing: --no-invoker-iam-check (nothing else)
+        Command(
+            ("run", "services", "update"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/services/update",
+            flags=(
+                REGION,
+                Flag("--invoker-iam-check", takes_value=False, negatable=True),
+                Flag("--platform", choices=("managed",)),
+            ),
+            positionals=(Positional("SERVICE"),),
+            handler="iam:run_services_update",
         ),
         Command(
             ("run", "services", "describe"),
@@ -362,6 +414,20 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             ),
             positionals=(Positional("REPOSITORY"),),
             handler="artifacts_repositories_add_iam_policy_binding",
+        ),
+        # the roles of Cloud Build's service account, on the project (setup grants them)
+        Command(
+            ("projects", "get-iam-policy"),
+            "https://cloud.google.com/sdk/gcloud/reference/projects/get-iam-policy",
+            positionals=(Positional("PROJECT_ID"),),
+            handler="iam:projects_get_iam_policy",
+        ),
+        Command(
+            ("projects", "add-iam-policy-binding"),
+            "https://cloud.google.com/sdk/gcloud/reference/projects/add-iam-policy-binding",
+            flags=(Flag("--member"), Flag("--role"), Flag("--condition")),
+            positionals=(Positional("PROJECT_ID"),),
+            handler="iam:projects_add_iam_policy_binding",
         ),
         # --- v3: Google API Gateway (the API, its configs, the gateway) ---
         Command(

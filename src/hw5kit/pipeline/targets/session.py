@@ -19,6 +19,7 @@ import os
 import secrets
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Service
@@ -59,9 +60,15 @@ class CloudSessionSecret:
     """Makes sure ``hw5-session-key`` exists in Secret Manager and that Cloud Run's runtime
     service account may read it; at most once per deploy run."""
 
-    def __init__(self, project: Project, name: str = SECRET_NAME):
+    def __init__(
+        self,
+        project: Project,
+        name: str = SECRET_NAME,
+        env: Callable[[], dict[str, str]] | None = None,
+    ):
         self.project = project
         self.name = name
+        self.env = env or (lambda: dict(self.project.env))
         self._lock = threading.Lock()
         self._done = False
 
@@ -70,7 +77,7 @@ class CloudSessionSecret:
         self.project.log(f"[session key] {subprocess.list2cmdline(argv)}")
         return subprocess.run(
             argv,
-            env=dict(self.project.env),
+            env=self.env(),
             cwd=self.project.root,
             capture_output=True,
             text=True,
