@@ -7,7 +7,7 @@
 #
 # It installs, from the distribution: Python 3.11 (Ubuntu 22.04: the python3.11 package of
 # universe; Debian 12: its python3), bubblewrap (the grader's sandbox for the student's scripts),
-# the system python3 (the sandbox's gcloud relay); then the kit into /opt/hw5kit from the wheels
+# the system python3 with PyYAML (the sandbox's gcloud relay, and the students' scripts); then the kit into /opt/hw5kit from the wheels
 # in this bundle only, each checked against requirements.txt's hashes (no package index is
 # contacted); then checks the installation and the staff config (autograder.yaml).
 set -euo pipefail
@@ -21,7 +21,10 @@ packages=(bubblewrap)
 if ! command -v python3.11 >/dev/null || ! python3.11 -c 'import ensurepip, venv' 2>/dev/null; then
   packages+=(python3.11 python3.11-venv)
 fi
+# The student's scripts run with the system's python3, which the course requires to have PyYAML
+# (setup/check_prereq.sh checks it): the generated deploy scripts read deliverables.yaml with it.
 [ -x /usr/bin/python3 ] || packages+=(python3)
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || packages+=(python3-yaml)
 
 log "apt-get install ${packages[*]}"
 apt-get update -qq
