@@ -31,9 +31,7 @@ def test_the_zip_has_setup_sh_and_run_autograder_at_its_root_executable(bundle_z
     for name in ("setup.sh", "run_autograder"):
         assert name in infos, f"{name} must be at the zip's root (not in a folder)"
         assert (infos[name].external_attr >> 16) & 0o777 == 0o755
-    assert {"autograder.yaml", "requirements.txt", "report_failure.py", "bundle.json"} <= set(
-        infos
-    )
+    assert {"autograder.yaml", "requirements.txt", "report_failure.py", "bundle.json"} <= set(infos)
     wheels = [n for n in infos if n.startswith("wheels/")]
     assert any(n.startswith("wheels/hw5kit-") for n in wheels)
     heavy = [n for n in wheels if n.split("/")[1].split("-")[0].lower() in ("torch", "numpy")]
@@ -216,7 +214,9 @@ def _fake_python(tmp_path, body: str):
 
 
 def test_the_runner_gives_what_the_grader_gives_and_closes_its_files(autograder, tmp_path):
-    code = runner.run(autograder / "source" / "autograder.yaml", root=autograder, log=lambda m: None)
+    code = runner.run(
+        autograder / "source" / "autograder.yaml", root=autograder, log=lambda m: None
+    )
     assert code == runner.GRADED
     got = json.loads((autograder / "results" / "results.json").read_text())
     assert results.problems(got) == []
@@ -253,7 +253,10 @@ def test_without_a_usable_sid_the_scripts_project_gives_the_id(autograder, users
 
 
 def test_a_group_submission_is_graded_with_the_first_member_s_id(autograder):
-    meta = {**META, "users": [*META["users"], {"email": "b@x.org", "id": 2, "name": "B", "sid": "9"}]}
+    meta = {
+        **META,
+        "users": [*META["users"], {"email": "b@x.org", "id": 2, "name": "B", "sid": "9"}],
+    }
     (autograder / "submission_metadata.json").write_text(json.dumps(meta))
     assert runner.run(root=autograder, log=lambda m: None) == runner.GRADED
     got = json.loads((autograder / "results" / "results.json").read_text())
@@ -263,7 +266,8 @@ def test_a_group_submission_is_graded_with_the_first_member_s_id(autograder):
 
 def test_a_grader_that_cannot_run_gives_a_results_json_saying_why(autograder, tmp_path):
     python = _fake_python(
-        tmp_path, "echo 'grading: no sandbox for the submission scripts: bwrap missing' >&2\nexit 2\n"
+        tmp_path,
+        "echo 'grading: no sandbox for the submission scripts: bwrap missing' >&2\nexit 2\n",
     )
     code = runner.run(root=autograder, python=python, log=lambda m: None)
     assert code == runner.FAILED
@@ -292,7 +296,8 @@ def test_a_grading_past_the_time_limit_is_stopped_and_said(autograder, tmp_path)
 def test_results_off_gradescope_s_format_are_not_uploaded(autograder, tmp_path):
     python = _fake_python(
         tmp_path,
-        'while [ "$1" != --out ]; do shift; done\necho \'{"score": 1, "tests": [{"status": "ok"}]}\' > "$2"\n',
+        'while [ "$1" != --out ]; do shift; done\n'
+        'echo \'{"score": 1, "tests": [{"status": "ok"}]}\' > "$2"\n',
     )
     assert runner.run(root=autograder, python=python, log=lambda m: None) == runner.FAILED
     got = results.load_checked(autograder / "results" / "results.json")

@@ -15,6 +15,7 @@ change (the bundle is reproducible); the figures are printed (`-s`).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -109,12 +110,23 @@ def test_the_repository_deployed_by_the_fake_pipeline_gets_every_automatic_point
     _same_as_nox_grade(got, repo, tmp_path, meta)
 
 
+def test_on_debian_12_with_user_namespaces_the_scripts_run_in_bubblewrap(
+    engine, bundle_zip, tmp_path
+):
+    """Debian 12's bubblewrap (0.8) has what the grader asks of it: with user namespaces the
+    container grades in the bwrap sandbox, with the same results as `nox -s grade`."""
+    made = local.image_for(engine, bundle_zip, "debian-12")
+    folder = submissions.materialize("wrong_port", tmp_path / "wrong_port")
+    run = local.run_submission(engine, made.ref, folder, META, userns=True)
+    got = _graded(run, "wrong_port on Debian 12 (userns)")
+    assert got["extra_data"]["sandbox"] == "bwrap"
+    _same_as_nox_grade(got, folder, tmp_path)
+
+
 @pytest.mark.parametrize("name", ["course_template", "wrong_port", "misspelt_substitution"])
 def test_corpus_submissions_grade_as_nox_grade_does(name, engine, image, tmp_path):
     if name == "course_template":
         folder = tmp_path / name
-        import shutil
-
         shutil.copytree(submissions.COURSE_TEMPLATE, folder)
     else:
         folder = submissions.materialize(name, tmp_path / name)
@@ -148,7 +160,8 @@ echo "$forged" > /autograder/results/results.json
 cat /autograder/submission_metadata.json
 cat /autograder/source/autograder.yaml
 echo 'echo pwned' >> /autograder/run_autograder
-echo 'import os; os.system("touch /tmp/pwned")' >> /opt/hw5kit/lib/python3.11/site-packages/hw5kit/__init__.py
+kit=/opt/hw5kit/lib/python3.11/site-packages/hw5kit
+echo 'import os; os.system("touch /tmp/pwned")' >> $kit/__init__.py
 rm -rf /autograder/source /opt/hw5kit /autograder/submission 2>&1 | head -3
 (setsid sh -c "sleep 2; echo '$forged' > /autograder/results/results.json; sleep 600" &)
 nohup sleep 600 >/dev/null 2>&1 &

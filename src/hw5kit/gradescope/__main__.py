@@ -1,10 +1,10 @@
 """python -m hw5kit.gradescope COMMAND: the autograder as course staff install it on Gradescope.
 
-  build   write autograder.zip (what `nox -s gradescope` runs)
-  try     grade a submission with the bundle in a container, as Gradescope would
-  check   check a results.json against Gradescope's documented format
-  run     grade /autograder/submission (what the bundle's run_autograder runs)
-  doctor  check an installation (what the bundle's setup.sh runs last)
+build   write autograder.zip (what `nox -s gradescope` runs)
+try     grade a submission with the bundle in a container, as Gradescope would
+check   check a results.json against Gradescope's documented format
+run     grade /autograder/submission (what the bundle's run_autograder runs)
+doctor  check an installation (what the bundle's setup.sh runs last)
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def _check(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             status = 1
             continue
-        print(f"{path}: follows Gradescope's format (score {data.get('score')}, "
-              f"{len(data.get('tests') or [])} tests)")  # fmt: skip
+        print(
+            f"{path}: follows Gradescope's format (score {data.get('score')}, "
+            f"{len(data.get('tests') or [])} tests)"
+        )
     return status
 
 
@@ -90,13 +92,19 @@ def _try(args: argparse.Namespace) -> int:
     try:
         engine = detect()
         image = local.image_for(engine, args.bundle, args.base)
-        print(f"image {image.ref} ({image.flavor}; {'built' if image.built else 'reused'} in "
-              f"{image.seconds:.0f} s)")  # fmt: skip
+        print(
+            f"image {image.ref} ({image.flavor}; {'built' if image.built else 'reused'} in "
+            f"{image.seconds:.0f} s)"
+        )
         meta = None if args.no_metadata else local.metadata(args.sid)
         run = local.run_submission(
-            engine, image.ref, args.submission, meta, userns=not args.no_userns,
+            engine,
+            image.ref,
+            args.submission,
+            meta,
+            userns=not args.no_userns,
             config=args.config,
-        )  # fmt: skip
+        )
     except ContainerError as exc:
         print(f"gradescope try: {exc}", file=sys.stderr)
         return 2
@@ -105,11 +113,15 @@ def _try(args: argparse.Namespace) -> int:
         print(f"gradescope try: {run.problem}", file=sys.stderr)
         return 1
     args.out.write_text(json.dumps(run.results, indent=2) + "\n")
-    print(f"\nrun_autograder: exit {run.status}, {run.seconds:.1f} s ({run.total_seconds:.1f} s "
-          f"with the container); results in {args.out}")  # fmt: skip
+    print(
+        f"\nrun_autograder: exit {run.status}, {run.seconds:.1f} s ({run.total_seconds:.1f} s "
+        f"with the container); results in {args.out}"
+    )
     if run.source_changed or run.leftovers:
-        print("WARNING: the bundle's files changed or processes were left running: "
-              f"{run.leftovers}", file=sys.stderr)  # fmt: skip
+        print(
+            f"WARNING: the bundle's files changed or processes were left running: {run.leftovers}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -122,12 +134,20 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write autograder.zip")
-    b.add_argument("--out", type=Path, default=Path("autograder.zip"),
-                   help="where the bundle goes (default %(default)s)")  # fmt: skip
-    b.add_argument("--config", type=Path,
-                   help=f"the staff options (default {config_mod.DEFAULT.name}, commented)")  # fmt: skip
-    b.add_argument("--wheels", type=Path,
-                   help="reuse the wheels in this folder instead of collecting them")  # fmt: skip
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=Path("autograder.zip"),
+        help="where the bundle goes (default %(default)s)",
+    )
+    b.add_argument(
+        "--config",
+        type=Path,
+        help=f"the staff options (default {config_mod.DEFAULT.name}, commented)",
+    )
+    b.add_argument(
+        "--wheels", type=Path, help="reuse the wheels in this folder instead of collecting them"
+    )
     b.set_defaults(func=_build)
     t = sub.add_parser("try", help="grade a submission with the bundle in a container")
     t.add_argument("submission", type=Path)
@@ -135,8 +155,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--sid", help="the student ID Gradescope's metadata gives (default: none)")
     t.add_argument("--no-metadata", action="store_true", help="no submission_metadata.json")
     t.add_argument("--base", choices=("auto", "ubuntu-22.04", "debian-12"), default="auto")
-    t.add_argument("--no-userns", action="store_true",
-                   help="refuse user namespaces in the container (the grader's fallback sandbox)")  # fmt: skip
+    t.add_argument(
+        "--no-userns",
+        action="store_true",
+        help="refuse user namespaces in the container (the grader's fallback sandbox)",
+    )
     t.add_argument("--config", type=Path, help="another autograder.yaml for this run")
     t.add_argument("--out", type=Path, default=Path("results.json"))
     t.set_defaults(func=_try)

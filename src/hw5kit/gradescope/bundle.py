@@ -123,7 +123,9 @@ def check_wheels(folder: Path) -> list[Path]:
         if not any(tag in PYTHON_TAGS for tag in m["py"].split(".") + m["abi"].split(".")):
             problems.append(f"{wheel.name}: not for Python 3.11")
         plats = m["plat"].split(".")
-        if not any(p == "any" or (p.startswith("manylinux") and p.endswith("x86_64")) for p in plats):
+        if not any(
+            p == "any" or (p.startswith("manylinux") and p.endswith("x86_64")) for p in plats
+        ):
             problems.append(f"{wheel.name}: not for Linux x86_64 (Gradescope's machines)")
     own = [w for w in wheels if w.name.startswith("hw5kit-")]
     if len(own) != 1:
@@ -192,7 +194,8 @@ def build(
             wheels_dir = collect_wheels(Path(tmp) / "wheels", root, log=log)
         wheels = check_wheels(wheels_dir)
         entries: dict[str, bytes] = {
-            name: (FILES / name).read_bytes() for name in ("setup.sh", "run_autograder", "README.md")
+            name: (FILES / name).read_bytes()
+            for name in ("setup.sh", "run_autograder", "README.md")
         }
         entries["autograder.yaml"] = config_path.read_bytes()
         entries["report_failure.py"] = FAILURE.read_bytes()

@@ -52,7 +52,9 @@ def parse(data: object, where: str = "autograder.yaml") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected keys and values (a mapping), not {type(data).__name__}")
+        raise ConfigError(
+            f"{where}: expected keys and values (a mapping), not {type(data).__name__}"
+        )
     unknown = sorted(str(k) for k in data if k not in KEYS)
     if unknown:
         raise ConfigError(
