@@ -75,7 +75,7 @@ class Paths:
 def student_id(metadata: Path) -> tuple[str | None, str | None]:
     """``(sid, note)``: the submitter's student ID when the metadata holds a usable one, else
     ``None`` and a note for the summary saying why the scripts' project is used instead."""
-    from ..grading.grader import STUDENT_ID_RE
+    from .. import naming
 
     fallback = "the student ID is taken from the hw5-<ID> project the scripts name"
     try:
@@ -91,8 +91,12 @@ def student_id(metadata: Path) -> tuple[str | None, str | None]:
     if not sid:
         who = users[0].get("name") or users[0].get("email") or "the submitter"
         return None, f"Gradescope has no student ID (sid) for {who} in the roster: {fallback}"
-    if not STUDENT_ID_RE.match(sid.lower()):
-        return None, f"Gradescope's student ID {sid!r} cannot be a project ID: {fallback}"
+    problem = naming.student_id_problem(naming.normalize_student_id(sid))
+    if problem:  # the grader's own check of --student-id / the metadata
+        return (
+            None,
+            f"Gradescope's student ID {sid!r} cannot be a project ID ({problem}): {fallback}",
+        )
     note = None
     if len(users) > 1:
         note = f"group submission of {len(users)}: graded with the first member's ID ({sid})"
