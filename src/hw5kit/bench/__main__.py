@@ -2,6 +2,7 @@
 
     python -m hw5kit.bench run            # full run: reports/bench/ and README.md's figures
     python -m hw5kit.bench run --smoke    # reduced run (under a minute), report in a temp dir
+    python -m hw5kit.bench run --smoke --peers litserve   # ... with one serving peer
     python -m hw5kit.bench report DIR     # re-render a report from DIR/results.json
     python -m hw5kit.bench quant          # int8 vs fp32: reports/quantization/, README figures
     python -m hw5kit.bench quant --smoke  # reduced quantization run (about a minute)
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 from . import report
+from .peers import PEERS
 from .run import SUBJECTS, Plan
 
 DEFAULT_OUT = Path("reports") / "bench"
@@ -44,6 +46,7 @@ SMOKE = {
     "stress_requests": 2,
     "stress_slow_clients": 16,
     "stress_decodes": 2,
+    "peers": [],
 }
 
 
@@ -99,6 +102,16 @@ def parser() -> argparse.ArgumentParser:
         default=True,
         help="leave out the production-defaults measurements under load and attack",
     )
+    r.add_argument(
+        "--peers",
+        nargs="?",
+        const="all",
+        metavar="LIST",
+        help="measure the serving peers beside ours: all (the default of a full run) or a "
+        f"comma-separated list of {', '.join(PEERS)}; each runs from its own environment "
+        "(.nox/peers/NAME, created on first use)",
+    )
+    r.add_argument("--no-peers", action="store_true", help="leave the serving peers out")
     r.add_argument(
         "--out", type=Path, help=f"report folder (default: {DEFAULT_OUT}; --smoke: {SMOKE_OUT})"
     )
@@ -185,6 +198,14 @@ def plan_from(args) -> Plan:
             values[key] = getattr(args, key)
     if not args.stress:
         values.update(stress_concurrency=[], stress_slow_clients=0, stress_decodes=0)
+    if args.peers is not None:
+        asked = list(PEERS) if args.peers == "all" else _list(str)(args.peers)
+        unknown = [p for p in asked if p not in PEERS]
+        if unknown:
+            raise SystemExit(f"error: unknown peer {', '.join(unknown)}; known: {', '.join(PEERS)}")
+        values["peers"] = list(dict.fromkeys(asked))
+    if args.no_peers:
+        values["peers"] = []
     plan = Plan(**values)
     bad = [m for m in plan.modes if m not in ("url", "upload")]
     bad += [s for s in plan.subjects if s not in SUBJECTS]
