@@ -14,7 +14,8 @@
 | ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
 | ``HW5_TORCH_THREADS`` | intra-op threads for inference (ONNX Runtime or torch) | CPUs / workers |
-| ``HW5_RUNTIME`` | ``auto`` (ONNX Runtime if installed, else torch), ``onnx`` or ``torch`` | auto |
+| ``HW5_RUNTIME`` | ``auto`` (OpenVINO where the CPU has native bfloat16, else ONNX Runtime if installed, else torch), ``openvino``, ``onnx`` or ``torch`` | auto |
+| ``HW5_PRECISION`` | OpenVINO's: ``auto`` (bfloat16 where native), ``bf16`` or ``fp32`` (``auto`` runtime then picks ONNX Runtime) | auto |
 | ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
 | ``HW5_BATCH_WAIT_MS`` | longest a forward pass waits for requests still being decoded | 2 |
 | ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from . import capacity
 from .errors import ServingError
 from .models.catalog import DEFAULT_MODEL, OFFLINE_MODELS, get_spec, parse_model_list
-from .models.runtime import RUNTIMES, usable_cpus
+from .models.runtime import PRECISIONS, RUNTIMES, usable_cpus
 
 FLAVORS = ("v1", "v2", "v3")
 
@@ -113,6 +114,7 @@ class ServingSettings:
     fetch: FetchLimits = field(default_factory=FetchLimits)
     torch_threads: int = field(default_factory=cpu_count)
     runtime: str = "auto"
+    precision: str = "auto"  # HW5_PRECISION
     batch_max: int = 8
     batch_wait_ms: float = 2.0
     load: str = "background"
@@ -139,6 +141,10 @@ class ServingSettings:
         if self.runtime not in RUNTIMES:
             raise SettingsError(
                 f"HW5_RUNTIME must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise SettingsError(
+                f"HW5_PRECISION must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         if self.batch_max < 1 or self.batch_wait_ms < 0 or self.torch_threads < 1:
             raise SettingsError("need HW5_BATCH_MAX >= 1, HW5_BATCH_WAIT_MS >= 0, threads >= 1")
@@ -185,6 +191,7 @@ class ServingSettings:
                 "HW5_TORCH_THREADS", max(1, cpu_count() // reader.integer("HW5_WORKERS", 1))
             ),
             runtime=(env.get("HW5_RUNTIME", "").strip().lower() or "auto"),
+            precision=(env.get("HW5_PRECISION", "").strip().lower() or "auto"),
             batch_max=reader.integer("HW5_BATCH_MAX", 8),
             batch_wait_ms=reader.number("HW5_BATCH_WAIT_MS", 2.0, allow_zero=True),
             load=env.get("HW5_LOAD", "background").strip() or "background",
