@@ -56,7 +56,7 @@ def test_model_variables():
         ("v1", {"HW5_MAX_UPLOAD_MB": "lots"}, "HW5_MAX_UPLOAD_MB must be a number"),
         ("v1", {"HW5_FETCH_TOTAL_TIMEOUT": "-1"}, "HW5_FETCH_TOTAL_TIMEOUT must be positive"),
         ("v1", {"HW5_LOAD": "lazy"}, "HW5_LOAD must be 'background' or 'sync'"),
-        ("v1", {"HW5_RUNTIME": "tensorrt"}, "HW5_RUNTIME must be one of auto, openvino, onnx, torch"),
+        ("v1", {"HW5_RUNTIME": "tpu"}, "HW5_RUNTIME must be one of auto, openvino, onnx, torch"),
         ("v1", {"HW5_PRECISION": "int4"}, "HW5_PRECISION must be one of auto, bf16, fp32"),
         ("v1", {"HW5_BATCH_MAX": "0"}, "HW5_BATCH_MAX must be a whole number of at least 1"),
         ("v1", {"HW5_BATCH_MAX": "2.5"}, "HW5_BATCH_MAX must be a whole number"),

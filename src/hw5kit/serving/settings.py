@@ -14,8 +14,8 @@
 | ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
 | ``HW5_TORCH_THREADS`` | intra-op threads for inference (ONNX Runtime or torch) | CPUs / workers |
-| ``HW5_RUNTIME`` | ``auto`` (OpenVINO where the CPU has native bfloat16, else ONNX Runtime if installed, else torch), ``openvino``, ``onnx`` or ``torch`` | auto |
-| ``HW5_PRECISION`` | OpenVINO's: ``auto`` (bfloat16 where native), ``bf16`` or ``fp32`` (``auto`` runtime then picks ONNX Runtime) | auto |
+| ``HW5_RUNTIME`` | ``auto``, ``openvino``, ``onnx`` or ``torch`` (``runtime.py``) | auto |
+| ``HW5_PRECISION`` | ``auto`` (bfloat16 where native), ``bf16`` or ``fp32`` | auto |
 | ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
 | ``HW5_BATCH_WAIT_MS`` | longest a forward pass waits for requests still being decoded | 2 |
 | ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
