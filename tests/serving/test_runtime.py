@@ -16,7 +16,7 @@ from hw5kit.serving.images import decode_image
 from hw5kit.serving.models import OFFLINE_MODELS, get_spec, load_classifier, runtime
 from hw5kit.serving.models.weights import bake, weights_path
 
-from ..conftest import ROOT
+from ..conftest import ROOT, SUPPORT
 
 
 @pytest.fixture
@@ -147,6 +147,33 @@ def test_openvino_bf16_is_the_default_and_keeps_fp32s_top1_on_every_labelled_pho
             pool.map(lambda i: served.predict_proba(batch[i : i + 1])[0], range(len(names)))
         )
     np.testing.assert_allclose(np.stack(rows), p_bf16, atol=2e-2)
+
+
+@needs_bf16
+def test_loading_openvino_calls_no_one(torch_home, tmp_path):
+    """``import openvino`` sends a usage event to Google Analytics unless its conversion tools
+    stay unimported: a served model's start must make no connection beyond loopback."""
+    load_classifier("efficientnet_lite0", runtime="onnx")  # the export, in this process
+    guard_log = tmp_path / "netguard.log"
+    code = (
+        "import time; from hw5kit.serving.models import load_classifier; "
+        "c = load_classifier('efficientnet_lite0'); time.sleep(1); print(c.runtime)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "TORCH_HOME": str(torch_home),
+            "PYTHONPATH": f"{SUPPORT / 'netguard'}:{ROOT / 'src'}",
+            "NETGUARD_LOG": str(guard_log),
+            "HOME": str(tmp_path),  # no consent file from an earlier run
+            "PATH": "/usr/bin",
+        },
+    ).stdout.split()
+    assert out == ["openvino"]
+    assert not guard_log.exists() or guard_log.read_text() == ""
 
 
 @needs_bf16

@@ -277,7 +277,8 @@ def start_command(
     port = procs.free_port()
     env["PEER_PORT"] = str(port)
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(HERE)
+    # peer_common first; then the caller's path (what the tests' network guard rides on)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     cwd = workdir / f"{name}-{model}"
     cwd.mkdir(parents=True, exist_ok=True)
     if name == "torchserve":
@@ -344,7 +345,7 @@ def start(
     """Start the peer serving ``model``; (process, base URL, cold start in seconds): from the
     start command to the first answered prediction of ``probe`` (not every framework has a
     readiness route that waits for its workers)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HW5_", "PYTHON"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HW5_")}
     env.update(model_env(model, torch_home))
     cmd, cwd = start_command(name, python, model, workdir, env)
     base = f"http://127.0.0.1:{env['PEER_PORT']}"

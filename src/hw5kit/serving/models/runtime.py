@@ -35,6 +35,7 @@ import hashlib
 import io
 import logging
 import os
+import sys
 import tempfile
 import threading
 import warnings
@@ -76,9 +77,26 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def import_openvino():
+    """``openvino``, imported without its model-conversion tools (``openvino.tools.ovc``).
+
+    ``import openvino`` imports them when it can, and they send a usage event to Google
+    Analytics on import (OpenVINO's telemetry, on unless a consent file in the home folder
+    opts out): a server must not call out to a third party when it starts, and the runtime API
+    used here needs none of them. ``openvino/__init__.py`` skips them on ``ImportError``, which
+    a ``None`` entry in ``sys.modules`` gives; tests run the serving path under a guard that
+    records any connection that is not to loopback.
+    """
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino.tools.ovc", None)  # type: ignore[assignment]
+    import openvino
+
+    return openvino
+
+
 def openvino_available() -> bool:
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except ImportError:
         return False
     return True
@@ -92,8 +110,7 @@ def bf16_native() -> bool:
     global _bf16_native
     if _bf16_native is None:
         try:
-            import openvino as ov
-
+            ov = import_openvino()
             _bf16_native = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         except Exception:  # no openvino, or no CPU plugin
             _bf16_native = False
@@ -231,8 +248,7 @@ class OpenVinoEngine:
     kind = "openvino"
 
     def __init__(self, model: Path, threads: int, *, precision: str = "auto"):
-        import openvino as ov
-
+        ov = import_openvino()
         self.precision = resolve_precision(precision)
         config = {
             "PERFORMANCE_HINT": "LATENCY",
