@@ -173,7 +173,12 @@ def test_a_huge_file_hits_the_file_size_limit(mode, hostile):
 def test_filling_the_workspace_with_files_is_stopped(mode, hostile):
     grading = hostile(mode, "mkdir lots && cd lots && i=0; while :; do : > f$i; i=$((i+1)); done\n")
     output = result(grading, SUBMIT).output
-    assert "files in the workspace" in output or "the time limit" in output
+    # stopped by the count, or by the size-limited workspace's inode limit (whose errors then
+    # flood the output)
+    assert any(
+        reason in output
+        for reason in ("files in the workspace", "the time limit", "No space left on device")
+    ), output
 
 
 @pytest.mark.parametrize("mode", modes())
@@ -214,7 +219,7 @@ def test_the_fake_gcloud_refuses_files_outside_the_submission(mode, hostile):
         "gcloud builds submit --region=us-central1 /\n",
     )
     output = result(grading, "Q1.10").output
-    assert output.count("outside the submission") == 4
+    assert output.count("inside the submission (the grader's fake gcloud") == 4
     assert "the build failed" in output
 
 

@@ -56,7 +56,6 @@ def run_script(box: Sandbox, body: str, handler=None):
         (base / "runs").chmod(0o711)
         script = workspace / "script.sh"
         script.write_text("#!/bin/bash\n" + body)
-        box.prepare_workspace(workspace)
         python = box.python or "/usr/bin/python3"
         with GcloudRelay(base, handler or record, python=python, limit=5) as relay:
             done = box.run(base, workspace, script, relay=relay)
@@ -95,7 +94,7 @@ def test_gcloud_is_the_relay_even_by_its_full_path(mode):
 
 def test_the_relay_answers_from_the_fake_gcloud(tmp_path):
     box = sandbox_for("bwrap")
-    cloud = FakeCloud(tmp_path / "state", tmp_path / "private", "hw5-20261234")
+    cloud = FakeCloud(tmp_path / "state", "hw5-20261234")
     done, _ = run_script(box, "gcloud config get-value project\ngcloud nope\n", cloud.handle)
     assert done.stdout.strip() == "hw5-20261234"
     assert "Invalid choice: 'nope'" in done.stderr
@@ -104,10 +103,16 @@ def test_the_relay_answers_from_the_fake_gcloud(tmp_path):
 
 
 @pytest.mark.parametrize("mode", modes())
-def test_scripts_run_as_nobody_when_the_grader_is_root(mode):
-    done, _ = run_script(sandbox_for(mode), "id -u\ntouch /etc/hw5-probe 2>&1 || true\n")
-    expected = "65534" if os.geteuid() == 0 else str(os.getuid())
-    assert done.stdout.split()[0] == expected
+def test_each_run_gets_a_uid_of_its_own_when_the_grader_is_root(mode):
+    box = sandbox_for(mode)
+    body = "id -u\ntouch /etc/hw5-probe 2>&1 || true\n"
+    first, _ = run_script(box, body)
+    second, _ = run_script(box, body)
+    uids = {int(first.stdout.split()[0]), int(second.stdout.split()[0])}
+    if os.geteuid() == 0:
+        assert len(uids) == 2 and min(uids) >= 100_000  # fresh, unused, never root's or nobody's
+    else:
+        assert uids == {os.getuid()}
     assert not Path("/etc/hw5-probe").exists()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..confined import Folder, Listing, Plain, Unreadable
+from ..yamlsafe import yaml_limits_problem
 
 SCHEMA_PATH = Path(__file__).with_name("cloudbuild.schema.json")
 DOCKER_BUILDERS = ("gcr.io/cloud-builders/docker", "docker", "docker.io/library/docker")
@@ -118,13 +122,23 @@ def schema_errors(data: Any) -> list[str]:
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    """Parse and check a config file; ConfigProblem with gcloud's wording otherwise."""
+    """Read (as gcloud would, size-capped and non-blocking) and check a config file."""
     try:
-        text = path.read_text()
-    except (FileNotFoundError, IsADirectoryError):
-        raise ConfigProblem(f"Unable to read file [{path}]: no such file") from None
+        data = Plain().read(str(path), Path.cwd(), flag="--config")
+    except Unreadable as exc:
+        raise ConfigProblem(f"Unable to read file [{path}]: {exc.reason}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(raw: bytes, path: str) -> dict[str, Any]:
+    """Parse and check a config's bytes; ConfigProblem with gcloud's wording otherwise."""
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigProblem(f"parsing {path}: not a text file") from None
+    problem = yaml_limits_problem(text, path)  # the fake must not explode either
+    if problem:
+        raise ConfigProblem(problem)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -341,9 +355,44 @@ class Registry:
 
 
 @dataclass
+class Upload:
+    """The source a build received: what ``gcloud builds submit`` uploaded (its folder, opened
+    once, and the listing after the ignore files), read only through that folder."""
+
+    folder: Folder
+    listing: Listing
+
+    def dir_exists(self, rel: str) -> bool:
+        return rel == "." or rel in self.listing.dirs
+
+    def read(self, rel: str, shown: str) -> bytes | None:
+        """The file's bytes when it was uploaded as a regular file and still reads as one."""
+        if rel not in self.listing.files:
+            return None
+        try:
+            return self.folder.read(rel, flag="docker build", shown=shown)
+        except Unreadable:
+            return None
+
+
+def _in_workspace(path: str, base: str = ".") -> str | None:
+    """``path`` (relative to ``base``, or absolute under /workspace) as a path relative to the
+    uploaded source, or None when it leaves it."""
+    if path.startswith("/"):
+        if path != "/workspace" and not path.startswith("/workspace/"):
+            return None
+        path = path[len("/workspace") :].lstrip("/") or "."
+        base = "."
+    joined = os.path.normpath(os.path.join(base, path))
+    if joined == ".." or joined.startswith("../") or joined.startswith("/"):
+        return None
+    return joined
+
+
+@dataclass
 class Simulation:
     build_id: str
-    workspace: Path
+    source: Upload
     registry: Registry
     local: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> digest
     log: list[str] = field(default_factory=list)
@@ -365,7 +414,7 @@ class Simulation:
             self.log.append(f"{label}: (fake Cloud Build: this step is not simulated)")
             self.log.append(f"Finished {label}")
             return
-        workdir = self.workspace / step.get("dir", "")
+        workdir = _in_workspace(step.get("dir", "") or ".")
         self.log.append(f"{label}: docker {' '.join(shlex.quote(a) for a in args)}")
         if not args:
             raise StepFailed("docker: no command given")
@@ -383,7 +432,7 @@ class Simulation:
             raise StepFailed(f'invalid argument "{text}" for {what}: invalid reference format')
         return ref
 
-    def _docker_build(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_build(self, args: list[str], workdir: str | None, label: str) -> None:
         parsed = parse_docker_build(args)
         if parsed.problems:
             raise StepFailed(parsed.problems[0])
@@ -394,13 +443,17 @@ class Simulation:
             raise StepFailed(
                 f'"docker build" requires exactly 1 argument (the context), got {positional}'
             )
-        context = (workdir / positional[0]).resolve()
-        if not context.is_dir() or not _inside(context, self.workspace):
+        context = _in_workspace(positional[0], workdir) if workdir else None
+        if context is None or not self.source.dir_exists(context):
             raise StepFailed(f"unable to prepare context: path {positional[0]!r} not found")
         dockerfile_arg = parsed.files[-1] if parsed.files else None
-        dockerfile = (workdir / dockerfile_arg) if dockerfile_arg else context / "Dockerfile"
-        if not dockerfile.is_file() or not _inside(dockerfile.resolve(), self.workspace):
-            shown = Path("/workspace") / dockerfile.relative_to(self.workspace)
+        if dockerfile_arg:
+            dockerfile = _in_workspace(dockerfile_arg, workdir or ".")
+        else:
+            dockerfile = os.path.normpath(os.path.join(context, "Dockerfile"))
+        shown = f"/workspace/{dockerfile}" if dockerfile else str(dockerfile_arg)
+        text = self.source.read(dockerfile, shown) if dockerfile else None
+        if text is None:  # not uploaded (ignored, absent), or not a regular file
             raise StepFailed(
                 "unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
                 f"lstat {shown}: no such file or directory"
@@ -413,9 +466,9 @@ class Simulation:
                 self.log.append(f"{label}: using cache from {ref.tagged}")
             else:
                 self.log.append(f"{label}: cache image {ref.tagged} not found locally, ignored")
-        for base in _from_images(dockerfile, build_args):
+        for base in _from_images(text.decode("utf-8", errors="replace"), build_args):
             self._need_base(base, label)
-        digest = digest_of(self.build_id, str(dockerfile), *parsed.tags)
+        digest = digest_of(self.build_id, shown, *parsed.tags)
         for ref in tags:
             self.local[ref.tagged] = digest
             self.log.append(f"{label}: Successfully tagged {ref.tagged}")
@@ -438,7 +491,7 @@ class Simulation:
             self.local[ref.tagged] = digest
         self.log.append(f"{label}: FROM {ref.tagged}")
 
-    def _docker_tag(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_tag(self, args: list[str], workdir: str | None, label: str) -> None:
         if len(args) != 2:
             raise StepFailed('"docker tag" requires exactly 2 arguments')
         source = self._reference(args[0], "source image")
@@ -447,7 +500,7 @@ class Simulation:
             raise StepFailed(f"No such image: {source.tagged}")
         self.local[target.tagged] = self.local[source.tagged]
 
-    def _docker_pull(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_pull(self, args: list[str], workdir: str | None, label: str) -> None:
         names = [a for a in args if not a.startswith("-")]
         if len(names) != 1:
             raise StepFailed('"docker pull" requires exactly 1 argument')
@@ -463,7 +516,7 @@ class Simulation:
         self.local[ref.tagged] = digest
         self.log.append(f"{label}: Status: Downloaded newer image for {ref.tagged}")
 
-    def _docker_push(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_push(self, args: list[str], workdir: str | None, label: str) -> None:
         names = [a for a in args if not a.startswith("-")]
         if len(names) != 1:
             raise StepFailed('"docker push" requires exactly 1 argument')
@@ -497,26 +550,18 @@ class Simulation:
         self.log.append(f"{label}: {ref.tag or 'latest'}: digest: {digest} size: 2841")
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 ARG_RE = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?\s*$", re.I)
 FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.I)
 REF_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _from_images(dockerfile: Path, build_args: dict[str, str]) -> list[str]:
+def _from_images(dockerfile: str, build_args: dict[str, str]) -> list[str]:
     """The external images a Dockerfile's FROM lines name (stage names excluded)."""
     args: dict[str, str] = {}
     stages: set[str] = set()
     images = []
     seen_from = False
-    for raw in dockerfile.read_text(errors="replace").splitlines():
+    for raw in dockerfile.splitlines():
         line = raw.strip()
         match = ARG_RE.match(line)
         if match and not seen_from:

@@ -28,13 +28,13 @@ from typing import Any
 
 import yaml
 
+from ..yamlsafe import yaml_limits_problem
+
 MAX_FILE = 8 * 2**20
 MAX_TOTAL = 96 * 2**20
 MAX_FILES = 4000
 MAX_DEPTH = 16
 MAX_TEXT = 2**20  # the largest text file the checks read
-MAX_YAML_ALIASES = 64
-MAX_YAML_DEPTH = 64
 SKIPPED_DIRS = {
     ".git",
     ".hg",
@@ -226,31 +226,6 @@ class Snapshot:
             raise FileProblem(
                 f"{rel} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
             ) from None
-
-
-def yaml_limits_problem(text: str, source: str) -> str | None:
-    """Why ``text`` is unsafe to load (aliases or nesting that would make later processing
-    explode), or None. Runs on YAML's event stream, which does not build anything."""
-    aliases = depth = deepest = 0
-    try:
-        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_YAML_ALIASES:
-                    return (
-                        f"{source} uses more than {MAX_YAML_ALIASES} YAML aliases (*name): "
-                        "refused (an alias bomb would make grading explode); write the values out"
-                    )
-            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                deepest = max(deepest, depth)
-                if deepest > MAX_YAML_DEPTH:
-                    return f"{source} nests deeper than {MAX_YAML_DEPTH} levels: refused"
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-    except yaml.YAMLError:
-        return None  # the loader reports syntax errors with their position
-    return None
 
 
 def yaml_error(exc: yaml.YAMLError, source: str) -> str:
