@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import report
+from . import cloud, report
 from .grader import STUDENT_ID_RE, Options, grade
 from .sandbox import MODES, Limits, Sandbox, SandboxUnavailable
 
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(report.summary(grading), flush=True)
             print(f"\nresults: {target}")
+    cloud.stop_fork_server()
     if many:
         total = time.monotonic() - started
         count = len(args.submissions)

@@ -8,10 +8,10 @@ project``), answered for the sandbox's relay. On top of the fake:
   Dockerfiles a build step reads, ``.gcloudignore``) is read through ``hw5kit.confined``'s
   ``Confined`` reader: beneath the run's workspace, no link followed, regular files the
   script itself could read, size-capped, and one message for every refusal;
-* bounds: each call runs in a child process forked from a preloaded fork server, with an
-  address-space and CPU limit and a wall-clock timeout (``Limits.gcloud_*``), at most
-  ``CONCURRENT_CALLS`` at once; a call that exceeds them fails with a message, the state lock
-  it held dies with it, and the grading goes on;
+* bounds: each call runs in a child process forked by a call server (``callserver.py``, the
+  fake already imported), with an address-space and CPU limit and a wall-clock timeout
+  (``Limits.gcloud_*``), at most ``CONCURRENT_CALLS`` at once; a call that exceeds them fails
+  with a message, the state lock it held dies with it, and the grading goes on;
 * commands that change nothing a grade depends on (``gcloud auth ...``, ``config list``,
   ``info``, ``version``) succeed without doing anything, so a script is not failed for them;
 * every call is recorded here as the script issued it (``Call``), with the build ID or service
@@ -20,19 +20,20 @@ project``), answered for the sandbox's relay. On top of the fake:
 
 from __future__ import annotations
 
-import json
-import multiprocessing
+import contextlib
 import os
 import re
-import resource
+import select
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..confined import Confined
-from ..gcloud_fake import FakeGcloud
+from ..gcloud_fake import PACKAGE_PARENT, FakeGcloud
 from ..gcloud_fake import cli as fake_cli
+from . import callserver
 
 BUILD_ID_RE = re.compile(
     r"/builds/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]"
@@ -69,7 +70,6 @@ class Call:
 
 
 CONCURRENT_CALLS = 4  # calls run at once; the others wait (bounds the grader's memory)
-OUTPUT_CAP = 2**20  # bytes of stdout and of stderr a call may hand back
 
 
 @dataclass(frozen=True)
@@ -197,100 +197,78 @@ def _is_noop(argv: list[str]) -> bool:
     return any(tuple(words[: len(prefix)]) == prefix for prefix in NOOP_COMMANDS)
 
 
-# --- the bounded child ----------------------------------------------------------------------
-
-_CONTEXT: Any = None
-_CONTEXT_LOCK = threading.Lock()
+# --- the call servers -------------------------------------------------------------------
 
 
-def _context() -> Any:
-    """A fork server with the fake gcloud imported, so that each call forks in milliseconds
-    (forking the grader itself is unsafe: it has threads)."""
-    global _CONTEXT
-    with _CONTEXT_LOCK:
-        if _CONTEXT is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["hw5kit.grading.cloud", "jsonschema", "yaml"])
-            _CONTEXT = context
-        return _CONTEXT
+class _Server:
+    """One ``callserver`` process: a request at a time."""
+
+    def __init__(self) -> None:
+        bootstrap = (
+            "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "from hw5kit.grading.callserver import main; main()"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", bootstrap, str(PACKAGE_PARENT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+            close_fds=True,
+        )
+
+    def call(self, request: dict[str, Any], wait: float) -> dict[str, Any] | None:
+        """The answer, or None when the server did not give one within ``wait`` seconds."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            callserver.write_message(self.proc.stdin, request)
+            ready, _, _ = select.select([self.proc.stdout], [], [], wait)
+            if not ready:
+                return None
+            return callserver.read_message(self.proc.stdout)
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
 
-def _failure(message: str) -> dict[str, Any]:
-    return {"stdout": "", "stderr": f"ERROR: (gcloud) {message}\n", "code": 1}
+_IDLE: list[_Server] = []
+_POOL_LOCK = threading.Lock()
 
 
 def _run_child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    context = _context()
-    reader, writer = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(writer, request), daemon=True)
-    try:
-        process.start()
-    except OSError as exc:
-        reader.close()
-        writer.close()
-        return _failure(f"the grader could not run the fake gcloud ({exc})")
-    writer.close()
-    try:
-        if not reader.poll(timeout):
-            return _failure(
-                f"the grader stopped this call of the fake gcloud: it took more than {timeout:g} s"
-            )
-        data = reader.recv_bytes(maxlength=4 * OUTPUT_CAP + 2**16)
-        answer = json.loads(data)
-    except (EOFError, OSError, ValueError):
-        process.join(timeout=1)
-        how = process.exitcode
-        return _failure(
-            "the grader stopped this call of the fake gcloud: it "
-            + ("ran out of its CPU time" if how in (-24, -9) else f"ended abnormally ({how})")
-        )
-    finally:
-        if process.is_alive():
-            process.kill()
-        process.join(timeout=5)
-        reader.close()
+    with _POOL_LOCK:
+        server = _IDLE.pop() if _IDLE else None
+    if server is None:
+        try:
+            server = _Server()
+        except OSError as exc:
+            return callserver.failure(f"the grader could not run the fake gcloud ({exc})")
+    answer = server.call({**request, "timeout": timeout}, timeout + 10)
+    if answer is None:  # the server itself is stuck or gone: replace it
+        server.proc.kill()
+        server.stop()
+        return callserver.failure(f"{callserver.STOPPED}it took more than {timeout:g} s")
+    with _POOL_LOCK:
+        _IDLE.append(server)
     return answer
 
 
-def _child(conn: Any, request: dict[str, Any]) -> None:
-    """In the forked child: limits, then the call; the answer as JSON over ``conn``."""
-    try:
-        with open("/proc/self/statm") as fh:
-            current = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        cap = current + int(request["memory"])
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        cpu = int(request["cpu"])
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        files = Confined(request["root"], request["uid"], request["gid"])
-        result = fake_cli.run(
-            request["argv"],
-            state_dir=Path(request["state_dir"]),
-            env=request["env"],
-            cwd=Path(request["cwd"]),
-            files=files,
-        )
-        answer = {
-            "stdout": _capped(result.stdout),
-            "stderr": _capped(result.stderr),
-            "code": result.code,
-        }
-    except MemoryError:
-        answer = _failure(
-            "the grader stopped this call of the fake gcloud: it needed more than "
-            f"{int(request['memory']) // 2**20} MiB of memory"
-        )
-    except Exception as exc:  # a bug in the fake must not kill the grading
-        answer = _failure(f"fake gcloud failed: {type(exc).__name__}: {exc}")
-    answer["rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    conn.send_bytes(json.dumps(answer).encode())
-    conn.close()
-
-
-def _capped(text: str) -> str:
-    if len(text) <= OUTPUT_CAP:
-        return text
-    return (
-        text[: OUTPUT_CAP // 2]
-        + "\n[... output cut by the grader ...]\n"
-        + text[-OUTPUT_CAP // 2 :]
-    )
+def stop_fork_server() -> None:
+    """Stop (and reap) the call servers, so that their and their children's resource use is
+    counted in the grader's (``getrusage(RUSAGE_CHILDREN)``); the next call starts new ones."""
+    with _POOL_LOCK:
+        servers = list(_IDLE)
+        _IDLE.clear()
+    for server in servers:
+        server.stop()

@@ -13,7 +13,7 @@ refuses user namespaces, where bubblewrap cannot run):
   the caller's uid (``SO_PEERCRED``), so a process left by another run cannot use it;
 * **a ledger**: the bytes the run holds on disk are its workspace, the files that uid owns in the
   machine's world-writable folders (``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock``), and
-  the deleted files its processes still hold open (``held_bytes``, read from ``/proc``); those
+  the deleted files its processes still hold open (``Tracker``, read from ``/proc``); those
   files are removed when the run ends (``remove_owned``).
 
 Where the grader may mount (root with ``CAP_SYS_ADMIN``), the workspace is moreover a tmpfs of
@@ -183,8 +183,13 @@ def _deleted_open(pid: int, seen: set[tuple[int, int]]) -> int:
     total = 0
     fd_dir = f"/proc/{pid}/fd"
     for name in os.listdir(fd_dir):
-        with contextlib.suppress(OSError):
+        try:
             info = os.stat(f"{fd_dir}/{name}")
+        except PermissionError:
+            raise  # /proc refuses this reader: try another (``Tracker.held``)
+        except OSError:
+            continue  # closed meanwhile
+        else:
             key = (info.st_dev, info.st_ino)
             if stat.S_ISREG(info.st_mode) and info.st_nlink == 0 and key not in seen:
                 seen.add(key)
@@ -198,27 +203,51 @@ class Held:
     hidden: int = 0  # processes whose open files the grader could not see
 
 
-def held_open(identity: Identity) -> Held:
-    """Bytes of deleted files the identity's processes keep open (anywhere)."""
-    held = Held()
-    seen: set[tuple[int, int]] = set()
-    for pid in processes_of(identity.uid):
-        try:
-            held.deleted += _deleted_open(pid, seen)
-            continue
-        except FileNotFoundError:
-            continue  # ended meanwhile
-        except PermissionError:
-            pass
-        try:
-            with _file_identity(identity):
+class Tracker:
+    """The processes of one run's identity, found cheaply enough to look every 50 ms: a
+    process that is not the identity's is remembered as such (a uid does not change without
+    privileges the run does not have), so each check reads only new processes' status."""
+
+    def __init__(self, identity: Identity):
+        self.identity = identity
+        self.others: set[str] = set()
+
+    def pids(self) -> list[int]:
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or name in self.others:
+                continue
+            try:
+                ids = _status_ids(name)
+            except (OSError, ValueError):
+                continue
+            if self.identity.uid in ids:
+                found.append(int(name))
+            elif ids:
+                self.others.add(name)
+        return found
+
+    def held(self) -> Held:
+        """Bytes of deleted files the identity's processes keep open (anywhere)."""
+        held = Held()
+        seen: set[tuple[int, int]] = set()
+        for pid in self.pids():
+            try:
                 held.deleted += _deleted_open(pid, seen)
-        except FileNotFoundError:
-            continue
-        except PermissionError:
-            if pid in processes_of(identity.uid):
-                held.hidden += 1  # made itself non-dumpable: its files cannot be counted
-    return held
+                continue
+            except FileNotFoundError:
+                continue  # ended meanwhile
+            except PermissionError:
+                pass
+            try:
+                with _file_identity(self.identity):
+                    held.deleted += _deleted_open(pid, seen)
+            except FileNotFoundError:
+                continue
+            except PermissionError:
+                if pid in self.pids():
+                    held.hidden += 1  # made itself non-dumpable: its files cannot be counted
+        return held
 
 
 def _walk_owned(

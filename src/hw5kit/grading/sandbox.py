@@ -636,7 +636,7 @@ class Sandbox:
                 runas.remove_owned(identity)
 
     def _used(
-        self, cwd: Path, homes: list[Path], identity: Identity | None, shared: bool
+        self, cwd: Path, homes: list[Path], tracker: runas.Tracker | None, shared: bool
     ) -> tuple[int, int, int]:
         """(bytes, entries, hidden processes) the run holds: its workspace and home, the
         deleted files its processes keep open, and (``shared``) its files in the machine's
@@ -645,9 +645,10 @@ class Sandbox:
         for home in homes:
             more, count = tree_size(home, self.limits.workspace_files)
             size, entries = size + more, entries + count
-        if identity is None:
+        if tracker is None:
             return size, entries, 0
-        held = runas.held_open(identity)
+        identity = tracker.identity
+        held = tracker.held()
         size += held.deleted
         if shared and self.mode == "user":
             size += runas.owned_bytes(identity, tree_size)
@@ -685,7 +686,8 @@ class Sandbox:
 
         out = _Capture(proc.stdout, lim.output_kept, count)
         err = _Capture(proc.stderr, lim.output_kept, count)
-        next_size_check = next_shared_check = 0.0
+        next_shared_check = 0.0
+        tracker = runas.Tracker(identity) if identity else None
         while True:
             try:
                 proc.wait(timeout=0.05)
@@ -697,12 +699,11 @@ class Sandbox:
                 killed = f"it printed more than {lim.output // 2**20} MiB"
             elif now - start > lim.timeout:
                 killed = f"the time limit ({lim.timeout:g} s)"
-            elif now >= next_size_check:
-                next_size_check = now + 0.25
+            else:  # every 50 ms: a disk takes that long to write some 100 MiB
                 shared = now >= next_shared_check
                 if shared:
-                    next_shared_check = now + 1.0
-                size, entries, hidden = self._used(cwd, homes or [], identity, shared)
+                    next_shared_check = now + 0.5
+                size, entries, hidden = self._used(cwd, homes or [], tracker, shared)
                 if size > lim.workspace:
                     killed = (
                         f"it wrote more than {lim.workspace // 2**20} MiB (its workspace, "
