@@ -258,7 +258,9 @@ def test_leftovers_reach_neither_the_next_run_nor_the_next_grading(mode, materia
 UNLINKED_BODY = """\
 cd "$(dirname "$0")/.."
 exec -a hw5hostile-unlinked python3 - <<'EOF'
-import os, sys, time
+import ctypes, os, sys, time
+if {hide}:  # non-dumpable: its /proc/PID/fd closed to everyone but a CAP_SYS_PTRACE holder
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
 held = []
 for i in range(10):
     name = os.path.join({folder!r}, f"hw5hostile-{{os.getpid()}}-{{i}}")
@@ -281,7 +283,7 @@ EOF
 @pytest.mark.parametrize("mode", modes())
 def test_deleted_files_kept_open_count_against_the_limit(mode, folder, materialize, tmp_path):
     where = "." if folder == "workspace" else "/tmp"
-    body = UNLINKED_BODY.format(folder=where)
+    body = UNLINKED_BODY.format(folder=where, hide=False)
     submission = hostile(materialize, f"unlinked-{mode}-{folder}", body, "deploy_backend_v1.sh")
     run = grade_cli(submission, mode, tmp_path / "results.json")
     check_clean(run, f"deleted files kept open in {folder} ({mode})")
@@ -290,6 +292,17 @@ def test_deleted_files_kept_open_count_against_the_limit(mode, folder, materiali
     assert "it wrote more than 128 MiB" in text or "No space left on device" in text, text
     assert max(held, default=0) < 300, text  # stopped before all 10 x 30 MiB were held
     assert "the time limit" not in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_a_process_hiding_its_open_files_is_stopped(materialize, tmp_path):
+    body = UNLINKED_BODY.format(folder=".", hide=True)
+    submission = hostile(materialize, "unlinked-hidden", body, "deploy_backend_v1.sh")
+    run = grade_cli(submission, "container", tmp_path / "results.json")
+    check_clean(run, "deleted files kept open by a non-dumpable process (container)")
+    text = outputs(run)
+    assert "hid its open files from the grader" in text or "wrote more than 128 MiB" in text
+    assert max((int(n) for n in re.findall(r"HELD (\d+) MiB", text)), default=0) < 300
 
 
 # --- 5. each gcloud call is bounded ---------------------------------------------------------

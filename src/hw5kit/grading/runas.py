@@ -204,13 +204,14 @@ class Held:
 
 
 class Tracker:
-    """The processes of one run's identity, found cheaply enough to look every 50 ms: a
+    """The processes of one run's identity, found cheaply enough to look every 10 ms: a
     process that is not the identity's is remembered as such (a uid does not change without
     privileges the run does not have), so each check reads only new processes' status."""
 
     def __init__(self, identity: Identity):
         self.identity = identity
         self.others: set[str] = set()
+        self.unreadable: set[int] = set()  # at the last check
 
     def pids(self) -> list[int]:
         found = []
@@ -228,9 +229,12 @@ class Tracker:
         return found
 
     def held(self) -> Held:
-        """Bytes of deleted files the identity's processes keep open (anywhere)."""
+        """Bytes of deleted files the identity's processes keep open (anywhere). A process
+        whose files stay unreadable over two checks in a row (a process starting or ending is
+        briefly so) is counted as hidden."""
         held = Held()
         seen: set[tuple[int, int]] = set()
+        unreadable: set[int] = set()
         for pid in self.pids():
             try:
                 held.deleted += _deleted_open(pid, seen)
@@ -245,8 +249,9 @@ class Tracker:
             except FileNotFoundError:
                 continue
             except PermissionError:
-                if pid in self.pids():
-                    held.hidden += 1  # made itself non-dumpable: its files cannot be counted
+                unreadable.add(pid)  # non-dumpable: its files cannot be counted
+        held.hidden = len(unreadable & self.unreadable)
+        self.unreadable = unreadable
         return held
 
 
