@@ -382,6 +382,12 @@ class Confined(Files):
         finally:
             os.close(current)
 
+    def open_relative(self, rel: str) -> int:
+        """A descriptor for ``rel`` beneath the root, opened without following any link and
+        non-blocking (check it with ``os.fstat``); OSError otherwise."""
+        with self._root_fd() as root_fd:
+            return self._open_beneath(root_fd, rel, FILE_FLAGS)
+
     def read(self, given: str, cwd: str | Path, *, flag: str, limit: int = MAX_FILE) -> bytes:
         rel = self.relative(given, cwd)
         if rel is None:

@@ -234,9 +234,7 @@ bash "$ws/deployment/orig_submit_build.sh"
 
 def _survivors() -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [
-        line for line in out.splitlines() if "hw5hostile" in line or "sleep 3600" in line
-    ]
+    return [line for line in out.splitlines() if "hw5hostile" in line or "sleep 3600" in line]
 
 
 @pytest.mark.parametrize("mode", modes())

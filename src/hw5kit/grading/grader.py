@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 from collections import Counter
@@ -250,10 +251,11 @@ def _config_used_by_submit(ctx: Context) -> str | None:
     """The Cloud Build file the submit script really submitted, as a path in the snapshot."""
     for call in ctx.runs.submit_calls():
         config = call.flags.get("--config") or "cloudbuild.yaml"
-        path = (Path(call.cwd) / str(config)).resolve()
+        # lexical, as the fake reads it (no link followed): the names are the script's own
+        path = Path(os.path.normpath(os.path.join(call.cwd, str(config))))
         for root in ctx.workspace_roots:
             with contextlib.suppress(ValueError):
-                rel = str(path.relative_to(root.resolve()))
+                rel = str(path.relative_to(root.resolve()))  # the grader's own folder
                 for candidate in (rel, Path(rel).name):
                     if ctx.snapshot.exists(candidate):
                         return candidate
