@@ -1,7 +1,7 @@
 """Hostile and malformed submissions: each gives failed checks with a clear message, the grader
 finishes, and the grader's machine and files are unharmed (files, secrets, processes).
 
-Script attacks run in both isolation modes: bubblewrap, and `user` (as nobody, without
+Script attacks run in both isolation modes: bubblewrap, and `user` (a uid of its own, without
 bubblewrap; needs root). Attacks that would reach the host's network or the whole file system
 run under bubblewrap only: in `user` mode they would really happen on this shared machine.
 """

@@ -96,8 +96,9 @@ def parser() -> argparse.ArgumentParser:
         "--sandbox",
         choices=("auto", *MODES),
         default="auto",
-        help="how the scripts are isolated: bwrap (bubblewrap), user (as nobody, needs root), "
-        "none (as yourself: only for your own submission); auto picks the first that works",
+        help="how the scripts are isolated: bwrap (bubblewrap), user (a uid of its own per "
+        "script, needs root), none (as yourself: only for your own submission); auto picks the "
+        "first that works",
     )
     p.add_argument(
         "--timeout",

@@ -409,10 +409,12 @@ class Sandbox:
                 return cls("user", limits, None, python)
             if requested == "user":
                 raise SandboxUnavailable(
-                    "--sandbox user needs the grader to run as root (it runs scripts as nobody)"
-                    + ("" if python else " and /usr/bin/python3")
+                    "--sandbox user needs the grader to run as root (it runs each script as a "
+                    "uid of its own)" + ("" if python else " and /usr/bin/python3")
                 )
-            problems.append("the grader does not run as root, so it cannot switch to nobody")
+            problems.append(
+                "the grader does not run as root, so it cannot give a script a uid of its own"
+            )
         if requested == "none":
             return cls("none", limits, None, python or sys.executable)
         raise SandboxUnavailable(
