@@ -87,7 +87,8 @@ class _OpenHow(ctypes.Structure):
 
 
 @cache
-def _libc() -> ctypes.CDLL | None:
+def libc() -> ctypes.CDLL | None:
+    """The C library (for the system calls Python does not wrap), or None."""
     try:
         return ctypes.CDLL(None, use_errno=True)
     except OSError:
@@ -95,11 +96,11 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def _openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
-    libc = _libc()
-    if libc is None:
+    lib = libc()
+    if lib is None:
         raise OSError(errno.ENOSYS, "no libc")
     how = _OpenHow(flags, 0, resolve)
-    fd = libc.syscall(SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+    fd = lib.syscall(SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
     if fd < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
@@ -382,32 +383,27 @@ class Confined(Files):
         finally:
             os.close(current)
 
-    def open_relative(self, rel: str) -> int:
+    def open_relative(self, rel: str, flags: int = FILE_FLAGS) -> int:
         """A descriptor for ``rel`` beneath the root, opened without following any link and
-        non-blocking (check it with ``os.fstat``); OSError otherwise."""
+        (a file) non-blocking: check it with ``os.fstat``. OSError otherwise."""
         with self._root_fd() as root_fd:
-            return self._open_beneath(root_fd, rel, FILE_FLAGS)
+            return self._open_beneath(root_fd, rel, flags)
+
+    def _open_given(self, given: str, cwd: str | Path, flags: int, flag: str, reason: str) -> int:
+        rel = self.relative(given, cwd)
+        try:
+            if rel is None:
+                raise OSError(errno.EXDEV, "outside")
+            return self.open_relative(rel, flags)
+        except (OSError, ValueError):
+            raise Unreadable(given, flag, reason) from None
 
     def read(self, given: str, cwd: str | Path, *, flag: str, limit: int = MAX_FILE) -> bytes:
-        rel = self.relative(given, cwd)
-        if rel is None:
-            raise Unreadable(given, flag, self.reason)
-        try:
-            with self._root_fd() as root_fd:
-                fd = self._open_beneath(root_fd, rel, FILE_FLAGS)
-        except (OSError, ValueError):
-            raise Unreadable(given, flag, self.reason) from None
+        fd = self._open_given(given, cwd, FILE_FLAGS, flag, self.reason)
         return self._finish(fd, given, flag, limit)
 
     def folder(self, given: str, cwd: str | Path, *, flag: str) -> Folder:
-        rel = self.relative(given, cwd)
-        if rel is None:
-            raise Unreadable(given, flag, self.folder_reason)
-        try:
-            with self._root_fd() as root_fd:
-                fd = self._open_beneath(root_fd, rel, DIR_FLAGS)
-        except (OSError, ValueError):
-            raise Unreadable(given, flag, self.folder_reason) from None
+        fd = self._open_given(given, cwd, DIR_FLAGS, flag, self.folder_reason)
         return Folder(fd, given, self)
 
     def read_beneath(self, dir_fd: int, rel: str, *, flag: str, shown: str, limit: int) -> bytes:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from ..confined import libc
+
 SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # noqa: S108
 # Fresh uids come from here when the whole uid range is mapped (no user namespace around the
 # grader); otherwise from the mapped range, above the ids of ordinary accounts.
@@ -153,30 +155,22 @@ def end_all(identity: Identity, rounds: int = 50) -> bool:
 # --- what a run holds on disk ---------------------------------------------------------------
 
 
-@cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
 @contextlib.contextmanager
 def _file_identity(identity: Identity) -> Iterator[None]:
     """This thread (only: Linux keeps them per thread) reads /proc with the identity's file
     system ids, so that ``/proc/PID/fd`` of its processes opens without ``CAP_SYS_PTRACE``
     (which containers do not grant)."""
-    libc = _libc()
-    if libc is None or os.geteuid() != 0:
+    lib = libc()
+    if lib is None or os.geteuid() != 0:
         yield
         return
-    libc.setfsgid(identity.gid)
-    libc.setfsuid(identity.uid)
+    lib.setfsgid(identity.gid)
+    lib.setfsuid(identity.uid)
     try:
         yield
     finally:
-        libc.setfsuid(0)
-        libc.setfsgid(0)
+        lib.setfsuid(0)
+        lib.setfsgid(0)
 
 
 def _deleted_open(pid: int, seen: set[tuple[int, int]]) -> int:
@@ -308,19 +302,19 @@ def remove_owned(identity: Identity) -> int:
 
 
 def _mount_tmpfs(path: Path, size: int, inodes: int) -> None:
-    libc = _libc()
-    if libc is None:
+    lib = libc()
+    if lib is None:
         raise OSError("no libc")
     options = f"size={size},nr_inodes={inodes},mode=0700".encode()
-    if libc.mount(b"hw5-workspace", os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV, options):
+    if lib.mount(b"hw5-workspace", os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV, options):
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 
 
 def unmount(path: Path) -> None:
-    libc = _libc()
-    if libc is not None:
-        libc.umount2(os.fsencode(path), MNT_DETACH)
+    lib = libc()
+    if lib is not None:
+        lib.umount2(os.fsencode(path), MNT_DETACH)
 
 
 @cache
