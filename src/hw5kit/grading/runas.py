@@ -44,6 +44,7 @@ SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # noqa: S108
 FRESH_FIRST = 1_500_000_000
 FRESH_COUNT = 500_000_000
 MIN_FRESH = 100_000
+HIDING_AFTER = 0.1  # seconds a process may keep its open files from the grader's sight
 MS_NOSUID = 2
 MS_NODEV = 4
 MNT_DETACH = 2
@@ -205,7 +206,7 @@ class Tracker:
     def __init__(self, identity: Identity):
         self.identity = identity
         self.others: set[str] = set()
-        self.unreadable: set[int] = set()  # at the last check
+        self.hiding: dict[int, float] = {}  # pid -> since when it hides its files
 
     def pids(self) -> list[int]:
         found = []
@@ -224,11 +225,13 @@ class Tracker:
 
     def held(self) -> Held:
         """Bytes of deleted files the identity's processes keep open (anywhere). A process
-        whose files stay unreadable over two checks in a row (a process starting or ending is
-        briefly so) is counted as hidden."""
+        whose files cannot be read and whose ``/proc/PID/fd`` the kernel gives to root (what it
+        does to a non-dumpable process) is counted as hidden once it has been so for
+        ``HIDING_AFTER`` seconds (a process is so for a few milliseconds during an ``execve``)."""
         held = Held()
         seen: set[tuple[int, int]] = set()
-        unreadable: set[int] = set()
+        now = time.monotonic()
+        hiding: dict[int, float] = {}
         for pid in self.pids():
             try:
                 held.deleted += _deleted_open(pid, seen)
@@ -243,9 +246,11 @@ class Tracker:
             except FileNotFoundError:
                 continue
             except PermissionError:
-                unreadable.add(pid)  # non-dumpable: its files cannot be counted
-        held.hidden = len(unreadable & self.unreadable)
-        self.unreadable = unreadable
+                with contextlib.suppress(OSError):
+                    if os.stat(f"/proc/{pid}/fd").st_uid != self.identity.uid:
+                        hiding[pid] = self.hiding.get(pid, now)  # non-dumpable
+        self.hiding = hiding
+        held.hidden = sum(1 for since in hiding.values() if now - since >= HIDING_AFTER)
         return held
 
 
