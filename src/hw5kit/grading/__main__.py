@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(report.summary(grading), flush=True)
             print(f"\nresults: {target}")
-    cloud.stop_fork_server()
+    cloud.stop_call_servers()  # reaped: their memory counts in the grader's children
     if many:
         total = time.monotonic() - started
         count = len(args.submissions)

@@ -75,7 +75,7 @@ CONCURRENT_CALLS = 4  # calls run at once; the others wait (bounds the grader's 
 @dataclass(frozen=True)
 class CallLimits:
     timeout: float = 20.0  # wall-clock seconds per gcloud call
-    memory: int = 512 * 2**20  # address space a call may add to the fork server's
+    memory: int = 512 * 2**20  # address space a call may add to its call server's
     cpu_seconds: int = 20
 
 
@@ -264,7 +264,7 @@ def _run_child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
     return answer
 
 
-def stop_fork_server() -> None:
+def stop_call_servers() -> None:
     """Stop (and reap) the call servers, so that their and their children's resource use is
     counted in the grader's (``getrusage(RUSAGE_CHILDREN)``); the next call starts new ones."""
     with _POOL_LOCK:
