@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from hw5kit.grading import runas
 from hw5kit.grading import sandbox as sb
 from hw5kit.grading.cloud import FakeCloud
 from hw5kit.grading.sandbox import GcloudRelay, Sandbox, SandboxUnavailable, grading_folder
@@ -166,3 +169,21 @@ def test_the_cli_stops_with_a_clear_message_when_no_sandbox_works(tmp_path):
     assert done.returncode == 2
     assert "bubblewrap (bwrap) is not installed" in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.skipif(not runas.can_mount(), reason="needs root allowed to mount")
+def test_a_grading_folder_that_cannot_be_removed_changes_nothing_outside_it(tmp_path, monkeypatch):
+    parent = tmp_path / "parent"  # stands for /tmp
+    parent.mkdir()
+    parent.chmod(0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", str(parent))
+    stuck = None
+    try:
+        with grading_folder() as base:
+            stuck = base / "stuck"
+            stuck.mkdir()
+            runas.mount_workspace(stuck, 2**20, 16)  # busy: rmtree cannot remove it
+    finally:
+        if stuck is not None:
+            runas.unmount(stuck)
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o1777  # before: chmod 700 of /tmp itself

@@ -38,6 +38,7 @@ Isolation modes (``Sandbox.detect``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -787,14 +788,18 @@ def grading_folder(prefix: str = "hw5-grade-") -> Iterator[Path]:
             for entry in runs:  # a workspace still mounted (the grading stopped half-way)
                 if runas.is_mounted(Path(entry.path)):
                     runas.unmount(Path(entry.path))
-        shutil.rmtree(base, onerror=_make_removable)
+        shutil.rmtree(base, onerror=functools.partial(_make_removable, str(base)))
 
 
-def _make_removable(function, path, excinfo) -> None:
-    """A script may leave folders without permissions (chmod 000): open them up, retry. Never
-    through a link: the folder is opened with O_NOFOLLOW and changed by descriptor, and a
-    link itself is only unlinked (``chmod`` by name would follow a link a script planted, to
-    any file of the machine)."""
+def _make_removable(base: str, function, path, excinfo) -> None:
+    """A script may leave folders without permissions (chmod 000): open them up, retry. Only
+    inside ``base`` (the grading folder itself failing to go must not change its parent, such
+    as /tmp), and never through a link: the folder is opened with O_NOFOLLOW and changed by
+    descriptor, and a link itself is only unlinked (``chmod`` by name would follow a link a
+    script planted, to any file of the machine)."""
+    path = os.fspath(path)
+    if not path.startswith(base.rstrip("/") + "/"):
+        return
     with contextlib.suppress(OSError):
         parent = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
