@@ -1,7 +1,9 @@
 """HW5 cloud ML kit: `nox -l` lists the sessions; each is a few calls into the hw5kit package.
 
-Sessions that need the serving stack share one environment (.nox/kit, torch installed once,
-rebuilt when requirements/lock.txt changes); `lint` has a small environment of its own.
+Two shared environments, rebuilt when requirements/lock.txt or pyproject.toml change: .nox/light
+(no torch) for what runs no model (render, setup, check_prereq, grade, and build / deploy /
+verify / status on the gcp target), .nox/kit (torch, the serving stack, the test tools) for the
+rest; hw5kit.devenv.profile_for chooses. `lint` has a small environment of its own.
 Arguments after `--` go to the underlying command (pytest, the pipeline CLI, ...).
 """
 
@@ -19,12 +21,13 @@ nox.options.error_on_external_run = False
 
 
 def kit(session: nox.Session) -> str:
-    """The shared environment's interpreter, created or updated if the lock changed."""
-    return str(devenv.ensure(ROOT, log=session.log))
+    """The interpreter of the environment this session needs (light or kit), created or
+    updated if the lock changed."""
+    return str(devenv.ensure_for(session.name, session.posargs, ROOT, log=session.log))
 
 
 def pipeline(session: nox.Session, command: str) -> None:
-    """``python -m hw5kit.pipeline COMMAND`` in the shared environment, posargs passed on."""
+    """``python -m hw5kit.pipeline COMMAND`` in the session's environment, posargs passed on."""
     session.run(kit(session), "-m", "hw5kit.pipeline", command, *session.posargs)
 
 

@@ -23,7 +23,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 usage() {
     cat <<USAGE
-Usage: deployment/submit_build.sh [APP_IMAGE ...]
+Usage: deployment/submit_build.sh [--async] [APP_IMAGE ...]
 
 Submit one Cloud Build per APP_IMAGE, one of: ${APP_IMAGES[*]}.
 Each builds the base image ${REPO_URI}/${BASE_IMAGE}, tagged with
@@ -31,6 +31,10 @@ the build ID and latest, and the image ${REPO_URI}/APP_IMAGE from
 Dockerfile.APP_IMAGE, tagged with the build ID only.
 Without arguments, every image is built, one after the other. Each build prints its ID
 ("Created [.../builds/BUILD_ID]"): that is the build_id deliverables.yaml asks for.
+--async: return as soon as each build is created instead of streaming its log (gcloud
+builds submit --async); follow a build with
+gcloud builds describe BUILD_ID --region=${REGION} --project=${PROJECT_ID}
+(nox -s build submits this way, all images at once, and follows each build).
 USAGE
 }
 
@@ -52,6 +56,7 @@ submit() {
         --region="${REGION}" \
         --config="${SCRIPT_DIR}/cloudbuild.yaml" \
         --substitutions="_BASE_IMAGE_URI=${REPO_URI}/${BASE_IMAGE},_APP_URI=${REPO_URI}/${app_image},_SERVING_PORT=${SERVING_PORT},_TARGET_DOCKERFILE=${target_dockerfile}" \
+        ${ASYNC[@]+"${ASYNC[@]}"} \
         "${SCRIPT_DIR}/.."
 }
 
@@ -70,13 +75,19 @@ submit_model() {
         --region="${REGION}" \
         --config="${SCRIPT_DIR}/cloudbuild_v3.yaml" \
         --substitutions="_BASE_IMAGE_URI=${REPO_URI}/${BASE_IMAGE},_APP_URI=${REPO_URI}/${app_image},_SERVING_PORT=${SERVING_PORT},_TARGET_DOCKERFILE=${target_dockerfile},_MODEL_NAME=${model}" \
+        ${ASYNC[@]+"${ASYNC[@]}"} \
         "${SCRIPT_DIR}/.."
 }
 
+ASYNC=()
 case "${1:-}" in
     -h | --help)
         usage
         exit 0
+        ;;
+    --async)
+        ASYNC=(--async)
+        shift
         ;;
 esac
 if [ $# -eq 0 ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check the Google Cloud prerequisites of HW5, with the course's checks and messages, plus what
 # the course's script reads but never checks: the project exists, the repository holds Docker
-# images, and the autograder's service account can read it.
+# images, the autograder's service account can read it, and Cloud Build's service account has
+# the roles its builds need (read the uploaded source, write logs, push to the repository).
 #
 # Usage: setup/check_prereq.sh [--student-id ID] [--region REGION] [--repository NAME]
 #                              [--autograder-service-account EMAIL] [--api-gateway]
@@ -18,7 +19,7 @@
 set -uo pipefail
 
 usage() {
-    sed -n '2,17s/^# \{0,1\}//p' "$0"
+    sed -n '2,18s/^# \{0,1\}//p' "$0"
 }
 
 student_id="${STUDENT_ID:-}"
@@ -187,6 +188,77 @@ case $? in
         exit 1 ;;
     *)
         echo "Could not read the IAM policy of ${REPO_PATH} (see above)."
+        exit 1 ;;
+esac
+
+# Cloud Build's identity: projects created since mid-2024 build as the Compute Engine default
+# service account, which an organization policy may leave without any role; builds then fail
+# fetching their source, writing logs or pushing images
+# (https://cloud.google.com/build/docs/cloud-build-service-account-updates).
+echo "Checking if Cloud Build's service account can read the uploaded source, write logs and push to ${REPO_PATH}..."
+if ! build_account="$(gcloud builds get-default-service-account \
+    --project="${PROJECT_ID}" \
+    --region="${PROJECT_REGION}" \
+    --format="value(serviceAccountEmail)" 2>"$errors")"; then
+    echo "Could not read which service account Cloud Build runs builds as (gcloud components update if gcloud does not know the command):"
+    show_errors
+    exit 1
+fi
+build_account="${build_account##*/}"
+if [ -z "$build_account" ]; then
+    echo "Cloud Build has no default service account in ${PROJECT_ID}: builds would need --service-account."
+    exit 1
+fi
+if ! project_policy="$(gcloud projects get-iam-policy "${PROJECT_ID}" --format="json" 2>"$errors")"; then
+    echo "Could not read the IAM policy of ${PROJECT_ID}:"
+    show_errors
+    exit 1
+fi
+# the roles that give each need (the first of each is the one to grant); the pipeline's setup
+# grants from the same lists
+build_roles='
+import json, sys
+member = "serviceAccount:" + sys.argv[1]
+basic = {"roles/editor", "roles/owner", "roles/cloudbuild.builds.builder"}
+writers = {"roles/artifactregistry." + r for r in (
+    "writer", "createOnPushWriter", "repoAdmin", "createOnPushRepoAdmin", "admin")}
+needs = (
+    ("project", "roles/storage.objectViewer", "read the uploaded source",
+     {"roles/storage.objectViewer", "roles/storage.objectAdmin", "roles/storage.admin"} | basic),
+    ("project", "roles/logging.logWriter", "write build logs",
+     {"roles/logging.logWriter", "roles/logging.admin"} | basic),
+    ("repository", "roles/artifactregistry.writer", "push images", writers | basic),
+)
+def roles(text):
+    try:
+        bindings = json.loads(text or "{}").get("bindings", [])
+    except (ValueError, AttributeError) as exc:
+        sys.exit("an IAM policy is not a JSON object: %s" % exc)
+    return {b.get("role") for b in bindings
+            if member in b.get("members", []) and not b.get("condition")}
+project, repository = roles(sys.argv[2]), roles(sys.stdin.read())
+missing = [(scope, role, why) for scope, role, why, covering in needs
+           if not (project | (repository if scope == "repository" else set())) & covering]
+for scope, role, why in missing:
+    print(scope, role, why.replace(" ", "_"))
+sys.exit(3 if missing else 0)
+'
+missing_roles="$(python3 -c "$build_roles" "${build_account}" "${project_policy}" <<<"$iam_policy")"
+case $? in
+    0) ;;
+    3)
+        echo "Cloud Build's service account ${build_account} lacks roles its builds need. Please grant them before running this script (\`nox -s setup\` does):"
+        while read -r scope role why; do
+            echo "  (to ${why//_/ })"
+            if [ "$scope" = repository ]; then
+                echo "  gcloud artifacts repositories add-iam-policy-binding ${REPO_NAME} --project=${PROJECT_ID} --location=${PROJECT_REGION} --member=serviceAccount:${build_account} --role=${role}"
+            else
+                echo "  gcloud projects add-iam-policy-binding ${PROJECT_ID} --member=serviceAccount:${build_account} --role=${role} --condition=None"
+            fi
+        done <<<"$missing_roles"
+        exit 1 ;;
+    *)
+        echo "Could not read the IAM policies of ${PROJECT_ID} (see above)."
         exit 1 ;;
 esac
 

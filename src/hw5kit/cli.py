@@ -38,7 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"hw5kit: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.partition(".")[0] == "hw5kit":
+            raise
+        print(
+            f"hw5kit {name}: needs {exc.name}, which this environment lacks (the light one, "
+            ".nox/light, has no serving stack): run it with .nox/kit/bin/python, or install "
+            "hw5kit[all]",
+            file=sys.stderr,
+        )
+        return 2
     return int(module.main(rest) or 0)
 
 

@@ -148,9 +148,9 @@ def test_image_requirements_follow_pyproject_and_are_pinned():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     backend = _names(ROOT / "requirements" / "image-backend.txt")
     frontend = _names(ROOT / "requirements" / "image-frontend.txt")
-    core = _dep_names(project["dependencies"])
-    weights_packages = {n for n in core if n.endswith("-pytorch-model")}
-    assert core - weights_packages - {"torch"} <= backend, "a serving dependency is missing"
+    serving = _dep_names(project["optional-dependencies"]["serving"])
+    weights_packages = {n for n in serving if n.endswith("-pytorch-model")}
+    assert serving - weights_packages - {"torch"} <= backend, "a serving dependency is missing"
     assert not backend & weights_packages, "weights are baked per service, not in the base"
     assert _dep_names(project["optional-dependencies"]["frontend"]) <= frontend
     assert "torch" not in frontend

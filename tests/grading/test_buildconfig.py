@@ -99,3 +99,48 @@ def test_anything_that_is_not_a_config_gives_an_empty_analysis():
     for raw in (None, "text", [1, 2], {"steps": "nope"}, {"steps": [None, 3, {"args": 5}]}):
         a = bc.analyse(raw)
         assert a.builds == [] and a.pushes == set()
+
+
+REG = "us-central1-docker.pkg.dev/hw5-1/hw5-images"
+
+
+def test_names_written_out_are_the_base_and_the_app_by_what_they_build():
+    raw = yaml.safe_load(
+        f"""
+steps:
+- name: docker
+  args: [build, -t, "{REG}/base:$BUILD_ID", -t, "{REG}/base:latest", -f, Dockerfile.base, .]
+- name: docker
+  args: [build, --build-arg, "B={REG}/base:$BUILD_ID", -t, "{REG}/backend_v1:$BUILD_ID",
+         -f, Dockerfile.backend_v1, .]
+- name: docker
+  args: [push, "{REG}/base:$BUILD_ID"]
+images: ["{REG}/base:latest", "{REG}/backend_v1:$BUILD_ID"]
+"""
+    )
+    first = bc.analyse(raw)
+    assert first.builds_of(bc.BASE) == [] and first.builds_of(bc.APP) == []
+    literals = bc.roles(first, ["backend_v1"])
+    assert literals == {f"{REG}/base": bc.BASE, f"{REG}/backend_v1": bc.APP}
+    a = bc.analyse(raw, literals)
+    assert a.tags_of(bc.BASE) == {BASE_ID, BASE_LATEST} and a.tags_of(bc.APP) == {APP_ID}
+    assert all(a.pushed(ref) for ref in (BASE_ID, BASE_LATEST, APP_ID))
+    assert a.builds_of(bc.APP)[0].build_args["B"] == BASE_ID
+    # a longer name that starts like a written-out one is left alone (base vs base_image)
+    other = bc.analyse(
+        {"steps": [{"name": "docker", "args": ["pull", f"{REG}/base_image"]}]}, literals
+    )
+    assert other.commands[0].args == [f"{REG}/base_image"]
+
+
+def test_the_values_the_submit_passed_name_the_images_too():
+    raw = {"steps": [{"name": "docker", "args": ["build", "-t", f"{REG}/x:$BUILD_ID", "."]}]}
+    literals = bc.roles(bc.analyse(raw), [], {"_APP_URI": f"{REG}/x"})
+    assert literals == {f"{REG}/x": bc.APP}
+    assert bc.analyse(raw, literals).tags_of(bc.APP) == {APP_ID}
+
+
+def test_step_lines_point_at_each_step():
+    text = "# a comment\nsteps:\n  - name: a\n    args: [x]\n\n  - name: b\n"
+    assert bc.step_lines(text) == [3, 6]
+    assert bc.step_lines("not: [valid") == [] and bc.step_lines("- a list\n") == []

@@ -27,6 +27,8 @@ def test_the_corpus_holds_at_least_15_broken_submissions_with_rubric_derived_los
     assert len(broken) >= 15
     for name, spec in CORPUS.items():
         assert spec.get("mistake"), name
+        # the TA's justification of the points, in one line
+        assert isinstance(spec.get("ta"), str) and "\n" not in spec["ta"].strip(), name
         for item, points in (spec.get("lost") or {}).items():
             assert item in ITEMS and not ITEMS[item].manual, (name, item)
             assert 0 < points <= ITEMS[item].points, (name, item)
@@ -52,23 +54,67 @@ def test_each_mistake_loses_exactly_the_expected_points(name, materialize, grade
     )
     manual_failed = sorted(r.item.id for r in grading.results if r.manual and not r.passed)
     assert manual_failed == sorted(spec.get("manual_failed") or [])
+    summary = report.summary(grading, details=False)
+    deductions = report.deductions(grading)
+    assert len(deductions) == len(spec.get("lost") or {}), summary
     for item in spec.get("lost") or {}:
         output = result(grading, item).output
         assert output.strip(), f"{name}: {item} failed without saying why"
+        # one line per deduction in the summary: the item, where, what was found and expected
+        line = next(d for d in deductions if f" {item} " in d)
+        assert "found " in line and "; expected " in line and "\n" not in line, line
+        assert line in summary
 
 
-def test_failure_messages_name_the_mistake(materialize, grade_submission):
-    grading = grade_submission(materialize("wrong_port"))
-    assert "--port=8080" in result(grading, "Q3.3").output
-    grading = grade_submission(materialize("misspelt_substitution"))
-    assert "did you mean ${_SERVING_PORT}" in result(grading, "Q1.7").output
-    grading = grade_submission(materialize("deliverables_yaml_syntax_error"))
-    assert "line 15" in result(grading, "Q1.11").output
-    grading = grade_submission(materialize("scripts_at_the_top"))
-    assert "found at the top of the submission" in result(grading, "Q1.8").output
-    grading = grade_submission(materialize("submit_takes_the_image_as_argument"))
-    runs = result(grading, "Q1.8").output
-    assert "run again once per image" in runs and "4 build(s) submitted" in runs
+# What an item's output must say for a variant: (item, text), as a TA would want to read it.
+EXPLAINED = {
+    "wrong_port": [("Q3.3", "--port=8080")],
+    "misspelt_substitution": [("Q1.7", "did you mean ${_SERVING_PORT}")],
+    "deliverables_yaml_syntax_error": [("Q1.11", "line 15")],
+    "scripts_at_the_top": [("Q1.8", "found at the top of the submission")],
+    "submit_takes_the_image_as_argument": [
+        ("Q1.8", "run again once per image"),
+        ("Q1.8", "4 build(s) submitted"),
+    ],
+    # issue 18: the values found, where, what the fake Cloud Build said
+    "build_arg_name_mismatch": [
+        ("Q1.5", "reads ARG BASE_IMAGE_URI (Dockerfile.backend_v1:1)"),
+        ("Q1.5", "--build-arg BASE_IMAGE="),
+        ("Q1.5", "should not be blank"),
+    ],
+    "build_arg_name_mismatch_with_a_default": [("Q1.5", "starts FROM python:3.11-slim")],
+    "hard_coded_image_uris": [
+        ("Q1.2", "hw5-images/base_image:${BUILD_ID}"),
+        ("Q1.2", "the name written out, which counts too"),
+        ("Q1.7", "written out"),
+    ],
+    "bare_url_deliverables": [("Q1.11", "bare URL"), ("Q3.8", "services.v1.back_end.service_url")],
+    "per_service_files_at_the_top": [
+        ("Q1.8", "4 build(s) submitted"),
+        *[("Q1.2", f"✓ {app} (cloudbuild_{app}.yaml") for app in submissions.APPS],
+    ],
+    "serving_url_in_the_other_url_form": [("Q3.7", "carries no project")],
+    "serving_url_in_another_region": [("Q3.7", "region us-east1 (ue), not us-central1 (uc)")],
+    "serving_url_in_another_project": [("Q6.7", "project hash")],
+    "cloud_run_name_too_long": [("Q3.1", "must be less than 50 characters")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAINED))
+def test_failure_messages_name_the_mistake(name, materialize, grade_submission):
+    grading = grade_submission(materialize(name))
+    for item, text in EXPLAINED[name]:
+        assert text in result(grading, item).output, (item, result(grading, item).output)
+
+
+def test_a_deduction_line_points_at_both_files_and_older_layouts_get_a_note(
+    materialize, grade_submission
+):
+    grading = grade_submission(materialize("build_arg_name_mismatch"))
+    line = next(d for d in report.deductions(grading) if " Q1.5 " in d)
+    assert "deployment/cloudbuild.yaml:32, Dockerfile.backend_v1:2: found --build-arg" in line
+    grading = grade_submission(materialize("per_service_cloud_build_files"))
+    assert sum("one per service" in n for n in grading.context.notes) == 2  # builds, scripts
 
 
 @pytest.mark.parametrize("student_id", [None, submissions.STUDENT_ID])

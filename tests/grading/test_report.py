@@ -88,6 +88,27 @@ def test_the_summary_shows_per_question_totals_and_what_failed(graded):
     assert "ok   Q1.1 [4/4]" in text and "valid, 6 steps" not in text  # details=False
 
 
+def test_each_deduction_is_one_line_with_its_evidence(graded):
+    """A TA reads the deductions without opening results.json: the points, the item, the file
+    and line, the value found, what was expected."""
+    text = report.summary(graded, details=False)
+    line = (
+        "-1     Q3.3   deployment/deploy_backend_v1.sh:10: found --port=8080; expected --port=8000"
+    )
+    assert report.deductions(graded) == [line]
+    assert f"  {line}" in text.split("deductions", 1)[1].split("\n\n", 1)[0]
+    data = report.results_json(graded)
+    assert data["extra_data"]["deductions"] == [
+        {
+            "item": "Q3.3",
+            "points": 1.0,
+            "where": "deployment/deploy_backend_v1.sh:10",
+            "found": "--port=8080",
+            "expected": "--port=8000",
+        }
+    ]
+
+
 def test_results_are_written_atomically(graded, tmp_path):
     target = tmp_path / "out" / "results.json"
     report.write_json(report.results_json(graded), target)

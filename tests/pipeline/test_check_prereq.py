@@ -42,10 +42,13 @@ def test_a_ready_project_passes_with_the_course_success_line(cloud):
         "services list",
         "artifacts repositories describe",
         "artifacts repositories get-iam-policy",
+        "builds get-default-service-account",
+        "projects get-iam-policy",
     ]
     assert f"Checking if the autograder service account {COURSE_TEST_AUTOGRADER} can read" in (
         done.stdout
     )
+    assert "Checking if Cloud Build's service account can read the uploaded source" in done.stdout
 
 
 def test_the_student_id_comes_from_the_environment_or_stdin(cloud):
@@ -327,3 +330,74 @@ def test_the_nox_session_asks_for_the_gateway_apis_when_v3_is_configured(tmp_pat
     course = pipeline("check-prereq", root=make_repo(tmp_path / "course", v3=False), env=env)
     assert course.returncode == 0, course.stdout
     assert course.stdout.rstrip().endswith(SUCCESS)
+
+
+# --- Cloud Build's service account (issue 19) -------------------------------------------------
+
+
+def no_grants_cloud(tmp_path):
+    fake = FakeGcloud(tmp_path / "gcloud-state")
+    fake.install(tmp_path / "bin")
+    fake.add_project(PROJECT, default_grants=False)
+    return fake, fake.env(subprocess_env(tmp_path))
+
+
+def test_a_build_account_without_roles_is_reported_with_the_grants_to_run(tmp_path):
+    fake, env = no_grants_cloud(tmp_path)
+    account = f"{fake.project(PROJECT)['number']}-compute@developer.gserviceaccount.com"
+    done = check(env, "--student-id", "123456789")
+    assert done.returncode == 1, done.stdout
+    assert (
+        f"Cloud Build's service account {account} lacks roles its builds need. Please grant "
+        "them before running this script (`nox -s setup` does):" in done.stdout
+    )
+    member = f"--member=serviceAccount:{account}"
+    grants = [
+        f"gcloud projects add-iam-policy-binding {PROJECT} {member} "
+        "--role=roles/storage.objectViewer --condition=None",
+        f"gcloud projects add-iam-policy-binding {PROJECT} {member} "
+        "--role=roles/logging.logWriter --condition=None",
+        f"gcloud artifacts repositories add-iam-policy-binding hw5-images --project={PROJECT} "
+        f"--location=us-central1 {member} --role=roles/artifactregistry.writer",
+    ]
+    for grant in grants:
+        assert f"  {grant}\n" in done.stdout
+    assert SUCCESS not in done.stdout
+    # running what it prints makes the check pass
+    for grant in grants:
+        ran = subprocess.run(grant.split(), env=env, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
+    again = check(env, "--student-id", "123456789")
+    assert again.returncode == 0 and again.stdout.rstrip().endswith(SUCCESS), again.stdout
+
+
+@pytest.mark.parametrize(
+    "project_role", ["roles/cloudbuild.builds.builder", "roles/editor", "roles/owner"]
+)
+def test_a_broad_role_covers_every_need_of_the_build_account(tmp_path, project_role):
+    fake, env = no_grants_cloud(tmp_path)
+    account = f"{fake.project(PROJECT)['number']}-compute@developer.gserviceaccount.com"
+    subprocess.run(
+        [
+            "gcloud",
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            f"--member=serviceAccount:{account}",
+            f"--role={project_role}",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    done = check(env, "--student-id", "123456789")
+    assert done.returncode == 0, done.stdout
+
+
+def test_help_shows_the_whole_header_with_the_build_account_and_the_exit_statuses():
+    done = subprocess.run(["bash", SCRIPT, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "Cloud Build's service account has" in done.stdout
+    assert done.stdout.rstrip().endswith(
+        "Exit status 0 when everything is in place, 1 at the first problem, 2 a bad option."
+    )

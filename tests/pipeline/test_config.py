@@ -212,3 +212,77 @@ def test_a_bad_autograder_account_names_the_key_and_both_course_accounts(value, 
     assert message.startswith("deployment.yaml: autograder_service_account: ")
     assert expected in message
     assert config.DEFAULT_AUTOGRADER in message or "serviceAccount:" in message
+
+
+# --- API Gateway's regions (issue 19) ---------------------------------------------------------
+
+SERVED = (
+    "asia-northeast1, australia-southeast1, europe-west1, europe-west2, us-east1, us-east4, "
+    "us-central1, us-west2, us-west3, us-west4"
+)
+
+
+def test_a_region_api_gateway_does_not_serve_is_refused_for_the_gateway():
+    data = reference()
+    data["region"] = "northamerica-northeast1"  # Montréal: Cloud Run yes, API Gateway no
+    data["gateway"].pop("location")
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(data)
+    message = str(err.value)
+    assert (
+        "gateway.location: API Gateway does not serve 'northamerica-northeast1' (the "
+        "config's region, which the gateway uses when gateway.location is not set)" in message
+    )
+    assert f"it serves {SERVED}" in message
+    assert "https://cloud.google.com/api-gateway/docs/deployment-model" in message
+    assert "e.g. us-east4" in message and "Cloud Run services stay in northamerica-northeast1" in (
+        message
+    )
+    data["gateway"]["location"] = "us-east4"  # the fix: a served location near the region
+    cfg = config.parse(data)
+    assert (cfg.region, cfg.gateway_location) == ("northamerica-northeast1", "us-east4")
+
+
+@pytest.mark.parametrize("location", ["us-west1", "europe-west4", "asia-east1"])
+def test_an_explicit_gateway_location_must_be_served(location):
+    data = reference()
+    data["gateway"]["location"] = location
+    with pytest.raises(config.ConfigError, match=f"API Gateway does not serve '{location}'"):
+        config.parse(data)
+
+
+@pytest.mark.parametrize(
+    "location", ["europe-west2", "australia-southeast1", "us-west2", "us-west3", "us-west4"]
+)
+def test_every_served_location_is_accepted(location):
+    data = reference()
+    data["gateway"]["location"] = location
+    assert config.parse(data).gateway_location == location
+
+
+def test_without_v3_the_region_need_not_be_served_by_api_gateway():
+    data = reference()
+    data["services"] = {k: v for k, v in data["services"].items() if v["version"] != "v3"}
+    data["region"] = "northamerica-northeast1"
+    data["gateway"].pop("location")
+    assert config.parse(data).region == "northamerica-northeast1"
+    data["gateway"]["location"] = "us-west1"  # an explicit mistake is reported all the same
+    with pytest.raises(config.ConfigError, match="does not serve 'us-west1'"):
+        config.parse(data)
+
+
+def test_every_command_stops_on_an_unserved_gateway_region_before_any_cloud_call(tmp_path):
+    from ..conftest import subprocess_env
+    from ..support.pipeline import make_repo, pipeline
+
+    repo = make_repo(tmp_path / "repo")
+    path = repo / "deployment.yaml"
+    path.write_text(
+        path.read_text()
+        .replace("region: us-central1", "region: northamerica-northeast1", 1)
+        .replace("  location: us-central1\n", "")
+    )
+    for command in ("render", "build", "deploy", "verify"):
+        done = pipeline(command, "--target", "gcp", root=repo, env=subprocess_env(tmp_path))
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "API Gateway does not serve 'northamerica-northeast1'" in done.stderr

@@ -59,9 +59,15 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
             f"--config={repo}/deployment/cloudbuild.yaml",
             f"--substitutions=_BASE_IMAGE_URI={REGISTRY}/base_image,_APP_URI={REGISTRY}/{app},"
             f"_SERVING_PORT=8000,_TARGET_DOCKERFILE=Dockerfile.{app}",
+            "--async",
             f"{repo}/deployment/..",
         ]
         assert call["exit"] == 0
+        # each build followed until it ended, with its own gcloud configuration directory
+        follows = [
+            c for c in cloud.fake.calls("builds describe") if c["positionals"] == [call["build_id"]]
+        ]
+        assert follows and all(c["flags"]["--format"] == "json" for c in follows)
     assert sorted(by_app) == sorted(APPS)
     ids = {app: recorded(repo)[app]["build_id"] for app in APPS}
     for app, build_id in ids.items():
@@ -120,8 +126,8 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
 
     verified = gcp("verify", repo, cloud, "--skip-http")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "verify: all 19 checks passed" in verified.stdout
-    assert len(cloud.fake.calls("builds describe")) == 4
+    assert "verify: all 23 checks passed" in verified.stdout
+    assert len(cloud.fake.calls("builds describe")) == 4 + len(submits)
 
 
 def test_verify_catches_a_wrong_serving_url_and_a_build_id_of_another_image(repo, cloud):
@@ -147,7 +153,7 @@ def test_verify_catches_a_wrong_serving_url_and_a_build_id_of_another_image(repo
     assert f"FAIL services.v2.back_end (backend_v2): build {ids['backend_v1']}" in out
     assert f"did not push {REGISTRY}/backend_v2:{ids['backend_v1']}" in out
     assert "FAIL services.v2.back_end (backend_v2): Cloud Run service backendv2 image" in out
-    assert "verify: 3 of 19 checks failed" in out
+    assert "verify: 3 of 23 checks failed" in out
 
 
 def test_a_failed_build_keeps_the_previous_entry_and_records_the_others(repo, cloud):

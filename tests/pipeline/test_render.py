@@ -269,7 +269,7 @@ def test_submit_script_refuses_unknown_images_and_missing_dockerfiles(tmp_path, 
     assert done.returncode == 1 and "Dockerfile.frontend_v1 is missing" in done.stderr
     assert cloud.fake.calls() == []
     help_text = subprocess.run(["bash", script, "--help"], capture_output=True, text=True).stdout
-    assert "Usage: deployment/submit_build.sh [APP_IMAGE ...]" in help_text
+    assert "Usage: deployment/submit_build.sh [--async] [APP_IMAGE ...]" in help_text
 
 
 def test_submit_script_without_arguments_builds_every_image(tmp_path, cloud):

@@ -37,6 +37,8 @@ READ_ONLY = {
     "services list",
     "artifacts repositories describe",
     "artifacts repositories get-iam-policy",
+    "builds get-default-service-account",
+    "projects get-iam-policy",
 }
 
 DESCRIBE_PROJECT = ["projects", "describe", PROJECT, "--format=value(lifecycleState)"]
@@ -66,6 +68,14 @@ GET_POLICY = [
     "--location=us-central1",
     "--format=json",
 ]
+BUILD_ACCOUNT = [
+    "builds",
+    "get-default-service-account",
+    f"--project={PROJECT}",
+    "--region=us-central1",
+    "--format=value(serviceAccountEmail)",
+]
+PROJECT_POLICY = ["projects", "get-iam-policy", PROJECT, "--format=json"]
 SET_PROJECT = ["config", "set", "project", PROJECT]
 CREATE_REPO = [
     "artifacts",
@@ -102,6 +112,8 @@ CHECK = [
     ["services", "list", "--enabled", "--format=value(config.name)"],
     DESCRIBE_REPO,
     GET_POLICY,
+    BUILD_ACCOUNT,
+    PROJECT_POLICY,
 ]
 
 
@@ -163,12 +175,14 @@ def test_a_fresh_project_gets_exactly_the_expected_commands_in_order(scenario):
         SET_PROJECT,
         enable(AR, RUN, CB),
         DESCRIBE_REPO,  # only now can it be looked at: NOT_FOUND
+        BUILD_ACCOUNT,  # and Cloud Build's service account (it has Editor: nothing to grant)
+        PROJECT_POLICY,
         CREATE_REPO,
         grant(),
         *CHECK,
     ]
     exits = [c["exit"] for c in scenario.fake.calls()]
-    assert exits == [0] * 5 + [1] + [0] * 7
+    assert exits == [0] * 5 + [1] + [0] * 11
     assert "NOT_FOUND" in scenario.fake.calls()[5]["stderr"]
     project = scenario.project()
     assert sorted(project["apis"]) == sorted([AR, RUN, CB])
@@ -201,11 +215,14 @@ def test_a_second_run_changes_nothing_and_says_so(scenario):
         LIST_ENABLED,
         DESCRIBE_REPO,
         GET_POLICY,
+        BUILD_ACCOUNT,
+        PROJECT_POLICY,
         *CHECK,
     ]
     assert {c["command"] for c in second} <= READ_ONLY
     assert scenario.fake.state() == before
     assert "setup: nothing to change: gcloud is set to hw5-123456789, the 3 APIs" in again.stdout
+    assert "Cloud Build's service account has the roles its builds need" in again.stdout
     assert "change(s) to make" not in again.stdout
     assert SUCCESS in again.stdout
 
@@ -240,22 +257,39 @@ def test_a_project_with_one_api_missing_gets_only_that_one_enabled(scenario, api
         # the repository cannot be looked at while Artifact Registry is off: it is looked at
         # right after enabling it, found, and left alone
         assert "setup: up to 3 change(s) to make" in done.stdout
-        assert scenario.argv()[:6] == [
+        assert scenario.argv()[:8] == [
             DESCRIBE_PROJECT,
             GET_PROJECT,
             LIST_ENABLED,
+            BUILD_ACCOUNT,
+            PROJECT_POLICY,
             enable(AR),
             DESCRIBE_REPO,
             GET_POLICY,
         ]
-    else:
-        assert "setup: 1 change(s) to make" in done.stdout
-        assert scenario.argv()[:6] == [
+    elif api == CB:
+        # the same for Cloud Build's service account
+        assert "setup: up to 1 change(s) to make" in done.stdout
+        assert scenario.argv()[:8] == [
             DESCRIBE_PROJECT,
             GET_PROJECT,
             LIST_ENABLED,
             DESCRIBE_REPO,
             GET_POLICY,
+            enable(CB),
+            BUILD_ACCOUNT,
+            PROJECT_POLICY,
+        ]
+    else:
+        assert "setup: 1 change(s) to make" in done.stdout
+        assert scenario.argv()[:8] == [
+            DESCRIBE_PROJECT,
+            GET_PROJECT,
+            LIST_ENABLED,
+            DESCRIBE_REPO,
+            GET_POLICY,
+            BUILD_ACCOUNT,
+            PROJECT_POLICY,
             enable(api),
         ]
     assert "setup: done: 1 change(s) made" in done.stdout
@@ -545,6 +579,8 @@ def test_a_fresh_project_with_v3_also_gets_the_api_gateway_apis(scenario_v3):
         SET_PROJECT,
         enable(AR, RUN, CB, AG, SM, SC),
         DESCRIBE_REPO,
+        BUILD_ACCOUNT,
+        PROJECT_POLICY,
         CREATE_REPO,
         grant(),
         *CHECK,
@@ -605,3 +641,150 @@ def test_the_required_apis_follow_the_config():
     assert setup_mod.required_apis(config_for(v3=True)) == (AR, RUN, CB, AG, SM, SC)
     keyed = config_for(v3=True, gateway={"api_id": "hw5-api", "api_key": True})
     assert setup_mod.required_apis(keyed) == (AR, RUN, CB, AG, SM, SC, KEYS)
+
+
+# --- Cloud Build's service account (issue 19) -------------------------------------------------
+
+
+def build_grants(account: str) -> list[list[str]]:
+    member = f"--member=serviceAccount:{account}"
+    return [
+        [
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            member,
+            "--role=roles/storage.objectViewer",
+            "--condition=None",
+        ],
+        [
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            member,
+            "--role=roles/logging.logWriter",
+            "--condition=None",
+        ],
+        [
+            "artifacts",
+            "repositories",
+            "add-iam-policy-binding",
+            "hw5-images",
+            f"--project={PROJECT}",
+            "--location=us-central1",
+            member,
+            "--role=roles/artifactregistry.writer",
+        ],
+    ]
+
+
+def compute_account(scenario: Scenario) -> str:
+    return f"{scenario.project()['number']}-compute@developer.gserviceaccount.com"
+
+
+def test_a_build_account_without_roles_gets_exactly_the_minimal_grants(scenario):
+    scenario.fake.add_project(PROJECT, default_grants=False)
+    account = compute_account(scenario)
+    plan = scenario.setup("--plan")
+    assert plan.returncode == 0, output(plan)
+    assert scenario.changing() == []
+    planned = [
+        shlex.split(line) for line in plan.stdout.splitlines() if line.startswith("  gcloud ")
+    ]
+    assert planned == [["gcloud", *argv] for argv in build_grants(account)]
+    assert (
+        f"Cloud Build runs builds as {account}: it lacks roles/storage.objectViewer (to read the "
+        "source gcloud uploads), roles/logging.logWriter (to write the build's log), "
+        "roles/artifactregistry.writer (to push the images)" in plan.stdout
+    )
+
+    done = scenario.setup()
+    assert done.returncode == 0, output(done)
+    assert scenario.changing() == build_grants(account)
+    assert f"setup: let Cloud Build's service account ({account}) push the images:" in done.stdout
+    assert SUCCESS in done.stdout
+    # the repository role is granted on the repository alone, not on the project
+    project_roles = {
+        b["role"]
+        for b in scenario.project()["iam"]["bindings"]
+        if f"serviceAccount:{account}" in b["members"]
+    }
+    assert project_roles == {"roles/storage.objectViewer", "roles/logging.logWriter"}
+    again = scenario.setup()
+    assert again.returncode == 0 and "nothing to change" in again.stdout
+
+
+def test_a_fresh_project_without_default_grants_is_set_up_and_then_builds(scenario):
+    scenario.fake.add_project(
+        PROJECT, apis=(), repositories=(), readers=(), set_default=False, default_grants=False
+    )
+    account = compute_account(scenario)
+    done = scenario.setup()
+    assert done.returncode == 0, output(done)
+    assert scenario.changing() == [
+        SET_PROJECT,
+        enable(AR, RUN, CB),
+        CREATE_REPO,
+        grant(),
+        *build_grants(account),
+    ]
+    # the build that failed fetching its source before setup now succeeds
+    built = pipeline("build", "--target", "gcp", "backend_v1", root=scenario.repo, env=scenario.env)
+    assert built.returncode == 0, output(built)
+    assert scenario.fake.calls("builds submit")[-1]["exit"] == 0
+
+
+def test_a_role_that_covers_a_need_is_not_granted_again(scenario):
+    scenario.fake.add_project(PROJECT, default_grants=False)
+    account = compute_account(scenario)
+    scenario.fake.calls()  # nothing yet
+    subprocess.run(
+        [
+            "gcloud",
+            "projects",
+            "add-iam-policy-binding",
+            PROJECT,
+            f"--member=serviceAccount:{account}",
+            "--role=roles/artifactregistry.admin",
+        ],
+        env=scenario.env,
+        check=True,
+        capture_output=True,
+    )
+    first = len(scenario.fake.calls())
+    done = scenario.setup()
+    assert done.returncode == 0, output(done)
+    changed = [c["argv"] for c in scenario.fake.calls()[first:] if c["command"] not in READ_ONLY]
+    assert changed == build_grants(account)[:2]  # pushing is covered at the project level
+
+
+def test_the_dry_run_shows_the_build_account_grants_as_conditional(scenario):
+    dry = scenario.setup("--dry-run")
+    assert dry.returncode == 0, output(dry)
+    conditional = [line for line in dry.stdout.splitlines() if line.startswith("  if missing: ")]
+    assert len(conditional) == 3
+    placeholder = "PROJECT_NUMBER-compute@developer.gserviceaccount.com"
+    for line, argv in zip(conditional, build_grants(placeholder), strict=True):
+        assert line.startswith(f"  if missing: {shlex.join(['gcloud', *argv])}  # to ")
+    assert "gcloud builds get-default-service-account" in dry.stdout
+
+
+def test_a_change_that_hangs_is_stopped_with_what_to_check(scenario):
+    import time
+
+    scenario.fake.add_project(PROJECT, apis=(AR, CB))
+    scenario.fake.configure(slow={"services enable": 120})
+    started = time.monotonic()
+    done = pipeline(
+        "setup",
+        "--target",
+        "gcp",
+        root=scenario.repo,
+        env={**scenario.env, "HW5_GCP_CHANGE_WAIT": "2"},
+    )
+    assert done.returncode == 1
+    assert time.monotonic() - started < 60
+    text = " ".join(done.stderr.split())
+    assert "services enable run.googleapis.com" in text
+    assert "It did not finish within 2 s and was stopped (Google may still complete it)" in text
+    assert "nox -s setup -- --plan" in text

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from hw5kit import naming
 from hw5kit.gcloud_fake.commands import service_url
 from hw5kit.gcloud_fake.state import project_number
 
@@ -36,9 +37,28 @@ def fake_url(app: str, project: str = PROJECT) -> str:
     return service_url(project, project_number(project), "us-central1", app.replace("_", "-"))
 
 
+OTHER_PROJECT = "hw5-20269999"
+
+
 def placeholders() -> dict[str, str]:
+    """Fresh build IDs, and each service's URLs: ``@URL:app@`` (what the fake's deploy
+    gives), and for the URL-form variants the deterministic form (``@DETERMINISTIC_URL:app@``),
+    the hash form in another region (``@URL_US_EAST1:app@``) and both forms in another
+    project (``@URL_OTHER_PROJECT:app@``, ``@DETERMINISTIC_URL_OTHER_PROJECT:app@``)."""
     values = {f"@BUILD_ID:{app}@": str(uuid.uuid4()) for app in APPS}
     values.update({f"@URL:{app}@": fake_url(app) for app in APPS})
+    for app in APPS:
+        name = app.replace("_", "-")
+        values[f"@DETERMINISTIC_URL:{app}@"] = str(
+            naming.deterministic_url(name, project_number(PROJECT), "us-central1")
+        )
+        values[f"@URL_US_EAST1:{app}@"] = str(
+            naming.hash_url(name, naming.project_hash(PROJECT), "us-east1")
+        )
+        values[f"@URL_OTHER_PROJECT:{app}@"] = fake_url(app, OTHER_PROJECT)
+        values[f"@DETERMINISTIC_URL_OTHER_PROJECT:{app}@"] = str(
+            naming.deterministic_url(name, project_number(OTHER_PROJECT), "us-central1")
+        )
     return values
 
 

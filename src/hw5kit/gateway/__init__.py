@@ -19,7 +19,19 @@ Errors are JSON, ``{"error": {"code", "message"}}``, like the backends'.
 Run: ``python -m hw5kit.gateway --spec FILE --port N`` (``--help``).
 """
 
-from .app import GatewayApp
-from .spec import GatewaySpec, Route, SpecError, load_spec
+from __future__ import annotations
 
-__all__ = ["GatewayApp", "GatewaySpec", "Route", "SpecError", "load_spec"]
+from .. import lazy
+
+# Imported on first use: the pipeline reads ``spec`` (standard library and PyYAML) in the light
+# environment, which has no Flask or serving stack for ``app`` to pull in.
+_EXPORTS = {
+    "GatewayApp": "app",
+    "GatewaySpec": "spec",
+    "Route": "spec",
+    "SpecError": "spec",
+    "load_spec": "spec",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy.exports(__name__, _EXPORTS)

@@ -103,14 +103,23 @@ class FakeGcloud:
         billing: bool = True,
         lifecycle_state: str = "ACTIVE",
         set_default: bool = True,
+        default_grants: bool = True,
+        domain_restricted_sharing: bool = False,
     ) -> None:
         """Seed a project. The defaults make it ready for HW5 (what `nox -s setup` provisions):
         the three APIs enabled, the Docker repository ``us-central1/hw5-images``, and
         ``roles/artifactregistry.reader`` on it for each service account in ``readers``.
         A repository is ``(location, name)`` or ``(location, name, format)`` (``"python"``,
         ...). ``billing=False``: no billing account, so enabling a billed API fails as on
-        Google. ``lifecycle_state``: ``ACTIVE`` or ``DELETE_REQUESTED``."""
-        from . import commands
+        Google. ``lifecycle_state``: ``ACTIVE`` or ``DELETE_REQUESTED``.
+
+        Organization policies (iam.py): ``default_grants=False`` (the policy
+        ``iam.automaticIamGrantsForDefaultServiceAccounts``): Cloud Build's service account, the
+        Compute Engine default one, has no role, so builds fail until it is granted
+        roles/storage.objectViewer, roles/logging.logWriter and roles/artifactregistry.writer;
+        ``domain_restricted_sharing=True`` (``iam.allowedPolicyMemberDomains``): no policy may
+        name allUsers, so ``run deploy --allow-unauthenticated`` only warns."""
+        from . import commands, iam
 
         readers = list(readers)
         with self.store.locked() as state:
@@ -118,6 +127,14 @@ class FakeGcloud:
             project["apis"] = sorted(set(project["apis"]) | set(apis))
             project["billing"] = billing
             project["lifecycleState"] = lifecycle_state
+            project["domain_restricted_sharing"] = domain_restricted_sharing
+            if not default_grants:
+                compute = f"serviceAccount:{iam.compute_account(project['number'])}"
+                policy = iam.project_policy(project)
+                for binding in policy["bindings"]:
+                    if compute in binding["members"]:
+                        binding["members"].remove(compute)
+                policy["bindings"] = [b for b in policy["bindings"] if b["members"]]
             for location, name, *fmt in repositories:
                 key = f"{location}/{name}"
                 project["repositories"].setdefault(
@@ -150,7 +167,19 @@ class FakeGcloud:
                 state["config"][name] = value
 
     def configure(self, **settings: Any) -> None:
-        """Change behaviour, e.g. ``require_built_images=False`` (deploy any image)."""
+        """Change behaviour, e.g. ``require_built_images=False`` (deploy any image). The failure
+        modes of the real cloud (issue 19):
+
+        * ``config_dir_crash=True``: gcloud invocations sharing a configuration directory
+          (``CLOUDSDK_CONFIG``) at the same time crash with ``database is locked``
+          (concurrency.py); ``call_seconds=0.5`` makes every invocation last that long.
+        * ``crash_after_created=N``: the next N ``builds submit`` die after printing
+          ``Created [.../builds/ID]``; the builds go on.
+        * ``build_seconds=S``: a build takes S seconds (``builds describe`` shows it WORKING,
+          a submit without ``--async`` streams that long).
+        * ``slow={"run deploy": S, "api-gateway gateways create": S, ...}``: a command takes
+          S seconds more (``run deploy`` waiting for its revision, a gateway being created).
+        """
         with self.store.locked() as state:
             state["settings"].update(settings)
 

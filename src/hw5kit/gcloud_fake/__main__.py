@@ -88,10 +88,34 @@ def main(argv: list[str] | None = None) -> int:
         "--no-billing", action="store_true", help="no billing account linked to the project"
     )
     seed.add_argument(
+        "--no-default-grants",
+        action="store_true",
+        help="organization policy iam.automaticIamGrantsForDefaultServiceAccounts: Cloud "
+        "Build's service account (the Compute Engine default one) has no role",
+    )
+    seed.add_argument(
+        "--domain-restricted-sharing",
+        action="store_true",
+        help="organization policy iam.allowedPolicyMemberDomains: no IAM policy may name "
+        "allUsers (run deploy --allow-unauthenticated only warns)",
+    )
+    seed.add_argument(
         "--no-set-default",
         action="store_true",
         help="do not make it the configured project (gcloud config set project)",
     )
+    configure = sub.add_parser(
+        "configure",
+        help="change the fake's behaviour, e.g. a failure mode of the real cloud",
+        description="Set fake settings (FakeGcloud.configure): config_dir_crash=true "
+        "call_seconds=0.5 (gcloud invocations sharing a configuration directory crash with "
+        "'database is locked'), crash_after_created=N (the next N builds submit die after "
+        "printing their build ID), build_seconds=S (builds take S seconds), "
+        "slow='{\"run deploy\": 30}' (a command takes longer), require_built_images=false. "
+        "Values are JSON (true, 3, 0.5, {...}); anything else is a string.",
+    )
+    configure.add_argument("--state", type=Path, required=True)
+    configure.add_argument("settings", nargs="+", metavar="KEY=VALUE")
     calls = sub.add_parser("calls", help="print the logged calls as JSON lines")
     calls.add_argument("--state", type=Path, required=True)
     calls.add_argument("--command", help='only this command, e.g. "run deploy"')
@@ -116,8 +140,23 @@ def main(argv: list[str] | None = None) -> int:
             readers=() if args.without_reader else (args.reader or [COURSE_TEST_AUTOGRADER]),
             billing=not args.no_billing,
             set_default=not args.no_set_default,
+            default_grants=not args.no_default_grants,
+            domain_restricted_sharing=args.domain_restricted_sharing,
         )
         print(f"seeded {args.project} in {args.state}")
+        return 0
+    if args.command == "configure":
+        settings = {}
+        for item in args.settings:
+            key, eq, raw = item.partition("=")
+            if not eq or not key:
+                parser.error(f"expected KEY=VALUE, got {item!r}")
+            try:
+                settings[key] = json.loads(raw)
+            except ValueError:
+                settings[key] = raw
+        fake.configure(**settings)
+        print(f"configured {', '.join(settings)} in {args.state}")
         return 0
     for call in fake.calls(args.command):
         sys.stdout.write(json.dumps(call, sort_keys=True) + "\n")

@@ -8,6 +8,7 @@ argument error (unknown command or flag, bad value), as the real CLI.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import sys
 import time
@@ -174,6 +175,12 @@ def _dotted(path: Sequence[str]) -> str:
     return ".".join(["gcloud", *path])
 
 
+def _handler(command: spec.Command):
+    """``handler`` names a function of commands.py, or ``"module:function"`` of another module."""
+    module, _, name = command.handler.rpartition(":")
+    return getattr(importlib.import_module(f".{module or 'commands'}", __package__), name)
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -183,7 +190,7 @@ def run(
     files: Files | None = None,
 ) -> Result:
     """Run one gcloud command line; ``files`` reads what it names (default: as gcloud does)."""
-    from . import commands
+    from . import concurrency
 
     store = Store(state_dir)
     record: dict = {"argv": list(argv), "cwd": str(cwd), "time": time.time(), "command": None}
@@ -192,9 +199,26 @@ def run(
         record["command"] = call.command.name
         record["flags"] = call.flags
         record["positionals"] = call.positionals
-        handler = getattr(commands, call.command.handler)
-        with store.locked() as state:
-            result = handler(call, state)
+        handler = _handler(call.command)
+        record["config_dir"] = concurrency.config_dir(env)
+        settings = store.read()["settings"]
+        with concurrency.Session(state_dir, env, bool(settings.get("config_dir_crash"))) as session:
+            if session.crashed_at_start:
+                result = Result(stderr=concurrency.CRASH, code=1, extra={"crash": "at start"})
+            else:
+                with store.locked() as state:
+                    result = handler(call, state)
+                # time the command takes after its effect (a build streaming its log, a
+                # deploy waiting for its revision): outside the lock, as concurrent as gcloud
+                hold = float(result.extra.pop("hold_seconds", 0) or 0)
+                hold += float(settings.get("call_seconds", 0) or 0)
+                hold += float((settings.get("slow") or {}).get(call.command.name, 0) or 0)
+                if hold > 0:
+                    time.sleep(hold)
+                if result.extra.pop("crash_after", False) or session.collided():
+                    result.stderr += concurrency.CRASH
+                    result.code = 1
+                    result.extra["crash"] = "after its effect"
     except GcloudError as exc:
         result = Result(stderr=f"ERROR: ({exc.command}) {exc.message}\n", code=exc.code)
     record["exit"] = result.code

@@ -344,6 +344,8 @@ class Registry:
     project: str
     repositories: set[tuple[str, str, str]]  # (project, location, repository)
     images: dict[str, dict[str, Any]]  # repository URI -> {"tags": {tag: digest}}
+    # the repositories the build's service account may push to (None: all of them)
+    writable: set[tuple[str, str, str]] | None = None
 
     def lookup(self, ref: ImageRef) -> str | None:
         entry = self.images.get(ref.repository)
@@ -397,6 +399,7 @@ class Simulation:
     local: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> digest
     log: list[str] = field(default_factory=list)
     pushed: list[tuple[str, str]] = field(default_factory=list)  # (repo:tag, digest)
+    built: list[str] = field(default_factory=list)  # repo:tag made by a build or `docker tag`
 
     # -- docker commands -- #
     def run_step(self, index: int, step: dict[str, Any]) -> None:
@@ -466,11 +469,22 @@ class Simulation:
                 self.log.append(f"{label}: using cache from {ref.tagged}")
             else:
                 self.log.append(f"{label}: cache image {ref.tagged} not found locally, ignored")
-        for base in _from_images(text.decode("utf-8", errors="replace"), build_args):
-            self._need_base(base, label)
+        froms = resolve_froms(text.decode("utf-8", errors="replace"), build_args)
+        if froms.unused_build_args:  # docker's warning, word for word
+            self.log.append(
+                f"{label}: [Warning] One or more build-args [{' '.join(froms.unused_build_args)}]"
+                " were not consumed"
+            )
+        for line in froms.froms:
+            if line.from_stage:
+                continue
+            if not line.image:  # BuildKit's answer (moby/moby#37396)
+                raise StepFailed(f"failed to solve: base name ({line.written}) should not be blank")
+            self._need_base(line.image, label)
         digest = digest_of(self.build_id, shown, *parsed.tags)
         for ref in tags:
             self.local[ref.tagged] = digest
+            self.built.append(ref.tagged)
             self.log.append(f"{label}: Successfully tagged {ref.tagged}")
 
     def _need_base(self, image: str, label: str) -> None:
@@ -499,6 +513,7 @@ class Simulation:
         if source.tagged not in self.local:
             raise StepFailed(f"No such image: {source.tagged}")
         self.local[target.tagged] = self.local[source.tagged]
+        self.built.append(target.tagged)
 
     def _docker_pull(self, args: list[str], workdir: str | None, label: str) -> None:
         names = [a for a in args if not a.startswith("-")]
@@ -532,7 +547,11 @@ class Simulation:
                 "Artifact Registry (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE)"
             )
         project, repository, _image = parts
-        if project != self.registry.project:
+        key = (project, ref.ar_location or "", repository)
+        writable = self.registry.writable
+        if project != self.registry.project or (
+            writable is not None and key in self.registry.repositories and key not in writable
+        ):
             raise StepFailed(
                 f'denied: Permission "artifactregistry.repositories.uploadArtifacts" denied on '
                 f'resource "projects/{project}/locations/{ref.ar_location}/repositories/'
@@ -555,34 +574,81 @@ FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.I)
 REF_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _from_images(dockerfile: str, build_args: dict[str, str]) -> list[str]:
-    """The external images a Dockerfile's FROM lines name (stage names excluded)."""
+@dataclass
+class FromLine:
+    """One ``FROM`` of a Dockerfile, resolved as docker does with the build's arguments."""
+
+    line: int  # 1-based
+    written: str  # as written, e.g. ${BASE_IMAGE}
+    image: str  # after the ARGs before the first FROM are applied ("" when they expand to it)
+    stage: str | None  # its ``AS name``
+    from_stage: bool  # it names an earlier stage, not an image
+    unset: tuple[str, ...]  # ARGs it uses that got no value (no build argument, no default)
+    undeclared: tuple[str, ...]  # names it uses that no ARG before the first FROM declares
+
+
+@dataclass
+class DockerfileFroms:
+    froms: list[FromLine]
+    declared: dict[str, int]  # every ARG name -> the line of its first declaration
+    unused_build_args: list[str]  # build arguments no ARG consumes (docker warns about them)
+
+    @property
+    def images(self) -> list[str]:
+        """The external images the FROM lines name (stage names excluded)."""
+        return [f.image for f in self.froms if not f.from_stage]
+
+
+def resolve_froms(text: str, build_args: dict[str, str]) -> DockerfileFroms:
+    """A Dockerfile's FROM lines resolved with ``build_args`` the way docker does: only the
+    ARGs declared before the first FROM apply, a build argument overrides the ARG's default,
+    an ARG without either is empty."""
     args: dict[str, str] = {}
+    declared: dict[str, int] = {}
     stages: set[str] = set()
-    images = []
-    seen_from = False
-    for raw in dockerfile.splitlines():
+    froms: list[FromLine] = []
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         match = ARG_RE.match(line)
-        if match and not seen_from:
-            name, default = match.group(1), match.group(2) or ""
-            args[name] = build_args.get(name, default.strip("\"'"))
+        if match:
+            name, default = match.group(1), match.group(2)
+            declared.setdefault(name, number)
+            if not froms:
+                value = build_args.get(name, (default or "").strip("\"'"))
+                args[name] = value
             continue
         match = FROM_RE.match(line)
-        if match:
-            seen_from = True
+        if not match:
+            continue
+        written = match.group(1)
+        unset: list[str] = []
+        undeclared: list[str] = []
 
-            def expand(m: re.Match) -> str:
-                name = m.group(1) or m.group(3)
-                return args.get(name) or (m.group(2) or "")
+        def expand(m: re.Match, unset=unset, undeclared=undeclared) -> str:
+            name = m.group(1) or m.group(3)
+            if name not in args:
+                undeclared.append(name)
+            elif not args[name] and not m.group(2):
+                unset.append(name)
+            return args.get(name) or (m.group(2) or "")
 
-            image = REF_VAR_RE.sub(expand, match.group(1))
-            alias = re.search(r"\sAS\s+(\S+)\s*$", line, re.I)
-            if image not in stages:
-                images.append(image)
-            if alias:
-                stages.add(alias.group(1))
-    return images
+        image = REF_VAR_RE.sub(expand, written)
+        alias = re.search(r"\sAS\s+(\S+)\s*$", line, re.I)
+        froms.append(
+            FromLine(
+                number,
+                written,
+                image,
+                alias.group(1) if alias else None,
+                image in stages,
+                tuple(unset),
+                tuple(undeclared),
+            )
+        )
+        if alias:
+            stages.add(alias.group(1))
+    unused = [name for name in build_args if name not in declared]
+    return DockerfileFroms(froms, declared, unused)
 
 
 # ---- `docker build` arguments, shared with the grader's reading of Cloud Build configs ----------

@@ -11,28 +11,19 @@ import base64
 import hashlib
 import json
 import re
+import time
 import uuid
 from typing import Any
 
 import yaml
 
+from .. import naming
 from ..confined import Folder, Unreadable
-from . import cloudbuild, formats, gcloudignore
+from ..gcp_regions import API_GATEWAY_LOCATIONS
+from . import cloudbuild, formats, gcloudignore, iam
 from .cli import Call, GcloudError, Result
 from .state import API_TITLES, BILLED_APIS, new_project, now
 
-# Region codes in *.a.run.app URLs (https://cloud.google.com/run/docs/triggering/https-request).
-REGION_CODES = {
-    "us-central1": "uc",
-    "us-east1": "ue",
-    "us-east4": "uk",
-    "us-west1": "uw",
-    "europe-west1": "ew",
-    "europe-west4": "ez",
-    "northamerica-northeast1": "nn",
-    "asia-east1": "de",
-    "asia-northeast1": "an",
-}
 PROPERTIES = {
     "project": "core/project",
     "core/project": "core/project",
@@ -47,7 +38,8 @@ PROPERTIES = {
 }
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SERVICE_NAME_RE = re.compile(r"(?=^[a-z0-9-]{1,63}$)(?!^\-.*)(?!.*\-$)")
+# gcloud's own check of a service name, before the request (hw5kit.naming has both rules)
+SERVICE_NAME_RE = naming.GCLOUD_SERVICE_NAME_RE
 
 
 # --- shared helpers ------------------------------------------------------------------------
@@ -376,11 +368,38 @@ def _run_build(
         (p, *key.split("/", 1)) for p, d in state["projects"].items() for key in d["repositories"]
     }
     images = data["images"]
+    # the build runs as the project's Cloud Build service account (iam.py): it must read the
+    # uploaded source, write the log and push to the repositories
+    account = iam.build_account(data)
+    member = f"serviceAccount:{account}"
+    writable = {
+        (project, *key.split("/", 1))
+        for key in data["repositories"]
+        if iam.granted(data, member, iam.PUSH, key)
+    }
     sim = cloudbuild.Simulation(
-        build_id, upload, cloudbuild.Registry(project, repositories, images)
+        build_id, upload, cloudbuild.Registry(project, repositories, images, writable)
     )
+    storage = build["source"]["storageSource"]
+    sim.log += [
+        "FETCHSOURCE",
+        f"Fetching storage object: gs://{storage['bucket']}/{storage['object']}",
+    ]
     failure = None
-    for index, step in enumerate(resolved["steps"]):
+    failure_type = "USER_BUILD_STEP"
+    if not all(iam.granted(data, member, permission) for permission in iam.SOURCE):
+        # what public reports of the mid-2024 change show (e.g. GoogleCloudPlatform/
+        # bigquery-dlp-remote-function#70): the source cannot be fetched, no step runs
+        denied = (
+            f"{account} does not have storage.objects.list access to the Google Cloud Storage "
+            "bucket. Permission 'storage.objects.list' denied on resource (or it may not exist)."
+        )
+        sim.log.append(f"AccessDeniedException: 403 {denied}")
+        failure = f"failed to fetch the build source: {denied}"
+        failure_type = "FETCH_SOURCE_FAILED"
+    else:
+        sim.log.append("BUILD")
+    for index, step in enumerate(resolved["steps"] if failure is None else ()):
         try:
             sim.run_step(index, step)
             build["steps"][index]["status"] = "SUCCESS"
@@ -409,11 +428,21 @@ def _run_build(
                 sim.log.append(f"PUSH: {exc}")
                 failure = f"failed to push images: {exc}"
                 break
+    if not iam.granted(data, member, iam.LOGS):
+        # the build runs, but its log is not written (the fix: roles/logging.logWriter,
+        # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts)
+        warning = (
+            f"The service account running this build (projects/{project}/serviceAccounts/"
+            f"{account}) does not have permission to write logs to Cloud Logging. To fix this, "
+            "grant the Logs Writer (roles/logging.logWriter) role to the service account."
+        )
+        build["warnings"] = [{"text": warning, "priority": "WARNING"}]
+        sim.log = [warning]
     finished = now()
     build["finishTime"] = finished
     build["status"] = "FAILURE" if failure else "SUCCESS"
     if failure:
-        build["failureInfo"] = {"type": "USER_BUILD_STEP", "detail": failure}
+        build["failureInfo"] = {"type": failure_type, "detail": failure}
         build["statusDetail"] = failure
     else:
         pushed = {}
@@ -429,6 +458,14 @@ def _run_build(
         for tagged, digest in pushed.items():
             repo = tagged.rsplit(":", 1)[0]
             images[repo].setdefault("builds", {})[digest] = build_id
+    # what really happened, for the grader (hidden from describe like the rest of "fake")
+    build["fake"]["built"] = list(sim.built)
+    build["fake"]["pushed"] = [tagged for tagged, _ in sim.pushed]
+    # how long the build takes (settings: build_seconds): describe shows it WORKING until then,
+    # and a submit without --async streams its log that long
+    seconds = float(state["settings"].get("build_seconds", 0) or 0)
+    build["fake"]["finish_at"] = time.time() + seconds
+    build["fake"]["log"] = sim.log
     data["builds"][build_id] = build
     # gcloud's submit_util and snapshot.py: the archive's size, then (when files were left out
     # and no .gcloudignore exists) the note about the default ignore file
@@ -439,11 +476,25 @@ def _run_build(
         f"Creating temporary archive of {len(upload.listing.files)} file(s) totalling "
         f"{_size(sum(upload.listing.files.values()))} before compression.\n"
         + ignored
-        + f"Uploading tarball of [{source_arg}] to [gs://{build['source']['storageSource']['bucket']}"
-        f"/{build['source']['storageSource']['object']}]\n"
+        + f"Uploading tarball of [{source_arg}] to [gs://{storage['bucket']}/{storage['object']}]\n"
         f"Created [https://cloudbuild.googleapis.com/v1/{name.replace(number, project, 1)}].\n"
         f"Logs are available at [ {log_url} ].\n"
     )
+    extra: dict[str, Any] = {"build_id": build_id}
+    crash = int(state["settings"].get("crash_after_created", 0) or 0)
+    if crash > 0:
+        # gcloud dies after printing Created (e.g. "database is locked" while streaming the
+        # log): the build goes on in the cloud
+        state["settings"]["crash_after_created"] = crash - 1
+        extra["crash_after"] = True
+        return Result(stderr=stderr, code=0, extra={**extra, "hold_seconds": 0})
+    if call.flag("--async"):
+        # gcloud prints the build as created (queued) and returns
+        queued = {**_public(build), "status": "QUEUED"}
+        for key in ("finishTime", "results", "failureInfo", "statusDetail", "warnings"):
+            queued.pop(key, None)
+        return Result(stdout=_build_table(call, queued, "-"), stderr=stderr, extra=extra)
+    extra["hold_seconds"] = seconds
     stdout = ""
     if not call.flag("--suppress-logs"):
         stdout += "-" * 29 + " REMOTE BUILD OUTPUT " + "-" * 30 + "\n"
@@ -455,40 +506,72 @@ def _run_build(
             f"\nBUILD FAILURE: {failure}\n"
             f'ERROR: (gcloud.builds.submit) build {build_id} completed with status "FAILURE"\n'
         )
-        return Result(stdout=stdout, stderr=stderr, code=1, extra={"build_id": build_id})
+        return Result(stdout=stdout, stderr=stderr, code=1, extra=extra)
+    stdout += _build_table(call, _public(build), "0S")
+    return Result(stdout=stdout, stderr=stderr, extra=extra)
+
+
+def _build_table(call: Call, build: dict, duration: str) -> str:
+    """What ``builds submit`` prints of the build it made (gcloud's table, or --format)."""
     spec = _format(call)
-    if spec[0] == "default":
-        rows = [
-            [
-                build_id,
-                created[:19] + "+00:00",
-                "0S",
-                f"gs://{build['source']['storageSource']['bucket']}/"
-                f"{build['source']['storageSource']['object']}",
-                " ".join(build["images"]) or "-",
-                "SUCCESS",
-            ]
-        ]
-        stdout += formats.table(
-            rows, ["ID", "CREATE_TIME", "DURATION", "SOURCE", "IMAGES", "STATUS"]
-        )
-    else:
-        stdout += formats.render([_public(build)], spec, single=True)
-    return Result(stdout=stdout, stderr=stderr, extra={"build_id": build_id})
+    if spec[0] != "default":
+        return formats.render([build], spec, single=True)
+    storage = build["source"]["storageSource"]
+    row = [
+        build["id"],
+        build["createTime"][:19] + "+00:00",
+        duration,
+        f"gs://{storage['bucket']}/{storage['object']}",
+        " ".join(build["images"]) or "-",
+        build["status"],
+    ]
+    return formats.table([row], ["ID", "CREATE_TIME", "DURATION", "SOURCE", "IMAGES", "STATUS"])
 
 
 def _public(resource: dict) -> dict:
     return {k: v for k, v in resource.items() if k != "fake"}
 
 
-def builds_describe(call: Call, state: dict) -> Result:
+def _build_now(build: dict) -> dict:
+    """The build as Cloud Build shows it now: WORKING (no result yet) until it finishes."""
+    public = _public(build)
+    if time.time() >= float(build.get("fake", {}).get("finish_at", 0)):
+        return public
+    public["status"] = "WORKING"
+    for key in ("finishTime", "results", "failureInfo", "statusDetail"):
+        public.pop(key, None)
+    public["steps"] = [
+        {k: v for k, v in step.items() if k not in ("status", "exitCode")}
+        for step in public["steps"]
+    ]
+    return public
+
+
+def _build(call: Call, state: dict) -> dict:
     project, data = _project(call, state)
     region = _region(call, state, "builds/region", default="global")
     _need_api(call, project, data, "cloudbuild.googleapis.com")
     build = data["builds"].get(call.positionals[0])
     if build is None or f"/locations/{region}/" not in build["name"]:
         raise GcloudError("NOT_FOUND: Requested entity was not found.", 1, call.command.dotted)
-    return Result(stdout=_describe_output(call, _public(build)))
+    return build
+
+
+def builds_describe(call: Call, state: dict) -> Result:
+    return Result(stdout=_describe_output(call, _build_now(_build(call, state))))
+
+
+def builds_log(call: Call, state: dict) -> Result:
+    """The build's log as far as it got (all of it once the build has finished)."""
+    build = _build(call, state)
+    lines = list(build.get("fake", {}).get("log", []))
+    done = _build_now(build)["status"] != "WORKING"
+    if not done:
+        lines = lines[:2]
+    body = f'starting build "{build["id"]}"\n\n' + "\n".join(lines) + "\n"
+    if done:
+        body += "DONE\n" if build["status"] == "SUCCESS" else "ERROR\n"
+    return Result(stdout=body)
 
 
 # --- Cloud Run -----------------------------------------------------------------------------
@@ -522,13 +605,9 @@ def _env_vars(call: Call, flag: str = "--set-env-vars") -> dict[str, str]:
 
 
 def service_url(project: str, number: str, region: str, service: str) -> str:
-    code = REGION_CODES.get(region)
-    if code is None:
-        return f"https://{service}-{number}.{region}.run.app"
-    digest = hashlib.sha256(f"{project}/{region}".encode()).digest()
-    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-    token = "".join(alphabet[b % 32] for b in digest[:10])
-    return f"https://{service}-{token}-{code}.a.run.app"
+    """The URL ``status.url`` shows: the hash form where the kit knows the region's code,
+    else the deterministic form (both: hw5kit.naming, after Cloud Run's https-request page)."""
+    return naming.service_urls(project, number, region, service)[0]
 
 
 def _memory_bytes(value: str) -> int:
@@ -549,6 +628,17 @@ def run_deploy(call: Call, state: dict) -> Result:
             f"Invalid resource name [{service}]. The name must use only lowercase alphanumeric "
             "characters and dashes, cannot begin or end with a dash, and cannot be longer than "
             "63 characters.",
+            1,
+            call.command.dotted,
+        )
+    if not naming.CLOUD_RUN_NAME_RE.match(service):
+        # the API's own rule, stricter than gcloud's check above (Cloud Run Admin API,
+        # projects.locations.services.create: "must begin with letter, and cannot end with
+        # hyphen; must contain fewer than 50 characters"); the wording is the API's answer
+        raise GcloudError(
+            "INVALID_ARGUMENT: Violation in CreateServiceRequest.service_id: only lowercase, "
+            "digits, and hyphens; must begin with letter, and cannot end with hyphen; must be "
+            "less than 50 characters.",
             1,
             call.command.dotted,
         )
@@ -655,9 +745,14 @@ def run_deploy(call: Call, state: dict) -> Result:
     suffix = hashlib.sha256(f"{key}/{generation}/{image}".encode()).hexdigest()[:3]
     revision = f"{service}-{generation:05d}-{suffix}"
     url = service_url(project, data["number"], region, service)
-    public = call.flag("--allow-unauthenticated")
-    if public is None:
-        public = existing["fake"]["public"] if existing else False
+    service_annotations = {"run.googleapis.com/ingress": "all"}
+    kept = (existing or {}).get("metadata", {}).get("annotations", {})
+    if iam.INVOKER_IAM_DISABLED in kept:  # a redeploy keeps --no-invoker-iam-check
+        service_annotations[iam.INVOKER_IAM_DISABLED] = kept[iam.INVOKER_IAM_DISABLED]
+    if call.flag("--invoker-iam-check") is False:
+        service_annotations[iam.INVOKER_IAM_DISABLED] = "true"
+    elif call.flag("--invoker-iam-check") is True:
+        service_annotations.pop(iam.INVOKER_IAM_DISABLED, None)
     stamp = now()
     resource = {
         "apiVersion": "serving.knative.dev/v1",
@@ -668,7 +763,7 @@ def run_deploy(call: Call, state: dict) -> Result:
             "generation": generation,
             "creationTimestamp": existing["metadata"]["creationTimestamp"] if existing else stamp,
             "labels": {"cloud.googleapis.com/location": region},
-            "annotations": {"run.googleapis.com/ingress": "all"},
+            "annotations": service_annotations,
         },
         "spec": {
             "template": {
@@ -703,22 +798,31 @@ def run_deploy(call: Call, state: dict) -> Result:
                 for t in ("Ready", "ConfigurationsReady", "RoutesReady")
             ],
         },
-        "fake": {"public": bool(public), "updated": stamp},
+        "fake": {"public": False, "updated": stamp},
     }
     data["run"][key] = resource
+    # --[no-]allow-unauthenticated: the allUsers binding (iam.py); refused by an organization
+    # policy, gcloud only warns and exits 0 (gcloud's serverless_operations.py)
+    public = call.flag("--allow-unauthenticated")
+    if public is False and not existing:
+        public = None  # gcloud's run/deploy.py: nothing to remove from a new service
+    warning = ""
+    if public is not None:
+        warning = iam.set_public(call, data, key, region, service, bool(public))
+    resource["fake"]["public"] = iam.is_public(data, key)
     verb = "Deploying..." if existing else "Deploying new service..."
     stderr = (
         f"Deploying container to Cloud Run service [{service}] in project [{project}] region "
         f"[{region}]\n{verb}\n  Creating Revision...\n  Routing traffic...\n"
     )
-    if public:
+    if public is not None:
         stderr += "  Setting IAM Policy...\n"
+    stderr += f"Completed with warnings:\n  {warning}\n" if warning else "Done.\n"
     stderr += (
-        "Done.\n"
         f"Service [{service}] revision [{revision}] has been deployed and is serving 100 "
         f"percent of traffic.\nService URL: {url}\n"
     )
-    return Result(stderr=stderr, extra={"service_url": url})
+    return Result(stderr=stderr, extra={"service_url": url, "iam_warning": warning})
 
 
 def run_services_describe(call: Call, state: dict) -> Result:
@@ -753,7 +857,13 @@ def run_services_describe(call: Call, state: dict) -> Result:
 
 
 def ensure_project(state: dict, project_id: str) -> dict:
-    return state["projects"].setdefault(project_id, new_project(project_id))
+    data = state["projects"].setdefault(project_id, new_project(project_id))
+    iam.project_policy(data)
+    # the Compute Engine default service account exists (Cloud Build runs builds as it)
+    account = iam.compute_account(data["number"])
+    if account not in state["service_accounts"]:
+        state["service_accounts"].append(account)
+    return data
 
 
 # --- projects describe, services enable, repository create and IAM (nox -s setup) ---------
@@ -945,24 +1055,10 @@ def artifacts_repositories_get_iam_policy(call: Call, state: dict) -> Result:
 
 
 def artifacts_repositories_add_iam_policy_binding(call: Call, state: dict) -> Result:
-    for flag in ("--member", "--role"):
-        if not call.flag(flag):
-            raise GcloudError(f"argument {flag}: Must be specified.", 2, call.command.dotted)
-    member, role = str(call.flag("--member")), str(call.flag("--role"))
+    member, role = iam.binding_flags(call)
     data, key, name = _repository(call, state)
-    if not MEMBER_RE.match(member):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Invalid member: {member}. (fake gcloud: a principal is "
-            "user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, allUsers or "
-            "allAuthenticatedUsers)",
-            1,
-            call.command.dotted,
-        )
-    kind, _, email = member.partition(":")
-    if kind == "serviceAccount" and email not in state.get("service_accounts", []):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Service account {email} does not exist.", 1, call.command.dotted
-        )
+    iam.check_member(call, state, member)
+    iam.refuse_public(call, data, member)
     if role not in REPOSITORY_ROLES:
         raise GcloudError(
             f"INVALID_ARGUMENT: Role {role} is not supported for this resource.",
@@ -1119,10 +1215,12 @@ def gateways_create(call: Call, state: dict) -> Result:
     project, data = _project(call, state)
     gw = _apigateway(call, project, data)
     gateway, location, key = _gateway_resource(call, project, gw)
-    if location not in REGION_CODES:
+    if location not in API_GATEWAY_LOCATIONS:
+        # the regions of https://cloud.google.com/api-gateway/docs/deployment-model (the
+        # wording of Google's refusal is the fake's own)
         raise GcloudError(
             f"INVALID_ARGUMENT: Location [{location}] is not supported by API Gateway (fake "
-            f"gcloud: {', '.join(sorted(REGION_CODES))})",
+            f"gcloud: it serves {', '.join(API_GATEWAY_LOCATIONS)})",
             1,
             call.command.dotted,
         )
@@ -1138,7 +1236,7 @@ def gateways_create(call: Call, state: dict) -> Result:
     gw["gateways"][key] = {
         "name": f"projects/{project}/locations/{location}/gateways/{gateway}",
         "apiConfig": config,
-        "defaultHostname": f"{gateway}-{digest}.{REGION_CODES[location]}.gateway.dev",
+        "defaultHostname": f"{gateway}-{digest}.{API_GATEWAY_LOCATIONS[location]}.gateway.dev",
         "state": "ACTIVE",
         "createTime": now(),
         "updateTime": now(),

@@ -241,6 +241,24 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             handler="builds_describe",
         ),
         Command(
+            ("builds", "log"),
+            "https://cloud.google.com/sdk/gcloud/reference/builds/log",
+            flags=(
+                Flag("--region", check=build_region_check),
+                Flag("--stream", takes_value=False),
+            ),
+            positionals=(Positional("BUILD"),),
+            handler="builds_log",
+        ),
+        # which service account builds run as (issue 19: the Compute Engine default account in
+        # projects created since mid-2024); `nox -s setup` and check_prereq.sh ask it
+        Command(
+            ("builds", "get-default-service-account"),
+            "https://cloud.google.com/sdk/gcloud/reference/builds/get-default-service-account",
+            flags=(Flag("--region", check=build_region_check),),
+            handler="iam:builds_get_default_service_account",
+        ),
+        Command(
             ("run", "deploy"),
             "https://cloud.google.com/sdk/gcloud/reference/run/deploy",
             flags=(
@@ -262,9 +280,43 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--ingress", choices=("all", "internal", "internal-and-cloud-load-balancing")),
                 Flag("--cpu-boost", takes_value=False, negatable=True),
                 Flag("--async", takes_value=False),
+                # https://cloud.google.com/run/docs/authenticating/public: public without allUsers
+                Flag("--invoker-iam-check", takes_value=False, negatable=True),
             ),
             positionals=(Positional("SERVICE"),),
             handler="run_deploy",
+        ),
+        # who may invoke a service: deploy and verify check --allow-unauthenticated took effect
+        Command(
+            ("run", "services", "get-iam-policy"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/services/get-iam-policy",
+            flags=(REGION, Flag("--platform", choices=("managed",))),
+            positionals=(Positional("SERVICE"),),
+            handler="iam:run_services_get_iam_policy",
+        ),
+        Command(
+            ("run", "services", "add-iam-policy-binding"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/services/add-iam-policy-binding",
+            flags=(
+                REGION,
+                Flag("--member"),
+                Flag("--role"),
+                Flag("--platform", choices=("managed",)),
+            ),
+            positionals=(Positional("SERVICE"),),
+            handler="iam:run_services_add_iam_policy_binding",
+        ),
+        # the remedy under domain-restricted sharing: --no-invoker-iam-check (nothing else)
+        Command(
+            ("run", "services", "update"),
+            "https://cloud.google.com/sdk/gcloud/reference/run/services/update",
+            flags=(
+                REGION,
+                Flag("--invoker-iam-check", takes_value=False, negatable=True),
+                Flag("--platform", choices=("managed",)),
+            ),
+            positionals=(Positional("SERVICE"),),
+            handler="iam:run_services_update",
         ),
         Command(
             ("run", "services", "describe"),
@@ -317,6 +369,20 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             ),
             positionals=(Positional("REPOSITORY"),),
             handler="artifacts_repositories_add_iam_policy_binding",
+        ),
+        # the roles of Cloud Build's service account, on the project (setup grants them)
+        Command(
+            ("projects", "get-iam-policy"),
+            "https://cloud.google.com/sdk/gcloud/reference/projects/get-iam-policy",
+            positionals=(Positional("PROJECT_ID"),),
+            handler="iam:projects_get_iam_policy",
+        ),
+        Command(
+            ("projects", "add-iam-policy-binding"),
+            "https://cloud.google.com/sdk/gcloud/reference/projects/add-iam-policy-binding",
+            flags=(Flag("--member"), Flag("--role"), Flag("--condition")),
+            positionals=(Positional("PROJECT_ID"),),
+            handler="iam:projects_add_iam_policy_binding",
         ),
         # --- v3: Google API Gateway (the API, its configs, the gateway) ---
         Command(

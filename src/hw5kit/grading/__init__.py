@@ -3,14 +3,16 @@
 It scores a submission against the rubric (``rubric.yaml``), runs the submission's scripts in a
 sandbox against the fake gcloud (``sandbox.py``, ``cloud.py``, ``runs.py``), reads its Cloud
 Build file, deliverables and short answers without trusting them (``submission.py``,
-``buildconfig.py``, ``answers.py``), optionally checks the deployment live (``live.py``), and
-writes Gradescope's results.json with a readable summary (``report.py``).
+``buildconfig.py``, ``answers.py``), in the course's layout or an older one (``layout.py``),
+grades each build it submits by what it does (``builds.py``), optionally checks the deployment
+live (``live.py``), and writes Gradescope's results.json with a readable summary listing each
+deduction with its evidence (``evidence.py``, ``report.py``). Names follow ``hw5kit.naming``,
+shared with the pipeline and the fake gcloud.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .. import lazy
 
 _EXPORTS = {
     "Context": "grader",
@@ -23,9 +25,5 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    # imported on first use, so that `python -m hw5kit.grading.rubric` runs its module once
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# imported on first use: `python -m hw5kit.grading.rubric` runs its module once
+__getattr__ = lazy.exports(__name__, _EXPORTS)

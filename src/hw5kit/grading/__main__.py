@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .. import naming
 from . import cloud, report
-from .grader import STUDENT_ID_RE, Options, grade
+from .grader import Options, grade
 from .sandbox import MODES, Limits, Sandbox, SandboxUnavailable
 
 EPILOG = """\
@@ -138,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     student_id = args.student_id
     if args.gradescope_metadata:
         student_id = _metadata_student_id(args.gradescope_metadata)
-    if student_id is not None and not STUDENT_ID_RE.match(student_id.strip().lower()):
-        p.error(f"--student-id {student_id!r}: expected the ID in hw5-<ID> (digits, letters)")
+    if student_id is not None:
+        problem = naming.student_id_problem(naming.normalize_student_id(student_id))
+        if problem:
+            p.error(f"--student-id {student_id!r}: expected the ID in hw5-<ID>: {problem}")
     if args.timeout <= 0:
         p.error("--timeout must be positive")
     for path in args.submissions:

@@ -7,14 +7,26 @@ and so on, whether written ``$X`` or ``${X}``; an unknown or misspelt name becom
 Cloud Build. The docker commands are then collected from docker-builder steps and from
 ``bash -c`` / ``script`` steps, and the checks ask questions such as "which tags does the build
 of @BASE@ give?" or "is @APP@:@ID@ pushed?".
+
+Names written out count as much as names from substitutions (grading by effect): ``roles``
+finds which image each ``docker build`` makes (the base: built from ``Dockerfile.base`` or
+named like the ``_BASE_IMAGE_URI`` the submit passed; the app: built from
+``${_TARGET_DOCKERFILE}`` or ``Dockerfile.<app>``, or named like the ``_APP_URI`` passed), and
+``analyse(raw, literals=...)`` reads the config again with those written-out repositories
+replaced by the same markers, so that ``us-central1-docker.pkg.dev/P/R/base_image:$BUILD_ID``
+and ``${_BASE_IMAGE_URI}:${BUILD_ID}`` are the same thing to the checks.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
+
+import yaml
 
 from ..gcloud_fake import cloudbuild as cb
 
@@ -25,6 +37,7 @@ COURSE_SUBSTITUTIONS = {
     "_TARGET_DOCKERFILE": "@DOCKERFILE@",
 }
 BASE, APP, ID, DOCKERFILE = "@BASE@", "@APP@", "@ID@", "@DOCKERFILE@"
+ROLE_SUBSTITUTIONS = {BASE: "_BASE_IMAGE_URI", APP: "_APP_URI"}
 SHELLS = {"bash", "sh", "/bin/bash", "/bin/sh", "/usr/bin/bash", "/usr/bin/env"}
 SHELL_OPERATORS = {";", "&&", "||", "|", "&", ";;", "(", ")"}
 SHELL_KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "!", "{", "}", "while"}
@@ -61,6 +74,7 @@ class Analysis:
     referenced: set[str] = field(default_factory=set)
     defined: set[str] = field(default_factory=set)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    literals: dict[str, str] = field(default_factory=dict)  # written-out repository -> marker
 
     # -- questions the checks ask -- #
     def builds_of(self, marker: str) -> list[Build]:
@@ -119,9 +133,11 @@ def normalize(ref: str) -> str:
     return ref
 
 
-def analyse(raw: Any) -> Analysis:
+def analyse(raw: Any, literals: dict[str, str] | None = None) -> Analysis:
+    """The config's docker commands with the course's substitutions as markers, and each
+    written-out repository of ``literals`` replaced by its marker too."""
     data = cb.snake_to_camel(raw) if isinstance(raw, dict) else {}
-    analysis = Analysis(data)
+    analysis = Analysis(data, literals=dict(literals or {}))
     steps = data.get("steps")
     if not isinstance(steps, list):
         return analysis
@@ -144,16 +160,90 @@ def analyse(raw: Any) -> Analysis:
         "artifacts": data.get("artifacts", {}),
     }
     analysis.referenced = cb.template_keys(parts)
+    pattern = _literal_pattern(analysis.literals)
     for index, step in enumerate(analysis.steps):
-        for command in _docker_commands(index, cb.substitute(step, values)):
+        resolved = _replace_literals(cb.substitute(step, values), pattern, analysis.literals)
+        for command in _docker_commands(index, resolved):
             analysis.commands.append(command)
             _collect(analysis, command)
     images = data.get("images")
     if isinstance(images, list):
-        for image in cb.substitute(images, values):
+        resolved = _replace_literals(cb.substitute(images, values), pattern, analysis.literals)
+        for image in resolved:
             if isinstance(image, str):
                 analysis.pushes.add(normalize(image))
     return analysis
+
+
+def _literal_pattern(literals: dict[str, str]) -> re.Pattern | None:
+    if not literals:
+        return None
+    names = sorted(literals, key=len, reverse=True)
+    # a repository, not the start of a longer name (base vs base_image)
+    return re.compile("(" + "|".join(re.escape(n) for n in names) + r")(?![a-z0-9._/-])")
+
+
+def _replace_literals(value: Any, pattern: re.Pattern | None, literals: dict[str, str]) -> Any:
+    if pattern is None:
+        return value
+    if isinstance(value, str):
+        return pattern.sub(lambda m: literals[m.group(1)], value)
+    if isinstance(value, list):
+        return [_replace_literals(v, pattern, literals) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_literals(v, pattern, literals) for k, v in value.items()}
+    return value
+
+
+def dockerfile_role(file: str | None, apps: tuple[str, ...] | list[str]) -> str | None:
+    """@BASE@ or @APP@ for a build from this Dockerfile (the course's names), else None."""
+    name = PurePosixPath((file or "Dockerfile").removeprefix("./")).name
+    if name == DOCKERFILE or (file or "").endswith(DOCKERFILE):
+        return APP
+    lowered = name.lower()
+    if lowered in ("dockerfile.base", "base.dockerfile") or lowered.endswith(".base"):
+        return BASE
+    if any(lowered == f"dockerfile.{app}" for app in apps):
+        return APP
+    return None
+
+
+def roles(
+    analysis: Analysis, apps: tuple[str, ...] | list[str], values: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Written-out repositories that are the base or the app image, found by what they are:
+    the value the submit passed for _BASE_IMAGE_URI / _APP_URI, or the repository a
+    ``docker build`` of Dockerfile.base / the target Dockerfile tags."""
+    out: dict[str, str] = {}
+    for marker, key in ROLE_SUBSTITUTIONS.items():
+        value = (values or {}).get(key, "").strip()
+        if value and "@" not in value:
+            out[value] = marker
+    taken = {m for b in analysis.builds for t in b.tags for m in (BASE, APP) if _repo(t) == m}
+    for build in analysis.builds:
+        role = dockerfile_role(build.file, apps)
+        if role is None or role in taken:
+            continue
+        for tag in build.tags:
+            repo = _repo(tag)
+            if repo and "@" not in repo and repo not in out:
+                out[repo] = role
+    return out
+
+
+def step_lines(text: str) -> list[int]:
+    """The 1-based line where each step of a Cloud Build YAML text starts (empty when the
+    text cannot be read that way)."""
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (yaml.YAMLError, RecursionError):
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if getattr(key, "value", None) == "steps" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
 
 
 def _strings(value: Any) -> list[str]:

@@ -185,6 +185,10 @@ class FakeCloud:
         url = SERVICE_URL_RE.search(result.stderr)
         return url.group(1) if url and result.code == 0 else None
 
+    def builds(self) -> dict[str, dict[str, Any]]:
+        """The fake Cloud Build's record of every build of the project, by build ID."""
+        return dict(self.fake.project(self.project).get("builds") or {})
+
     def service_url(self, service: str, region: str) -> str | None:
         entry = self.fake.project(self.project)["run"].get(f"{region}/{service}")
         return entry["status"]["url"] if entry else None

@@ -5,9 +5,7 @@ checks, then every rubric item scored (``checks.py``) into a ``Report``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -15,18 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import naming
 from ..gcloud_fake import cloudbuild as cb
 from ..pipeline import deliverables as dl
 from . import answers as answers_mod
-from . import buildconfig
+from . import buildconfig, builds, layout
 from .cloud import CallLimits, FakeCloud
 from .rubric import Rubric, load
-from .runs import CONFIG_NAMES, SUBMIT_NAMES, Runner, Runs, ScriptRun, deploy_script_name
+from .runs import Runner, Runs, ScriptRun, deploy_script_name
 from .sandbox import GcloudRelay, Limits, Sandbox, grading_folder
 from .submission import FileProblem, Snapshot, load_yaml
 
 PROJECT_RE = re.compile(r"\bhw5-([0-9a-z][0-9a-z-]*[0-9a-z]|[0-9a-z])\b")
-STUDENT_ID_RE = re.compile(r"^[0-9a-z][0-9a-z-]{0,23}$")
 SLOTS = {
     "backend_v1": ("v1", "back_end"),
     "frontend_v1": ("v1", "front_end"),
@@ -68,6 +66,11 @@ class Context:
     answers: answers_mod.ShortAnswers | None = None
     live: Any = None  # live.LiveResults when --live
     layout_notes: list[str] = field(default_factory=list)
+    config_rels: list[str] = field(default_factory=list)  # every Cloud Build file found
+    submit_rels: list[str] = field(default_factory=list)  # every submit script found
+    units: list[builds.BuildUnit] = field(default_factory=list)  # the builds, graded each
+    build_records: dict[str, dict] = field(default_factory=dict)  # the fake's, by build ID
+    deliverables_notes: list[str] = field(default_factory=list)
     gcloud_peak_kib: int = 0  # the largest resident size one fake gcloud call reached
 
     # -- what the assignment expects -- #
@@ -86,7 +89,7 @@ class Context:
         if not self.project:
             return None
         a = self.assignment
-        return f"{a['region']}-docker.pkg.dev/{self.project}/{a['repository']}"
+        return naming.repository_uri(a["region"], self.project, a["repository"])
 
     def deliverable_problem(self, app: str, field: str) -> str | None:
         """Why deliverables.yaml has no usable ``field`` for ``app`` (None: it has one)."""
@@ -129,7 +132,8 @@ def _student_ids(snapshot: Snapshot, rels: list[str]) -> Counter:
             continue
         for match in PROJECT_RE.finditer(text.lower()):
             candidate = match.group(1)
-            if any(ch.isdigit() for ch in candidate) and candidate != "images":
+            # hw5-images and hw5-api are other resources: a student ID has digits in practice
+            if any(ch.isdigit() for ch in candidate) and not naming.student_id_problem(candidate):
                 found[candidate] += 1
     return found
 
@@ -141,7 +145,7 @@ def find_student_id(ctx: Context, script_rels: list[str]) -> None:
         digits = re.sub(r"\D", "", ctx.answers.matricule)
         matricule = digits if 4 <= len(digits) <= 12 else ""
     if ctx.options.student_id:
-        ctx.student_id = ctx.options.student_id.strip().lower()
+        ctx.student_id = naming.normalize_student_id(ctx.options.student_id)
         ctx.id_source = "given to the grader"
         others = sorted(set(from_scripts) - {ctx.student_id})
         if others:
@@ -164,7 +168,7 @@ def find_student_id(ctx: Context, script_rels: list[str]) -> None:
                 f"the short answers give the matricule {matricule}, the scripts use {ctx.project}"
             )
         return
-    if matricule:
+    if matricule and not naming.student_id_problem(matricule):
         ctx.student_id = matricule
         ctx.id_source = "from the matricule in the short answers"
         return
@@ -172,38 +176,6 @@ def find_student_id(ctx: Context, script_rels: list[str]) -> None:
         "could not tell the student ID (no hw5-<id> project in the scripts, no matricule in "
         "the short answers): pass --student-id; checks that need the project fail"
     )
-
-
-def locate_config(snapshot: Snapshot) -> str | None:
-    for name in CONFIG_NAMES:
-        rel = snapshot.locate(name)
-        if rel:
-            return rel
-    for folder in ("deployment", ""):
-        for rel in snapshot.files(folder):
-            if not rel.endswith((".yaml", ".yml")) or Path(rel).name in (
-                "deliverables.yaml",
-                "deployment.yaml",
-            ):
-                continue
-            with contextlib.suppress(FileProblem):
-                data = load_yaml(snapshot.read_text(rel), rel)
-                if isinstance(data, dict) and "steps" in data:
-                    return rel
-    return None
-
-
-def locate_submit(snapshot: Snapshot) -> str | None:
-    for name in SUBMIT_NAMES:
-        rel = snapshot.locate(name)
-        if rel:
-            return rel
-    for folder in ("deployment", ""):
-        for rel in snapshot.files(folder):
-            name = Path(rel).name.lower()
-            if name.startswith("submit") and name.endswith(".sh"):
-                return rel
-    return None
 
 
 def read_config(ctx: Context, rel: str | None) -> None:
@@ -242,28 +214,10 @@ def read_deliverables(ctx: Context) -> None:
     except FileProblem as exc:
         ctx.deliverables_problem = str(exc)
         return
+    data, ctx.deliverables_notes = layout.normalize_deliverables(data)
     ctx.deliverables = data
     for problem in dl.problems(data, "gcp"):
         ctx.deliverables_problems[problem.where] = problem
-
-
-def _config_used_by_submit(ctx: Context) -> str | None:
-    """The Cloud Build file the submit script really submitted, as a path in the snapshot."""
-    for call in ctx.runs.submit_calls():
-        config = call.flags.get("--config") or "cloudbuild.yaml"
-        # lexical, as the fake reads it (no link followed): the names are the script's own
-        path = Path(os.path.normpath(os.path.join(call.cwd, str(config))))
-        for root in ctx.workspace_roots:
-            with contextlib.suppress(ValueError):
-                rel = str(path.relative_to(root.resolve()))  # the grader's own folder
-                for candidate in (rel, Path(rel).name):
-                    if ctx.snapshot.exists(candidate):
-                        return candidate
-                if rel == "deployment/cloudbuild.yaml":
-                    for fallback in ("cloudbuild.yaml", "deployment/cloudbuild_template.yaml"):
-                        if ctx.snapshot.exists(fallback):
-                            return fallback
-    return None
 
 
 def _run_scripts(ctx: Context, base: Path) -> None:
@@ -288,8 +242,10 @@ def _run_scripts(ctx: Context, base: Path) -> None:
             analysis=ctx.analysis,
         )
         runs = ctx.runs
-        runs.submit_rel = locate_submit(ctx.snapshot)
-        runs.submit, runs.submit_notes = runner.run_submit(runs.submit_rel)
+        runs.submit_rels = list(ctx.submit_rels)
+        runs.submit_rel = runs.submit_rels[0] if runs.submit_rels else None
+        runs.submit, runs.submit_notes = runner.run_submits(runs.submit_rels)
+        ctx.build_records = cloud.builds()
         cloud.allow_any_image()
         for version in ("v1", "v2"):
             backend, frontend = f"backend_{version}", f"frontend_{version}"
@@ -359,13 +315,16 @@ def grade(
             for problem in ctx.answers.header_problems():
                 ctx.notes.append(f"{ctx.answers.path}: {problem}")
         read_deliverables(ctx)
-        read_config(ctx, locate_config(snapshot))
+        ctx.config_rels, config_notes = layout.locate_configs(snapshot)
+        ctx.submit_rels, submit_notes = layout.locate_submits(snapshot)
+        ctx.notes += config_notes + submit_notes
+        read_config(ctx, ctx.config_rels[0] if ctx.config_rels else None)
         scripts = [
             rel
             for rel in (
-                locate_submit(snapshot),
+                *ctx.submit_rels,
                 *(snapshot.locate(deploy_script_name(a)) for a in rubric.assignment["apps"]),
-                ctx.config_rel,
+                *ctx.config_rels,
             )
             if rel
         ]
@@ -378,13 +337,21 @@ def grade(
                     f"the grader could not run the scripts ({type(exc).__name__}: {exc}); "
                     "please report it to the course staff with this submission"
                 )
-            used = _config_used_by_submit(ctx)
-            if used and used != ctx.config_rel:
-                ctx.notes.append(
-                    f"graded {used}: the Cloud Build file the submit script submits "
-                    f"(found first: {ctx.config_rel})"
-                )
-                read_config(ctx, used)
+        try:
+            ctx.units = builds.build_units(ctx, ctx.config_rels)
+        except Exception as exc:  # a grader bug: the items say the file could not be read
+            ctx.notes.append(
+                f"the grader could not read the builds ({type(exc).__name__}: {exc}); please "
+                "report it to the course staff with this submission"
+            )
+        used = sorted({u.config_rel for u in ctx.units if u.call and u.config_rel})
+        if used and ctx.config_rel not in used:
+            ctx.notes.append(
+                f"graded {', '.join(used)}: the Cloud Build file(s) the submit script submits "
+                f"(found first: {ctx.config_rel})"
+            )
+        if used:
+            read_config(ctx, used[0])
         if options.live:
             from . import live
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Result
+from .evidence import Evidence
 from .grader import Grading
 
 
@@ -90,8 +91,30 @@ def results_json(grading: Grading, *, visibility: str = "visible") -> dict[str, 
             "project": ctx.project,
             "sandbox": ctx.sandbox.mode,
             "live": bool(ctx.options.live),
+            "deductions": [
+                {"item": r.item.id, "points": r.lost, **vars(r.evidence or _fallback_evidence(r))}
+                for r in grading.results
+                if not r.manual and r.lost
+            ],
         },
     }
+
+
+def _fallback_evidence(result: Result) -> Evidence:
+    first = next((line for line in result.output.splitlines() if line.strip()), "")
+    return Evidence("(see the item)", first.lstrip("✗ ") or "the item failed", result.item.title)
+
+
+def deductions(grading: Grading) -> list[str]:
+    """Each automatic deduction in one line, with its evidence: readable without
+    results.json (``-2   Q1.5  deployment/cloudbuild.yaml:33: found ...; expected ...``)."""
+    out = []
+    for result in grading.results:
+        if result.manual or not result.lost:
+            continue
+        evidence = result.evidence or _fallback_evidence(result)
+        out.append(f"-{_points(result.lost):<5} {result.item.id:<6} {evidence.line()}")
+    return out
 
 
 def summary(grading: Grading, *, details: bool = True) -> str:
@@ -128,6 +151,11 @@ def summary(grading: Grading, *, details: bool = True) -> str:
         f"+ {_points(rubric.manual_points)} points graded by hand = {_points(rubric.total)}"
     )
     lines.append("")
+    found = deductions(grading)
+    if found:
+        lines.append("deductions (points, item, where: what was found; what was expected):")
+        lines += [f"  {line}" for line in found]
+        lines.append("")
     for result in grading.results:
         item = result.item
         mark = "ok  " if result.passed else "FAIL"
@@ -141,7 +169,7 @@ def summary(grading: Grading, *, details: bool = True) -> str:
             if item.manual:  # the answer itself goes to results.json, not to the summary
                 body = body.split("\n\n--- answer", 1)[0]
             lines += [f"       {line}" for line in body.splitlines() if line.strip()][:25]
-    notes = [*ctx.notes, *ctx.layout_notes, *ctx.snapshot.notes[:20]]
+    notes = [*ctx.notes, *ctx.deliverables_notes, *ctx.layout_notes, *ctx.snapshot.notes[:20]]
     if ctx.live and ctx.live.notes:
         notes += ctx.live.notes
     if notes:

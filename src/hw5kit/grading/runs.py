@@ -9,6 +9,7 @@ A script can wreck its own workspace, never the next run's or the snapshot the c
 
 * submit: run without arguments. If that submits no build at all, the script is taken to want
   the image as its argument, and it runs once per image (``submit_build.sh backend_v1``, ...).
+  A submission with one submit script per service (an older layout) has each run once.
 * deploy: backend first, then frontend, per version, without arguments and with
   ``deliverables.yaml`` in place. If a deploy script issues no ``gcloud run deploy`` and the
   deliverables hold its build ID, it runs again with the build ID as argument. If a frontend
@@ -24,13 +25,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import layout
 from .buildconfig import BASE, Analysis
 from .cloud import Call, FakeCloud
 from .sandbox import GcloudRelay, RunResult, Sandbox
 from .submission import Snapshot
 
-SUBMIT_NAMES = ("submit_build.sh", "submit_build_template.sh")
-CONFIG_NAMES = ("cloudbuild.yaml", "cloudbuild.yml", "cloudbuild_template.yaml")
+SUBMIT_NAMES, CONFIG_NAMES = layout.SUBMIT_NAMES, layout.CONFIG_NAMES
 STAND_IN_BASE = (
     "# stand-in written by the grader: the submission has no Dockerfile.base\n"
     "FROM python:3.11-slim\n"
@@ -71,6 +72,7 @@ def _is_v3_build(call: Call) -> bool:
 class Runs:
     submit: list[ScriptRun] = field(default_factory=list)
     submit_rel: str | None = None
+    submit_rels: list[str] = field(default_factory=list)  # every submit script that ran
     submit_notes: list[str] = field(default_factory=list)
     deploys: dict[str, list[ScriptRun]] = field(default_factory=dict)
     deploy_notes: dict[str, list[str]] = field(default_factory=dict)
@@ -137,6 +139,15 @@ class Runner:
             *SUBMIT_NAMES,
             *CONFIG_NAMES,
             *(deploy_script_name(a) for a in self.assignment["apps"]),
+        ]
+        names += [  # an older layout's per-service files at the top
+            p.name
+            for p in ws.iterdir()
+            if p.is_file()
+            and (
+                (p.name.lower().startswith(("submit", "deploy")) and p.name.endswith(".sh"))
+                or (p.name.lower().startswith("cloudbuild") and p.suffix in (".yaml", ".yml"))
+            )
         ]
         for name in names:
             top, inside = ws / name, deployment / name
@@ -234,6 +245,12 @@ class Runner:
             self.sandbox.release_workspace(ws)
         run.calls = self.cloud.since(start)
         return run
+
+    def run_submits(self, rels: list[str]) -> tuple[list[ScriptRun], list[str]]:
+        """Every submit script (one per service in an older layout), else the one found."""
+        if len(rels) <= 1:
+            return self.run_submit(rels[0] if rels else None)
+        return [self.run(rel) for rel in rels], []
 
     def run_submit(self, rel: str | None) -> tuple[list[ScriptRun], list[str]]:
         first = self.run(rel)

@@ -86,6 +86,14 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("services", nargs="*", help="only these services (default: all)")
         _only(p)
         p.add_argument("-v", "--verbose", action="store_true", help="show every line of output")
+        if name == "deploy":
+            p.add_argument(
+                "--no-invoker-iam-check",
+                action="store_true",
+                help="gcp: when an organization policy refuses allUsers (so "
+                "--allow-unauthenticated only warns), make each such service public by turning "
+                "its Invoker IAM check off (gcloud run services update --no-invoker-iam-check)",
+            )
     p = sub.add_parser(
         "verify",
         parents=[common],
@@ -177,8 +185,14 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             if not project.config.group(name):  # a service, or v3's backend_v3 group
                 project.config.service(name)  # an unknown name is bad input (exit 2)
-        step = target.build if args.command == "build" else target.deploy
-        return step(names, verbose=args.verbose)
+        if args.command == "build":
+            return target.build(names, verbose=args.verbose)
+        if args.no_invoker_iam_check:
+            if project.target != "gcp":
+                print("error: --no-invoker-iam-check is for the gcp target", file=sys.stderr)
+                return 2
+            return target.deploy(names, verbose=args.verbose, invoker_iam_check=False)
+        return target.deploy(names, verbose=args.verbose)
     if args.command == "stop":
         return target.stop()
     return target.status()

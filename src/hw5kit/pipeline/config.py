@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from .. import naming
+from ..gcp_regions import API_GATEWAY_LOCATIONS, nearest_gateway_location
 from ..serving import capacity
 
 CONFIG_NAME = "deployment.yaml"
@@ -32,14 +34,15 @@ COURSE_VERSIONS = ("v1", "v2")
 # deliverables.yaml names the two halves of a version this way (the course's keys)
 DELIVERABLE_PART = {"backend": "back_end", "frontend": "front_end"}
 
-# Google's naming rules, checked here so a typo fails before anything reaches the cloud.
-PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-STUDENT_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-REGION_RE = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
-REPOSITORY_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-IMAGE_NAME_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
+# Google's naming rules (hw5kit.naming, shared with the grader and the fake gcloud), checked
+# here so a typo fails before anything reaches the cloud.
+PROJECT_ID_RE = naming.PROJECT_ID_RE
+STUDENT_ID_RE = naming.STUDENT_ID_RE
+REGION_RE = naming.REGION_RE
+REPOSITORY_RE = naming.REPOSITORY_RE
+IMAGE_NAME_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")  # one path component
 SERVICE_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,48}$")
-CLOUD_RUN_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")
+CLOUD_RUN_NAME_RE = naming.CLOUD_RUN_NAME_RE
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^[1-9][0-9]*(Mi|Gi)$")
 # API Gateway's IDs (API, config, gateway): lowercase letters, digits, hyphens, no underscore
@@ -214,7 +217,7 @@ class Config:
 
     @property
     def repo_uri(self) -> str:
-        return f"{self.registry}/{self.project_id}/{self.repository}"
+        return naming.repository_uri(self.region, self.project_id, self.repository)
 
     @property
     def base_image_uri(self) -> str:
@@ -292,7 +295,8 @@ TOP_KEYS = {
 GATEWAY_KEYS = {
     "api_id": "the API Gateway API ID: lowercase letters, digits and hyphens, e.g. hw5-api",
     "gateway_id": "the gateway ID: lowercase letters, digits and hyphens, e.g. hw5-gateway",
-    "location": "the gateway's region (default: region), e.g. us-central1",
+    "location": "the gateway's region (default: region), one API Gateway serves: "
+    + ", ".join(API_GATEWAY_LOCATIONS),
     "deadline": "seconds a backend may take to answer, a number above 0 and at most 3600",
     "api_key": "true to require an API key (?key= or the x-api-key header), else false",
 }
@@ -424,8 +428,7 @@ def _service(path, name: Any, data: Any) -> list[Service]:
         prefix + "cloud_run_name",
         data.get("cloud_run_name", default_run_name),
         CLOUD_RUN_NAME_RE,
-        "lowercase letters, digits and hyphens, starting with a letter, at most 49 "
-        "characters (Cloud Run's rule), e.g. backendv1",
+        f"{naming.CLOUD_RUN_NAME_RULE}, e.g. backendv1",
     )
     backend = data.get("backend")
     if kind == "frontend":
@@ -476,7 +479,8 @@ def _expand_v3(path, group: Service) -> list[Service]:
                 path,
                 f"services.{group.name}",
                 f"the service of model {model!r} would be named {run_name!r}: shorten "
-                "cloud_run_name (Cloud Run names have at most 49 characters)",
+                f"cloud_run_name (Cloud Run names have at most {naming.CLOUD_RUN_NAME_MAX} "
+                "characters)",
             )
         model_env = {**env, "MODEL_NAME": model, "MODELS": ",".join(models)}
         out.append(
@@ -494,8 +498,35 @@ def _expand_v3(path, group: Service) -> list[Service]:
     return out
 
 
-def _gateway(path, data: Any) -> Gateway:
+def _gateway_location(path, location: str, region: str) -> None:
+    """API Gateway serves fewer regions than Cloud Run (hw5kit.gcp_regions): a location it does
+    not serve passes every local test and fails on Google, so it stops here."""
+    if (location or region) in API_GATEWAY_LOCATIONS:
+        return
+    served = ", ".join(API_GATEWAY_LOCATIONS)
+    if location:
+        got = f"API Gateway does not serve {location!r}"
+    else:
+        got = (
+            f"API Gateway does not serve {region!r} (the config's region, which the gateway "
+            "uses when gateway.location is not set)"
+        )
+    raise _fail(
+        path,
+        "gateway.location",
+        f"{got}; it serves {served} (https://cloud.google.com/api-gateway/docs/"
+        f"deployment-model). Set gateway.location to one of them, e.g. "
+        f"{nearest_gateway_location(location or region)}; the Cloud Run services stay in "
+        f"{region}.",
+    )
+
+
+def _gateway(path, data: Any, region: str = "us-central1", *, used: bool = True) -> Gateway:
+    """The ``gateway:`` block; ``used``: the config has v3 services (else only an explicit
+    location is checked against API Gateway's regions)."""
     if data is None:
+        if used:
+            _gateway_location(path, "", region)
         return Gateway()
     if not isinstance(data, Mapping):
         raise _fail(path, "gateway", f"expected a mapping ({', '.join(GATEWAY_KEYS)})")
@@ -522,6 +553,8 @@ def _gateway(path, data: Any) -> Gateway:
     api_key = data.get("api_key", False)
     if not isinstance(api_key, bool):
         raise _fail(path, "gateway.api_key", f"expected true or false, got {api_key!r}")
+    if used or location:
+        _gateway_location(path, location, region)
     return Gateway(
         api_id=ids["api_id"],
         gateway_id=ids["gateway_id"],
@@ -548,20 +581,11 @@ def parse(data: Any, path: Path | None = None) -> Config:
             "loses leading zeros)",
         )
     student_id = _string(
-        path,
-        "student_id",
-        raw_id.lower(),
-        STUDENT_ID_RE,
-        "your student ID: lowercase letters, digits or hyphens",
+        path, "student_id", naming.normalize_student_id(raw_id), None, naming.STUDENT_ID_RULE
     )
-    project = f"hw5-{student_id}"
-    if not PROJECT_ID_RE.match(project):
-        raise _fail(
-            path,
-            "student_id",
-            f"the project ID {project!r} is not a valid Google Cloud project ID (6 to 30 "
-            "characters, ending with a letter or digit)",
-        )
+    problem = naming.student_id_problem(student_id)
+    if problem:
+        raise _fail(path, "student_id", problem)
     region = _string(
         path, "region", data.get("region", "us-central1"), REGION_RE, "a region like us-central1"
     )
@@ -591,9 +615,11 @@ def parse(data: Any, path: Path | None = None) -> Config:
     _check_services(path, services, base_image)
     gateway = None
     if any(s.version == "v3" for s in services):
-        gateway = _gateway(path, data.get("gateway"))
+        gateway = _gateway(path, data.get("gateway"), region)
     elif data.get("gateway") is not None:
-        _gateway(path, data["gateway"])  # checked all the same: a typo is reported now
+        _gateway(
+            path, data["gateway"], region, used=False
+        )  # checked all the same: a typo is reported now
     return Config(
         student_id=student_id,
         region=region,

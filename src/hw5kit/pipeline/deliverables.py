@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .. import naming
+
 SCHEMA_PATH = Path(__file__).with_name("deliverables.schema.json")
 FILES = {
     "gcp": "deliverables.yaml",
@@ -41,7 +42,7 @@ FILES = {
 FIELDS = ("build_id", "service_url")
 PARTS = ("back_end", "front_end")
 GATEWAY_URL = "gateway_url"
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_RE = naming.BUILD_ID_RE  # a Cloud Build ID (hw5kit.naming)
 LOCAL_HEADER = (
     "# Written by `nox -s build` and `nox -s deploy` on the {target} target (same layout and\n"
     "# schema as deliverables.yaml, which holds the Google Cloud deployment). Not committed.\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -95,6 +96,27 @@ class ScriptResult:
     output: str
     log_path: Path
     seconds: float
+    timed_out: bool = False  # stopped after ``timeout`` seconds (code 124)
+
+
+TIMED_OUT = 124  # the exit status timeout(1) uses
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """End a process started with ``start_new_session=True`` and everything it started (a
+    script's gcloud too): TERM, then KILL after 5 s."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 IMPORTANT = re.compile(
@@ -113,12 +135,15 @@ def run_script(
     log: Log,
     verbose: bool = False,
     heartbeat: float = 30.0,
+    timeout: float | None = None,
 ) -> ScriptResult:
     """Run ``cmd``, output (stdout and stderr merged) to ``log_path``; the console sees the
-    important lines (all with ``verbose``), prefixed, and a note every ``heartbeat`` seconds."""
+    important lines (all with ``verbose``), prefixed, and a note every ``heartbeat`` seconds.
+    After ``timeout`` seconds the command and its children are stopped (``timed_out``)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     lines: list[str] = []
+    timed_out = threading.Event()
     with log_path.open("w") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()
@@ -131,12 +156,22 @@ def run_script(
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
+            start_new_session=True,  # its own process group: a timeout stops gcloud too
         )
         done = threading.Event()
 
         def beat() -> None:
-            while not done.wait(heartbeat):
-                log(f"{prefix} still running ({time.monotonic() - start:.0f} s; log: {log_path})")
+            step = min(heartbeat, timeout) if timeout else heartbeat
+            last = start
+            while not done.wait(step):
+                now = time.monotonic()
+                if timeout and now - start >= timeout:
+                    timed_out.set()
+                    stop_group(proc)
+                    return
+                if now - last >= heartbeat:
+                    last = now
+                    log(f"{prefix} still running ({now - start:.0f} s; log: {log_path})")
 
         ticker = threading.Thread(target=beat, daemon=True)
         ticker.start()
@@ -151,10 +186,13 @@ def run_script(
             code = proc.wait()
         finally:
             done.set()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return ScriptResult(code, "".join(lines), log_path, time.monotonic() - start)
+            stop_group(proc)
+        if timed_out.is_set():
+            code = TIMED_OUT
+            fh.write(f"\n(stopped after {timeout:.0f} s)\n")
+    return ScriptResult(
+        code, "".join(lines), log_path, time.monotonic() - start, timed_out.is_set()
+    )
 
 
 def tail(text: str, lines: int = 15) -> str:

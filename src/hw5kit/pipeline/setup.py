@@ -11,7 +11,17 @@
    needs: apigateway, servicemanagement, servicecontrol, and apikeys with ``gateway.api_key``),
    ``gcloud artifacts repositories create`` (Docker, in the
    region) and ``gcloud artifacts repositories add-iam-policy-binding`` (the autograder gets
-   ``roles/artifactregistry.reader``).
+   ``roles/artifactregistry.reader``), and the roles Cloud Build's service account lacks.
+
+Cloud Build's identity: in projects created since mid-2024 builds run as the Compute Engine
+default service account, which an organization policy (typical of university accounts) may
+leave without any role; builds then fail fetching their source, writing their log or pushing
+their images (https://cloud.google.com/build/docs/cloud-build-service-account-updates). Setup
+asks which account builds run as (``gcloud builds get-default-service-account``), reads the
+project's and the repository's IAM policies, and grants only the minimal roles still missing:
+``roles/storage.objectViewer`` and ``roles/logging.logWriter`` on the project
+(``gcloud projects add-iam-policy-binding ... --condition=None``) and
+``roles/artifactregistry.writer`` on the repository alone.
 3. Run ``setup/check_prereq.sh`` (the course's checks plus the autograder's read access; with
    ``--api-gateway`` when the config has v3 services).
 
@@ -35,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .config import COURSE_AUTOGRADER, DEFAULT_AUTOGRADER, Config
+from .gcloud import minutes, waits
 from .project import PipelineError, Project, run_script
 from .targets.gcp import GCLOUD_MISSING
 
@@ -74,8 +85,50 @@ READ_ROLES = frozenset(
     }
     | {"roles/viewer", "roles/editor", "roles/owner"}
 )
+# What Cloud Build's service account needs, and the roles that already give it (setup grants the
+# first, the most limited; setup/check_prereq.sh checks the same lists). Google's own suggestion
+# for the Compute Engine account, roles/cloudbuild.builds.builder, covers all three.
+BUILDER = "roles/cloudbuild.builds.builder"
+BASIC = {"roles/editor", "roles/owner"}
+BUILD_NEEDS = (
+    (
+        "project",
+        "roles/storage.objectViewer",
+        "read the source gcloud uploads",
+        frozenset(
+            {"roles/storage.objectViewer", "roles/storage.objectAdmin", "roles/storage.admin"}
+            | {BUILDER}
+            | BASIC
+        ),
+    ),
+    (
+        "project",
+        "roles/logging.logWriter",
+        "write the build's log",
+        frozenset({"roles/logging.logWriter", "roles/logging.admin", BUILDER} | BASIC),
+    ),
+    (
+        "repository",
+        "roles/artifactregistry.writer",
+        "push the images",
+        frozenset(
+            {
+                f"roles/artifactregistry.{r}"
+                for r in (
+                    "writer",
+                    "createOnPushWriter",
+                    "repoAdmin",
+                    "createOnPushRepoAdmin",
+                    "admin",
+                )
+            }
+            | {BUILDER}
+            | BASIC
+        ),
+    ),
+)
+BUILD_ACCOUNT_PLACEHOLDER = "PROJECT_NUMBER-compute@developer.gserviceaccount.com"
 PREREQ_SCRIPT = "setup/check_prereq.sh"
-LOOK_TIMEOUT = 120  # seconds for one read-only gcloud command
 
 
 @dataclass(frozen=True)
@@ -84,7 +137,7 @@ class Step:
 
     what: str
     argv: tuple[str, ...]
-    kind: str = ""  # project | apis | repository | reader
+    kind: str = ""  # project | apis | repository | reader | builder
 
     @property
     def shell(self) -> str:
@@ -101,11 +154,16 @@ class State:
     repository_format: str | None = None  # "DOCKER", ...; None: missing or not looked at
     repository_known: bool = False
     can_read: bool | None = None
+    repository_policy: dict | None = None
+    # Cloud Build's service account: None while the Cloud Build API is off (not looked at)
+    build_account: str | None = None
+    build_known: bool = False
+    project_policy: dict | None = None
 
     @classmethod
     def fresh(cls) -> State:
         """A project where nothing is set up yet (what ``--dry-run`` plans for)."""
-        return cls(repository_known=True)
+        return cls(repository_known=True, build_known=True)
 
 
 def required_apis(cfg: Config) -> tuple[str, ...]:
@@ -153,22 +211,59 @@ def create_repository(cfg: Config) -> Step:
     )
 
 
+def repository_binding(cfg: Config, account: str, role: str) -> tuple[str, ...]:
+    """``role`` for the service account ``account`` on the repository alone."""
+    return (
+        "gcloud",
+        "artifacts",
+        "repositories",
+        "add-iam-policy-binding",
+        cfg.repository,
+        f"--project={cfg.project_id}",
+        f"--location={cfg.region}",
+        f"--member=serviceAccount:{account}",
+        f"--role={role}",
+    )
+
+
 def grant_reader(cfg: Config) -> Step:
     return Step(
         f"let the autograder ({cfg.autograder_service_account}) read {cfg.repository}",
-        (
-            "gcloud",
-            "artifacts",
-            "repositories",
-            "add-iam-policy-binding",
-            cfg.repository,
-            f"--project={cfg.project_id}",
-            f"--location={cfg.region}",
-            f"--member=serviceAccount:{cfg.autograder_service_account}",
-            f"--role={READER_ROLE}",
-        ),
+        repository_binding(cfg, cfg.autograder_service_account, READER_ROLE),
         "reader",
     )
+
+
+def grant_build_role(cfg: Config, account: str, scope: str, role: str, why: str) -> Step:
+    member = f"--member=serviceAccount:{account}"
+    if scope == "repository":
+        argv = repository_binding(cfg, account, role)
+    else:
+        argv = (
+            "gcloud",
+            "projects",
+            "add-iam-policy-binding",
+            cfg.project_id,
+            member,
+            f"--role={role}",
+            "--condition=None",
+        )
+    return Step(f"let Cloud Build's service account ({account}) {why}", argv, "builder")
+
+
+def build_account(cfg: Config) -> tuple[str, ...]:
+    return (
+        "gcloud",
+        "builds",
+        "get-default-service-account",
+        f"--project={cfg.project_id}",
+        f"--region={cfg.region}",
+        "--format=value(serviceAccountEmail)",
+    )
+
+
+def project_policy(cfg: Config) -> tuple[str, ...]:
+    return ("gcloud", "projects", "get-iam-policy", cfg.project_id, "--format=json")
 
 
 def describe_project(cfg: Config) -> tuple[str, ...]:
@@ -249,6 +344,31 @@ def can_read(policy: dict, service_account: str) -> bool:
     )
 
 
+def roles_of(policy: dict | None, member: str) -> set[str]:
+    """The roles ``member`` holds in the policy, without a condition."""
+    return {
+        b.get("role", "")
+        for b in (policy or {}).get("bindings", [])
+        if member in b.get("members", []) and not b.get("condition")
+    }
+
+
+def missing_build_roles(state: State) -> list[tuple[str, str, str]]:
+    """(scope, role, what for) of each need of Cloud Build's service account no held role
+    covers; nothing while the account is unknown."""
+    if not state.build_account:
+        return []
+    member = f"serviceAccount:{state.build_account}"
+    project_roles = roles_of(state.project_policy, member)
+    repository_roles = roles_of(state.repository_policy, member)
+    missing = []
+    for scope, role, why, covering in BUILD_NEEDS:
+        held = project_roles | (repository_roles if scope == "repository" else set())
+        if not held & covering:
+            missing.append((scope, role, why))
+    return missing
+
+
 def plan(cfg: Config, state: State) -> list[Step]:
     """The changing commands ``state`` still needs, in the order they must run."""
     steps = []
@@ -261,6 +381,8 @@ def plan(cfg: Config, state: State) -> list[Step]:
         steps.append(create_repository(cfg))
     if not state.can_read:
         steps.append(grant_reader(cfg))
+    for scope, role, why in missing_build_roles(state):
+        steps.append(grant_build_role(cfg, str(state.build_account), scope, role, why))
     return steps
 
 
@@ -273,6 +395,7 @@ class Setup:
         self.config = project.config
         self.log = project.log
         self._count = 0
+        self.waits = waits(project.env)
 
     def _check_target(self) -> None:
         if self.project.target != "gcp":
@@ -300,6 +423,14 @@ class Setup:
         )
         for step in plan(self.config, State.fresh()):
             self.log(f"  {step.shell}")
+        self.log(
+            "and, only for the roles Cloud Build's service account lacks (projects whose "
+            "organization turns off the default service accounts' automatic roles; a real "
+            "run asks `gcloud builds get-default-service-account` which account that is):"
+        )
+        for scope, role, why, _covering in BUILD_NEEDS:
+            step = grant_build_role(self.config, BUILD_ACCOUNT_PLACEHOLDER, scope, role, why)
+            self.log(f"  if missing: {step.shell}  # to {why}")
         self.log(f"then the prerequisite check:\n  {shlex.join(self._prereq_display())}")
         self.log(
             "A real run first looks at the project with read-only gcloud commands and runs only "
@@ -322,12 +453,12 @@ class Setup:
                 capture_output=True,
                 text=True,
                 stdin=subprocess.DEVNULL,
-                timeout=LOOK_TIMEOUT,
+                timeout=self.waits.look,
             )
         except subprocess.TimeoutExpired:
             raise PipelineError(
-                f"`{shlex.join(argv)}` did not answer within {LOOK_TIMEOUT} s: check your "
-                "network and `gcloud auth list`, then run `nox -s setup` again"
+                f"`{shlex.join(argv)}` did not answer within {minutes(self.waits.look)}: check "
+                "your network and `gcloud auth list`, then run `nox -s setup` again"
             ) from None
 
     def _failed(self, argv: Sequence[str], done: subprocess.CompletedProcess, fix: str) -> str:
@@ -374,7 +505,44 @@ class Setup:
         state.enabled = set(done.stdout.split())
         if "artifactregistry.googleapis.com" in state.enabled:
             self._look_at_repository(state)
+        if "cloudbuild.googleapis.com" in state.enabled:
+            self._look_at_builds(state)
         return state
+
+    def _look_json(self, argv: Sequence[str]) -> dict:
+        done = self._look(argv)
+        if done.returncode != 0:
+            raise PipelineError(
+                self._failed(argv, done, "Fix the problem above, then run `nox -s setup` again.")
+            )
+        try:
+            value = json.loads(done.stdout or "{}")
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise PipelineError(
+                f"`{shlex.join(argv)}` did not print a JSON policy:\n{_indent(done.stdout)}"
+            )
+        return value
+
+    def _look_at_builds(self, state: State) -> None:
+        """Which service account Cloud Build runs builds as, and the project's IAM policy."""
+        argv = build_account(self.config)
+        done = self._look(argv)
+        if done.returncode != 0:
+            raise PipelineError(
+                self._failed(
+                    argv,
+                    done,
+                    "Setup asks gcloud which service account Cloud Build runs builds as: update "
+                    "the Google Cloud CLI (`gcloud components update`) if it does not know this "
+                    "command, fix the problem above, then run `nox -s setup` again.",
+                )
+            )
+        state.build_known = True
+        state.build_account = done.stdout.strip().rpartition("/")[2] or None
+        if state.build_account:
+            state.project_policy = self._look_json(project_policy(self.config))
 
     def _look_at_repository(self, state: State) -> None:
         cfg = self.config
@@ -393,18 +561,8 @@ class Setup:
             return
         state.repository_format = done.stdout.strip() or "UNKNOWN"
         self._require_docker(state.repository_format)
-        argv = repository_policy(cfg)
-        done = self._look(argv)
-        if done.returncode != 0:
-            raise PipelineError(
-                self._failed(argv, done, "Fix the problem above, then run `nox -s setup` again.")
-            )
-        try:
-            policy = json.loads(done.stdout or "{}")
-        except json.JSONDecodeError:
-            raise PipelineError(
-                f"`{shlex.join(argv)}` did not print a JSON policy:\n{_indent(done.stdout)}"
-            ) from None
+        policy = self._look_json(repository_policy(cfg))
+        state.repository_policy = policy
         state.can_read = can_read(policy, cfg.autograder_service_account)
 
     def _require_docker(self, repository_format: str) -> None:
@@ -438,6 +596,18 @@ class Setup:
                 f"  repository {cfg.repo_uri}: exists ({state.repository_format}); the "
                 f"autograder {reads} read it"
             )
+        if not state.build_known:
+            self.log("  Cloud Build's service account: not looked at (Cloud Build is not enabled)")
+        elif not state.build_account:
+            self.log("  Cloud Build has no default service account in this project")
+        else:
+            missing = missing_build_roles(state)
+            needs = (
+                "lacks " + ", ".join(f"{role} (to {why})" for _scope, role, why in missing)
+                if missing
+                else "can read the uploaded source, write logs and push images"
+            )
+            self.log(f"  Cloud Build runs builds as {state.build_account}: it {needs}")
 
     # -- changing -- #
     def _change(self, step: Step) -> None:
@@ -454,11 +624,18 @@ class Setup:
             prefix="   ",
             log=self.log,
             verbose=True,
+            timeout=self.waits.change,
         )
         if result.code == 0:
             return
         fix = "Fix the problem above, then run `nox -s setup` again (what succeeded stays done)."
-        if "Billing account for project" in result.output:
+        if result.timed_out:
+            fix = (
+                f"It did not finish within {minutes(self.waits.change)} and was stopped (Google "
+                "may still complete it). Check your network and `gcloud auth list`, look at "
+                f"the project with `nox -s setup -- --plan`, then run `nox -s setup` again."
+            )
+        elif "Billing account for project" in result.output:
             fix = (
                 f"The project {cfg.project_id} has no billing account: link the course's billing "
                 "account (redeem the credits at https://console.cloud.google.com/education, "
@@ -502,6 +679,11 @@ class Setup:
                 "  (the repository cannot be looked at before Artifact Registry is enabled: a "
                 "real run looks at it then, and creates it and grants access only if needed)"
             )
+        if not state.build_known:
+            self.log(
+                "  (Cloud Build's service account cannot be looked at before Cloud Build is "
+                "enabled: a real run looks at it then, and grants only the roles it lacks)"
+            )
         return 0
 
     def run(self) -> int:
@@ -511,11 +693,12 @@ class Setup:
         self._report(state)
         steps = plan(self.config, state)
         made = 0
+        later = ("repository", "reader", "builder")
         if steps:
-            upto = "" if state.repository_known else "up to "
+            upto = "" if state.repository_known and state.build_known else "up to "
             self.log(f"setup: {upto}{len(steps)} change(s) to make")
             for step in steps:
-                if step.kind in ("repository", "reader"):
+                if step.kind in later:
                     break
                 self._change(step)
                 made += 1
@@ -523,8 +706,11 @@ class Setup:
                 # Artifact Registry was off, so the repository could not be looked at before
                 self.log("setup: Artifact Registry is on; looking at the repository (read-only):")
                 self._look_at_repository(state)
+            if not state.build_known:
+                self.log("setup: Cloud Build is on; looking at its service account (read-only):")
+                self._look_at_builds(state)
             for step in plan(self.config, state):
-                if step.kind in ("repository", "reader"):
+                if step.kind in later:
                     self._change(step)
                     made += 1
         if made:
@@ -533,7 +719,8 @@ class Setup:
             self.log(
                 f"setup: nothing to change: gcloud is set to {self.config.project_id}, the "
                 f"{len(required_apis(self.config))} APIs are enabled, {self.config.repo_uri} "
-                "exists and the autograder can read it"
+                "exists, the autograder can read it and Cloud Build's service account has "
+                "the roles its builds need"
             )
         code = self.check()
         if code != 0:

@@ -9,7 +9,10 @@
 3. Where the deployment came from:
    * gcp, with gcloud on PATH: every build ID exists, succeeded and pushed the service's image;
      every Cloud Run service runs ``<repository>/<image>:<build id>`` on the configured port,
-     answers at the recorded URL, and frontends have ``SERVING_URL`` = their backend's URL.
+     answers at the recorded URL, is public (its IAM policy lets allUsers invoke it, or its
+     Invoker IAM check is off: ``--allow-unauthenticated`` only warns when an organization
+     policy refuses it), and frontends have ``SERVING_URL`` = their backend's URL. A 403 from a
+     Cloud Run URL gets the same remedy (``--no-invoker-iam-check``).
    * local: every build ID is a recorded local build, each running process was started from
      that build, and each frontend process has ``SERVING_URL`` = its backend's URL.
    * container: every build ID names a recorded image build and the image still has that ID;
@@ -50,7 +53,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from .. import photos
+from .. import naming, photos
 from . import deliverables
 from .config import Service
 from .project import Project
@@ -261,15 +264,27 @@ class Verifier:
             )
         return f"read {self.project.logs_dir / (s.name + '.log')}, then `nox -s deploy{flag}`"
 
+    def _fix(self, s: Service, status: int | None = None) -> str:
+        """What to do about a failed request: a 403 from Cloud Run means the service is not
+        public (an organization policy refused --allow-unauthenticated), the same remedy deploy
+        stops with; anything else, the service's logs and a redeploy."""
+        if status == 403 and self.target == "gcp":
+            from .gcloud import public_access_fix
+
+            return public_access_fix(s.cloud_run_name, self.config.region, self.config.project_id)
+        return self._redeploy_fix(s)
+
     def _backend_http(self, s: Service, url: str) -> None:
         where = self._where(s)
+        status = None
         try:
             r = requests.get(f"{url}/hello", timeout=15)
+            status = r.status_code
             ok = r.status_code == 200 and r.text.strip() == "Hello!"
             detail = f"{r.status_code} {r.text.strip()[:60]!r}"
         except requests.RequestException as exc:
             ok, detail = False, f"no answer ({type(exc).__name__}: {exc})"
-        if not self._add(where, f"GET {url}/hello", ok, detail, self._redeploy_fix(s)):
+        if not self._add(where, f"GET {url}/hello", ok, detail, self._fix(s, status)):
             return
         for model in s.models() or [None]:
             # only the local target's backends may fetch from loopback (HW5_ALLOW_LOOPBACK)
@@ -304,7 +319,11 @@ class Verifier:
         if r.status_code != 200 or not category:
             message = (answer.get("error") or {}).get("message") or r.text[:200]
             self._add(
-                self._where(s), what, False, f"{r.status_code}: {message}", self._redeploy_fix(s)
+                self._where(s),
+                what,
+                False,
+                f"{r.status_code}: {message}",
+                self._fix(s, r.status_code),
             )
             return
         ok = self.photo.matches(category) and (model is None or answer.get("model") == model)
@@ -421,24 +440,29 @@ class Verifier:
             if category
             else f"{r.status_code}: {(answer.get('error') or {}).get('message', r.text[:200])}"
         )
-        self._add(
-            where,
-            what,
-            ok,
-            detail,
+        fix = (
             f"expected {' or '.join(sorted(self.photo.expected))} from {model}: check the "
-            "model's backend and the gateway's routes",
+            "model's backend and the gateway's routes"
         )
+        if r.status_code == 403 and self.target == "gcp":
+            backend = next((b for b in self.config.v3_backends() if b.model == model), None)
+            if backend is not None:
+                fix = f"the gateway or {backend.cloud_run_name} refused it: " + self._fix(
+                    backend, 403
+                )
+        self._add(where, what, ok, detail, fix)
 
     def _frontend_http(self, s: Service, url: str) -> None:
         where = self._where(s)
+        status = None
         try:
             r = requests.get(f"{url}/_stcore/health", timeout=15)
+            status = r.status_code
             ok = r.status_code == 200 and r.text.strip() == "ok"
             detail = f"{r.status_code} {r.text.strip()[:40]!r}"
         except requests.RequestException as exc:
             ok, detail = False, f"no answer ({type(exc).__name__})"
-        self._add(where, f"GET {url}/_stcore/health", ok, detail, self._redeploy_fix(s))
+        self._add(where, f"GET {url}/_stcore/health", ok, detail, self._fix(s, status))
         if not ok:
             return
         try:
@@ -538,6 +562,27 @@ class Verifier:
             f"Cloud Run answers at {url}" + ("" if url == recorded else f", recorded {recorded}"),
             "record the URL gcloud run services describe prints (nox -s deploy -- --target gcp)",
         )
+        # --allow-unauthenticated only warns when an organization policy refuses allUsers:
+        # the service must let anyone invoke it (allUsers, or its Invoker IAM check off)
+        from .gcloud import INVOKER_IAM_DISABLED, is_public, public_access_fix
+
+        policy, error = self._gcloud_json(
+            "run", "services", "get-iam-policy", s.cloud_run_name, f"--region={self.config.region}"
+        )
+        annotations = (service.get("metadata") or {}).get("annotations") or {}
+        public = policy is not None and is_public(policy, service)
+        how = (
+            "its Invoker IAM check is off"
+            if str(annotations.get(INVOKER_IAM_DISABLED, "")).lower() == "true"
+            else "allUsers may invoke it"
+        )
+        self._add(
+            where,
+            "public access",
+            public,
+            how if public else (error or "allUsers may not invoke it (IAM policy)"),
+            public_access_fix(s.cloud_run_name, self.config.region, self.config.project_id),
+        )
         port = ((container[0].get("ports") or [{}])[0]).get("containerPort")
         self._add(
             where,
@@ -581,12 +626,22 @@ class Verifier:
             )
             return
         ok = (actual or "").rstrip("/") == expected.rstrip("/")
+        detail = f"{actual!r}" + ("" if ok else f", but {backend} is at {expected!r}")
+        if not ok and actual and naming.parse_run_url(expected):
+            # Cloud Run's two URL forms of one service (hw5kit.naming)
+            same = naming.compare_run_urls(actual, expected)
+            ok = same.same is not False
+            detail = (
+                f"{actual!r}: {same.note}"
+                if ok
+                else f"{actual!r}, but {backend} is at {expected!r} ({same.describe()})"
+            )
         flag = "" if self.target == "local" else f" -- --target {self.target}"
         self._add(
             where,
             var,
             ok,
-            f"{actual!r}" + ("" if ok else f", but {backend} is at {expected!r}"),
+            detail,
             f"redeploy the frontend with its backend's URL (nox -s deploy{flag})",
         )
 
