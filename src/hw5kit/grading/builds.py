@@ -19,8 +19,8 @@ one failed is judged on what it would do; the build's outcome is its own item (Q
 from __future__ import annotations
 
 import contextlib
-import os
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
