@@ -137,3 +137,9 @@ def grade(session: nox.Session) -> None:
     python = kit(session)
     session.run(python, "-m", "hw5kit.devenv", "system", "bwrap", success_codes=[0, 1])
     session.run(python, "-m", "hw5kit.grading", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def gradescope(session: nox.Session) -> None:
+    """Write autograder.zip for Gradescope: `-- [--out FILE] [--config autograder.yaml]`."""
+    session.run(kit(session), "-m", "hw5kit.gradescope", "build", *session.posargs)

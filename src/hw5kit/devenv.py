@@ -83,6 +83,9 @@ LIGHT_ENTRY_POINTS = (
     "hw5kit.grading.__main__",
     "hw5kit.grading.live",
     "hw5kit.grading.rubric",
+    "hw5kit.gradescope.__main__",
+    "hw5kit.gradescope.runner",
+    "hw5kit.gradescope.bundle",
     "hw5kit.gcloud_fake.__main__",
     "hw5kit.gcloud_fake.cli",
     "hw5kit.cli",
@@ -128,7 +131,7 @@ LIGHT = Profile(
 PROFILES = {p.name: p for p in (KIT, LIGHT)}
 
 # Sessions that never run a model, and those that do only off the gcp target.
-LIGHT_SESSIONS = frozenset({"render", "setup", "check_prereq", "grade"})
+LIGHT_SESSIONS = frozenset({"render", "setup", "check_prereq", "grade", "gradescope"})
 TARGET_SESSIONS = frozenset({"build", "deploy", "verify", "status", "stop"})
 LIGHT_TARGETS = frozenset({"gcp"})
 

@@ -13,12 +13,11 @@ import pytest
 import yaml
 
 from hw5kit import procs
-from hw5kit.gcloud_fake import GATEWAY_APIS, HW5_APIS, FakeGcloud
 from hw5kit.grading import live, report
 from hw5kit.grading.rubric import load
 
 from ..conftest import ROOT, subprocess_env
-from ..support.pipeline import PROJECT, make_repo, pipeline
+from ..support.pipeline import PROJECT, deployed_copy
 from .conftest import result
 
 RUBRIC = load()
@@ -34,15 +33,7 @@ APPS = {
 def deployed_repo(tmp_path):
     """A copy of the repository built and deployed with `--target gcp` against a fake gcloud
     (the test's own: the grader creates another one for the scripts it runs)."""
-    repo = make_repo(tmp_path / "repo")
-    fake = FakeGcloud(tmp_path / "cloud")
-    fake.install(tmp_path / "bin")
-    fake.add_project(PROJECT, apis=(*HW5_APIS, *GATEWAY_APIS))  # setup's, with v3 configured
-    env = fake.env(subprocess_env(tmp_path))
-    for command in ("build", "deploy"):
-        done = pipeline(command, "--target", "gcp", root=repo, env=env)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return repo, fake
+    return deployed_copy(tmp_path, subprocess_env(tmp_path))
 
 
 def recorded(repo):

@@ -91,3 +91,20 @@ def pipeline(
         text=True,
         timeout=timeout,
     )
+
+
+def deployed_copy(tmp: Path, env: dict[str, str]) -> tuple[Path, FakeGcloud]:
+    """A copy of the repository built and deployed with ``--target gcp`` against a fake gcloud
+    of its own (under ``tmp``): its deliverables.yaml then holds what a real deployment writes.
+    ``env`` is the subprocesses' base environment (``tests.conftest.subprocess_env``)."""
+    from hw5kit.gcloud_fake import GATEWAY_APIS, HW5_APIS
+
+    repo = make_repo(tmp / "repo")
+    fake = FakeGcloud(tmp / "cloud")
+    fake.install(tmp / "bin")
+    fake.add_project(PROJECT, apis=(*HW5_APIS, *GATEWAY_APIS))  # setup's, with v3 configured
+    env = fake.env(env)
+    for command in ("build", "deploy"):
+        done = pipeline(command, "--target", "gcp", root=repo, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return repo, fake

@@ -177,8 +177,11 @@ class Engine:
         labels: Mapping[str, str],
         no_cache: bool = False,
         extra: Sequence[str] = (),
+        host_ca: bool = True,
     ) -> list[str]:
-        """The build command line; ``extra`` holds engine options such as ``-v`` mounts."""
+        """The build command line; ``extra`` holds engine options such as ``-v`` mounts.
+        ``host_ca=False`` leaves out the host CA bundle (an image whose build updates its own
+        ca-certificates cannot have that file mounted)."""
         args = ["--force-rm", *extra]  # no half-built container is left behind on failure
         args += [f"--build-arg={k}={v}" for k, v in build_args.items()]
         args += [f"--label={k}={v}" for k, v in labels.items()]
@@ -190,7 +193,7 @@ class Engine:
                 "-f", str(dockerfile), "-t", tag, str(context),
             ]  # fmt: skip
         mounts = []
-        if HOST_CA_BUNDLE.is_file():
+        if host_ca and HOST_CA_BUNDLE.is_file():
             mounts = ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
         return [
             "buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers",

@@ -55,13 +55,31 @@ def apt_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def debootstrap_image(engine: Engine, name: str = PYTHON_IMAGE, *, workdir: Path) -> None:
-    """Make a bookworm Python 3.11 root filesystem and import it as image ``name``."""
+def debootstrap_image(
+    engine: Engine,
+    name: str = PYTHON_IMAGE,
+    *,
+    workdir: Path,
+    suite: str = "bookworm",
+    mirror: str | None = None,
+    packages: tuple[str, ...] = DEBIAN_PACKAGES,
+    check_gpg: bool = True,
+    sources: str | None = None,
+    label: str = "debootstrap",
+) -> None:
+    """Make a ``suite`` root filesystem (minbase plus ``packages``; bookworm with Python 3.11
+    by default) and import it as image ``name``.
+
+    ``mirror`` defaults to this machine's apt mirror; ``sources`` replaces the image's
+    ``/etc/apt/sources.list`` (debootstrap writes only ``SUITE main``); ``check_gpg=False`` is
+    for a distribution whose archive key this machine lacks (the download is then only as safe
+    as its HTTPS); ``label`` is the value of the ``hw5kit.python-image`` label.
+    """
     if engine.kind != "podman":
         raise ContainerError("the local Python base is made with podman; docker pulls it")
     if shutil.which("debootstrap") is None:
         raise ContainerError("debootstrap is not installed: apt-get install debootstrap")
-    mirror = apt_mirror()
+    mirror = mirror or apt_mirror()
     rootfs = workdir / "rootfs"
     log_path = workdir / "debootstrap.log"
     shutil.rmtree(rootfs, ignore_errors=True)
@@ -73,8 +91,9 @@ def debootstrap_image(engine: Engine, name: str = PYTHON_IMAGE, *, workdir: Path
                 [
                     "debootstrap",
                     "--variant=minbase",
-                    "--include=" + ",".join(DEBIAN_PACKAGES),
-                    "bookworm",
+                    *([] if check_gpg else ["--no-check-gpg"]),
+                    "--include=" + ",".join(packages),
+                    suite,
                     str(rootfs),
                     mirror,
                 ],
@@ -94,13 +113,15 @@ def debootstrap_image(engine: Engine, name: str = PYTHON_IMAGE, *, workdir: Path
         python = rootfs / "usr" / "bin" / "python"
         if not python.exists():
             python.symlink_to("python3")
-        _import_rootfs(engine, rootfs, name)
+        if sources is not None:
+            (rootfs / "etc" / "apt" / "sources.list").write_text(sources)
+        _import_rootfs(engine, rootfs, name, label)
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
     engine.log(f"{name} ready ({engine.image_size(name) / 1e6:.0f} MB)")
 
 
-def _import_rootfs(engine: Engine, rootfs: Path, name: str) -> None:
+def _import_rootfs(engine: Engine, rootfs: Path, name: str, label: str = "debootstrap") -> None:
     """``tar -C rootfs -c . | podman import - name`` with the Python image's defaults."""
     tar = subprocess.Popen(
         ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
@@ -117,7 +138,7 @@ def _import_rootfs(engine: Engine, rootfs: Path, name: str) -> None:
                 "--change",
                 "ENV LANG=C.UTF-8",
                 "--change",
-                f"LABEL {MADE_LABEL}=debootstrap",
+                f"LABEL {MADE_LABEL}={label}",
                 "--change",
                 'CMD ["python3"]',
                 "-",
