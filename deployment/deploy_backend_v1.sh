@@ -60,6 +60,6 @@ gcloud run deploy "${SERVICE_NAME}" \
     --cpu=2 \
     --min-instances=1 \
     --max-instances=1 \
-    --concurrency=8 \
+    --concurrency=72 \
     --allow-unauthenticated \
     --set-env-vars="MODEL_NAME=efficientnet_lite0"

@@ -50,6 +50,20 @@ if ! [[ "${BUILD_ID}" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 fi
 IMAGE="${REPO_URI}/${APP_IMAGE}:${BUILD_ID}"
 
+# The v2 backend signs each caller's session cookie with SECRET_KEY: the same key on every
+# instance and across restarts, from the Secret Manager secret that `nox -s deploy -- --target
+# gcp` makes once (README: "v2's session key"). Without it, each instance picks its own.
+SESSION_SECRET="hw5-session-key"
+SECRETS=()
+if gcloud secrets describe "${SESSION_SECRET}" --project="${PROJECT_ID}" \
+    --format='value(name)' >/dev/null 2>&1; then
+    SECRETS=(--set-secrets="SECRET_KEY=${SESSION_SECRET}:latest")
+else
+    echo "warning: no Secret Manager secret ${SESSION_SECRET} in ${PROJECT_ID}: each instance" \
+        "signs sessions with its own random key, lost at every restart. nox -s deploy -- --target" \
+        "gcp creates it (README: v2's session key)." >&2
+fi
+
 echo "Deploying ${IMAGE} as ${SERVICE_NAME} in ${REGION}..." >&2
 gcloud run deploy "${SERVICE_NAME}" \
     --project="${PROJECT_ID}" \
@@ -60,6 +74,7 @@ gcloud run deploy "${SERVICE_NAME}" \
     --cpu=2 \
     --min-instances=1 \
     --max-instances=1 \
-    --concurrency=8 \
+    --concurrency=72 \
+    ${SECRETS[@]+"${SECRETS[@]}"} \
     --allow-unauthenticated \
     --set-env-vars="^|^MODELS=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"

@@ -61,6 +61,6 @@ gcloud run deploy "${SERVICE_NAME}" \
     --cpu=2 \
     --min-instances=1 \
     --max-instances=1 \
-    --concurrency=8 \
+    --concurrency=72 \
     --allow-unauthenticated \
     --set-env-vars="^|^MODELS=efficientnet_lite0,efficientnet_lite1,efficientnet_lite2|MODEL_NAME=efficientnet_lite2"

@@ -165,7 +165,9 @@ def _results(ours_c16=120.0, ref_c16=30.0, inp_c16=140.0, ours_p50=12.0, inp_p50
 
 def test_targets_met_and_missed_with_margins():
     met = report.targets(_results())
-    assert [r["verdict"] for r in met] == ["met", "met", "met", "met"]  # no lite0 row: no cold
+    # no lite0 row: no cold start; a row for errors at every concurrency
+    assert [r["verdict"] for r in met] == ["met", "met", "met", "met", "met"]
+    assert met[2]["target"] == "no error at any concurrency with the production defaults"
     assert met[0]["measured"].startswith("4.00x") and met[0]["margin"] == "33% margin"
     missed = report.targets(_results(ours_c16=60.0, ours_p50=15.0))
     by_target = {r["target"]: r for r in missed}
@@ -176,6 +178,37 @@ def test_targets_met_and_missed_with_margins():
     p50 = by_target["p50 at c1 <= 1.25x in-process single-image latency"]
     assert p50["verdict"] == "MISSED" and "adds 5.0 ms" in p50["why"]
     assert by_target["v2 with three models < 1 GB resident"]["verdict"] == "met"
+
+
+def test_errors_stress_figures_and_a_tuned_run_are_reported(tmp_path):
+    results = _results()
+    results["subjects"]["ours"]["m"]["records"][1].update(errors=3, error_samples=["HTTP 503"])
+    results["meta"]["hw5_settings"] = {"HW5_ALLOW_LOOPBACK": "1", "HW5_MAX_INFLIGHT": "16"}
+    results["stress"] = {
+        "load": [{"concurrency": 64, "requests": 256, "errors": 0, "statuses": {"200": 256},
+                  "throughput": 50.0, "p50_ms": 900.0, "p99_ms": 1500.0, "samples": []}],
+        "slow": [{"clients": 64, "kind": "headers", "probes": 20, "probes_unanswered": 0,
+                  "probe_max_ms": 8.0}],
+        "decode": {"uploads": 8, "image": "6000x6600 16-bit greyscale PNG, 93,030 bytes",
+                   "rss_before_mib": 370, "rss_peak_mib": 1700, "rss_after_mib": 370,
+                   "statuses": {"200": 8}, "after": "tiger cat"},
+    }  # fmt: skip
+    by_target = {r["target"]: r for r in report.targets(results)}
+    errors = by_target["no error at any concurrency (tuned run)"]
+    assert errors["verdict"] == "MISSED" and "HTTP 503" in errors["why"]
+    assert by_target["no error at c64 (production defaults)"]["verdict"] == "met"
+    assert by_target["/hello under 1 s while 64 clients drip (headers)"]["verdict"] == "met"
+    flood = by_target["peak RSS < 1.5 GiB under concurrent near-limit 16-bit PNGs"]
+    assert flood["verdict"] == "MISSED" and flood["measured"] == "1700 MiB"
+    text = report.write_report(results, tmp_path / "out").read_text()
+    assert "TUNED, not the production defaults: HW5_MAX_INFLIGHT=16" in text
+    assert "HW5_ALLOW_LOOPBACK" not in text.split("Our settings")[1].split("\n")[0]
+    assert "## Under load and attack, with the production defaults" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.BEGIN}\n{report.END}\n")
+    report.update_readme(readme, results)
+    block = readme.read_text()
+    assert "Ours: TUNED" in block and "c64: 0 errors" in block and "peak RSS 1700 MiB" in block
 
 
 def test_report_files_and_readme_section(tmp_path):
@@ -191,7 +224,7 @@ def test_report_files_and_readme_section(tmp_path):
     assert report.update_readme(readme, results)
     new = readme.read_text()
     assert "old" not in new and "`python -m hw5kit.bench run`" in new and new.endswith("## Next\n")
-    assert "Targets: 4 of 4 met" in new
+    assert "Targets: 5 of 5 met" in new
     readme.write_text("no markers")
     assert not report.update_readme(readme, results)
 

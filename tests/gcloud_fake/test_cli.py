@@ -215,4 +215,9 @@ def test_allow_list_is_small_and_documented():
         "api-gateway gateways create",
         "api-gateway gateways update",
         "api-gateway gateways describe",
+        # v2's session key (Secret Manager)
+        "secrets create",
+        "secrets describe",
+        "secrets versions add",
+        "secrets add-iam-policy-binding",
     }

@@ -73,16 +73,17 @@ def test_defaults_fill_what_is_left_out():
 @pytest.mark.parametrize(
     ("resources", "env", "expected"),
     [
-        ({}, {}, 8),  # 2 CPUs: 16 threads, half of them predicting
-        ({"cpu": "1"}, {}, 4),
-        ({"cpu": "500m"}, {}, 4),  # a fraction of a CPU still runs on one
-        ({"cpu": "4"}, {}, 16),
-        ({}, {"HW5_THREADS": "6"}, 3),
-        ({}, {"HW5_MAX_INFLIGHT": "5"}, 5),
+        ({}, {}, 72),  # 2 CPUs: 8 predictions in progress, 64 waiting for a slot
+        ({"cpu": "1"}, {}, 36),
+        ({"cpu": "500m"}, {}, 36),  # a fraction of a CPU still runs on one
+        ({"cpu": "4"}, {}, 144),
+        ({}, {"HW5_THREADS": "6"}, 5),  # the queue shrinks to the threads there are
+        ({}, {"HW5_MAX_INFLIGHT": "5"}, 69),
+        ({}, {"HW5_QUEUE_LENGTH": "0"}, 8),  # no queue: the in-flight limit alone
         ({"concurrency": 12}, {"HW5_MAX_INFLIGHT": "5"}, 12),
     ],
 )
-def test_backend_concurrency_follows_the_in_flight_limit(resources, env, expected):
+def test_backend_concurrency_follows_what_the_instance_admits(resources, env, expected):
     data = reference()
     data["services"]["backend_v1"]["resources"] = {**resources, "memory": "4Gi"}
     data["services"]["backend_v1"]["env"].update(env)
@@ -96,7 +97,9 @@ def test_the_concurrency_matches_what_the_serving_code_computes(monkeypatch):
 
     monkeypatch.setattr(settings, "cpu_count", lambda: 2)
     cfg = config.load(ROOT / "deployment.yaml")
-    assert cfg.service("backend_v1").concurrency == settings.default_max_inflight({})
+    served = settings.ServingSettings.from_env("v1", {})
+    assert cfg.service("backend_v1").concurrency == served.max_inflight + served.queue_length
+    assert served.max_inflight + served.queue_length < settings.http_threads({})
 
 
 def change(path: str, value):

@@ -107,11 +107,28 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
             "--cpu=2",
             "--min-instances=1",
             "--max-instances=1",
-            f"--concurrency={8 if app.startswith('backend') else 80}",
+            f"--concurrency={72 if app.startswith('backend') else 80}",
+            *(["--set-secrets=SECRET_KEY=hw5-session-key:latest"] if app == "backend_v2" else []),
             "--allow-unauthenticated",
             f"--set-env-vars={env}",
         ]
         assert call["service_url"] == urls[app]
+    # v2's session key: a Secret Manager secret made once, readable by Cloud Run's runtime
+    # account, passed as SECRET_KEY; a second deploy reuses it
+    data = cloud.fake.project(PROJECT)
+    secret = data["secretmanager"]["hw5-session-key"]
+    assert len(secret["versions"]) == 1
+    account = f"serviceAccount:{data['number']}-compute@developer.gserviceaccount.com"
+    assert any(account in b["members"] for b in secret["bindings"])
+    assert "secretmanager.googleapis.com" in data["apis"]
+    container = data["run"]["us-central1/backendv2"]["spec"]["template"]["spec"]["containers"][0]
+    assert {
+        "name": "SECRET_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "hw5-session-key", "key": "latest"}},
+    } in container["env"]
+    value = __import__("base64").b64decode(secret["versions"][0]["data"]).decode()
+    assert len(value) == 64 and value not in (cloud.fake.state_dir / "calls.jsonl").read_text()
+    assert value not in deployed.stdout + deployed.stderr
     for version in ("1", "2"):
         backend_at = deploys[f"backendv{version}"][0]
         frontend_at = deploys[f"frontendv{version}"][0]
@@ -123,6 +140,11 @@ def test_build_deploy_verify_issue_exactly_the_expected_gcloud_commands(repo, cl
         ]
         assert backend_at < describes[0] < frontend_at
         assert calls[describes[0]]["flags"]["--format"] == "value(status.url)"
+
+    again = gcp("deploy", repo, cloud, "--only", "backend_v2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(cloud.fake.project(PROJECT)["secretmanager"]["hw5-session-key"]["versions"]) == 1
+    assert len(cloud.fake.calls("secrets create")) == 1
 
     verified = gcp("verify", repo, cloud, "--skip-http")
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -59,6 +59,15 @@ def test_build_deploy_verify_redeploy_and_stop(tmp_path):
         assert process_environ(state["backend_v2"]["pid"])["MODELS"] == (
             "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
         )
+        # v2's session key: made once, private, the same for every backend process
+        key_file = repo / ".hw5/local/session.key"
+        key = key_file.read_text().strip()
+        assert len(key) == 64 and key_file.stat().st_mode & 0o077 == 0
+        for backend in ("backend_v1", "backend_v2"):
+            assert process_environ(state[backend]["pid"])["SECRET_KEY"] == key
+        chosen = requests.put(f"{urls['v2.back_end']}/model/efficientnet_lite1", timeout=10)
+        assert chosen.status_code == 200 and "Secure" not in chosen.headers["Set-Cookie"]
+        cookies = chosen.cookies
 
         verified = pipeline("verify", root=repo, env=env)
         assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -66,10 +75,13 @@ def test_build_deploy_verify_redeploy_and_stop(tmp_path):
         assert "'espresso' by efficientnet_lite2" in verified.stdout
 
         old_pid = state["backend_v1"]["pid"]
-        again = pipeline("deploy", "backend_v1", root=repo, env=env)
+        again = pipeline("deploy", "backend_v1", "backend_v2", root=repo, env=env)
         assert again.returncode == 0, again.stdout + again.stderr
         assert recorded(repo)["v1.back_end"]["service_url"] == urls["v1.back_end"]
         assert not procs.pid_alive(old_pid)
+        # the caller's session survives the v2 backend's restart
+        session = requests.get(f"{urls['v2.back_end']}/model", cookies=cookies, timeout=10)
+        assert session.json() == {"model": "efficientnet_lite1", "source": "session"}
         assert pipeline("verify", root=repo, env=env).returncode == 0
 
         procs.stop_pid(running(repo)["backend_v2"]["pid"])

@@ -215,3 +215,36 @@ def test_unexpected_errors_are_a_json_500_without_internals(v1_app, monkeypatch)
     r = v1_app.test_client().post("/predict", data=upload())
     assert r.status_code == 500 and r.json["error"]["code"] == "internal"
     assert "secret" not in r.get_data(as_text=True)
+
+
+def test_the_session_cookie_is_secure_over_https_only(v2_app):
+    plain = v2_app.test_client().put("/model/efficientnet_lite1")
+    cookie = plain.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    # behind Cloud Run: TLS ends at Google's front end, which says so in X-Forwarded-Proto
+    proxied = v2_app.test_client().put(
+        "/model/efficientnet_lite1", headers={"X-Forwarded-Proto": "https"}
+    )
+    assert "Secure" in proxied.headers["Set-Cookie"]
+    direct = v2_app.test_client().put("/model/efficientnet_lite1", base_url="https://localhost")
+    assert "Secure" in direct.headers["Set-Cookie"]
+
+
+def test_two_instances_with_the_same_key_accept_each_others_sessions():
+    def instance(key: str):
+        settings = ServingSettings(
+            flavor="v2",
+            models=("efficientnet_lite0", "efficientnet_lite1"),
+            default_model="efficientnet_lite0",
+            secret_key=key,
+            load="sync",
+        )
+        return create_app(settings, start=False)
+
+    first, second, other = instance("k" * 64), instance("k" * 64), instance("x" * 64)
+    chosen = first.test_client().put("/model/efficientnet_lite1")
+    value = chosen.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    for app, source in ((second, "session"), (other, "default")):
+        client = app.test_client()
+        client.set_cookie("hw5_session", value)
+        assert client.get("/model").json["source"] == source

@@ -40,6 +40,10 @@ SMOKE = {
     "warmup": 0.2,
     "v2": False,
     "first_start": False,
+    "stress_concurrency": [16],
+    "stress_requests": 2,
+    "stress_slow_clients": 16,
+    "stress_decodes": 2,
 }
 
 
@@ -80,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the benchmark and write the report")
     r.add_argument("--smoke", action="store_true", help="reduced size: lite0, c1 and c4, 0.6 s")
     r.add_argument("--models", type=_list(str), help="default: efficientnet_lite0,resnet50")
-    r.add_argument("--concurrency", type=_list(int), help="default: 1,4,16")
+    r.add_argument("--concurrency", type=_list(int), help="default: 1,4,16,64")
     r.add_argument("--modes", type=_list(str), help="url, upload or both (default)")
     r.add_argument("--subjects", type=_list(str), help=f"default: {','.join(SUBJECTS)}")
     r.add_argument("--duration", type=_positive(float), help="measured seconds per phase (8)")
@@ -88,6 +92,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--max-requests", type=_positive(int), help="per phase (5000)")
     r.add_argument("--no-v2", dest="v2", action="store_false", default=None)
     r.add_argument("--no-first-start", dest="first_start", action="store_false", default=None)
+    r.add_argument(
+        "--no-stress",
+        dest="stress",
+        action="store_false",
+        default=True,
+        help="leave out the production-defaults measurements under load and attack",
+    )
     r.add_argument(
         "--out", type=Path, help=f"report folder (default: {DEFAULT_OUT}; --smoke: {SMOKE_OUT})"
     )
@@ -172,6 +183,8 @@ def plan_from(args) -> Plan:
     for key in ("v2", "first_start"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
+    if not args.stress:
+        values.update(stress_concurrency=[], stress_slow_clients=0, stress_decodes=0)
     plan = Plan(**values)
     bad = [m for m in plan.modes if m not in ("url", "upload")]
     bad += [s for s in plan.subjects if s not in SUBJECTS]

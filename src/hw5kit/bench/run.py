@@ -5,7 +5,8 @@ Subjects, each in processes of its own on 127.0.0.1:
 * ``reference``: the course's backend (``bench/reference.py``) under gunicorn 2 workers x 2
   threads, torch eager;
 * ``ours``: ``apps/backend_v1`` under gunicorn with the package's settings
-  (``serving/gunicorn_conf.py``) and whatever ``HW5_*`` variables are set;
+  (``serving/gunicorn_conf.py``), as its image starts it: the production defaults, unless the
+  caller sets ``HW5_*`` variables (then the run is labelled tuned in the report and README);
 * ``inprocess``: our pipeline called by threads in one process, no HTTP (``bench/inprocess.py``).
 
 For each model the three subjects run side by side and are measured phase by phase in turn
@@ -50,7 +51,7 @@ REFERENCE_GUNICORN_ARGS = ("--workers", "2", "--threads", "2")
 @dataclass
 class Plan:
     models: list[str] = field(default_factory=lambda: ["efficientnet_lite0", "resnet50"])
-    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16])
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
     modes: list[str] = field(default_factory=lambda: ["url", "upload"])
     subjects: list[str] = field(default_factory=lambda: list(SUBJECTS))
     duration: float = 8.0
@@ -60,6 +61,13 @@ class Plan:
     first_start: bool = True
     photos: list[str] = field(default_factory=list)
     start_timeout: float = 180.0
+    # issue 16's measurements with the production defaults (``stress.py``): closed-loop
+    # uploads at these concurrencies (requests each: stress_requests x concurrency), slow
+    # clients, concurrent near-limit 16-bit PNGs; all 0 to leave it out
+    stress_concurrency: list[int] = field(default_factory=lambda: [16, 32, 64])
+    stress_requests: int = 4
+    stress_slow_clients: int = 64
+    stress_decodes: int = 8
 
     def __post_init__(self) -> None:
         if not self.photos:
@@ -186,19 +194,6 @@ def wait_ok(url: str, process: procs.Process, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def ours_overrides(plan: Plan | None) -> dict[str, str]:
-    """Settings the bench gives our backend unless the caller set them.
-
-    The in-flight limiter (``HW5_MAX_INFLIGHT``, default 4 per CPU) sheds load past that many
-    predictions with an immediate 503, and expects Cloud Run's front end (``--concurrency``) to
-    queue the rest. Here no front end queues, so the limit is raised to the highest tested
-    concurrency: every client is served, as behind Cloud Run, instead of being turned away.
-    """
-    if plan is None or os.environ.get("HW5_MAX_INFLIGHT"):
-        return {}
-    return {"HW5_MAX_INFLIGHT": str(max(plan.concurrency))}
-
-
 def start_server(
     kind: str,
     model: str | None,
@@ -221,7 +216,7 @@ def start_server(
     else:
         cmd = procs.gunicorn_command(ROOT / "apps" / app, port=port, python=sys.executable)
         extra = {"MODEL_NAME": model} if model else {}
-        env = subject_env(torch_home, **ours_overrides(plan), **extra)
+        env = subject_env(torch_home, **extra)  # the production defaults, as the image runs
         ready = f"{base}/readyz"
     name = f"{kind}-{app if kind != 'reference' else 'ref'}-{model or 'default'}"
     t0 = time.perf_counter()
@@ -319,7 +314,7 @@ class InProcessRunner:
         self.stderr = log_path.open("w")
         self.popen = subprocess.Popen(
             cmd,
-            env=subject_env(torch_home, **ours_overrides(plan)),
+            env=subject_env(torch_home),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -466,6 +461,47 @@ def first_start(model: str, torch_home: Path, workdir: Path, log: Log) -> dict:
     return {"model": model, "cold_start_s": cold}
 
 
+def production_stress(plan: Plan, torch_home: Path, workdir: Path, log: Log) -> dict:
+    """Issue 16's three measurements on backend_v1 started as its image starts it, with the
+    production defaults whatever this process's environment says (``stress.py``)."""
+    from . import stress
+
+    out: dict = {"load": [], "slow": [], "decode": None}
+    proc = stress.start_backend(workdir, torch_home)
+    try:
+        uploads = stress.photo_uploads(plan.photos)
+        for n in plan.stress_concurrency:
+            figures = stress.closed_loop(
+                proc.url, uploads, concurrency=n, total=plan.stress_requests * n, max_seconds=180
+            ).as_dict()
+            out["load"].append(figures)
+            log(
+                f"  stress c{n}: {figures['requests']} uploads, {figures['errors']} errors, "
+                f"{figures['throughput']} req/s, p99 {figures['p99_ms']} ms"
+            )
+        if plan.stress_slow_clients:
+            for kind in ("headers", "body"):
+                figures = stress.slow_clients(
+                    proc.url, clients=plan.stress_slow_clients, kind=kind, seconds=6
+                ).as_dict()
+                out["slow"].append(figures)
+                log(
+                    f"  stress: {figures['clients']} slow clients ({kind}): /hello "
+                    f"{figures['probes'] - figures['probes_unanswered']}/{figures['probes']} "
+                    f"answered, at most {figures['probe_max_ms']} ms"
+                )
+        if plan.stress_decodes:
+            flood = stress.decode_flood(proc.url, proc.pid, uploads=plan.stress_decodes).as_dict()
+            out["decode"] = flood
+            log(
+                f"  stress: {flood['uploads']} x {flood['image']}: peak RSS "
+                f"{flood['rss_peak_mib']} MiB, statuses {flood['statuses']}, then {flood['after']}"
+            )
+    finally:
+        proc.stop()
+    return out
+
+
 # ---- the whole run -------------------------------------------------------------------------
 def environment_info() -> dict:
     info: dict = {
@@ -508,8 +544,9 @@ def run_meta(command: str, plan, **extra) -> dict:
 
 
 def settings_used(plan: Plan) -> dict[str, str]:
-    """The HW5_* settings our backend ran with: the caller's, plus the bench's overrides."""
-    return {**environment_info()["hw5_settings"], **ours_overrides(plan)}
+    """The HW5_* settings our backend ran with: the caller's environment's, nothing added (the
+    bench runs the production defaults unless the caller sets variables: a tuned run)."""
+    return dict(environment_info()["hw5_settings"])
 
 
 def run(plan: Plan, *, command: str, log: Log = print) -> dict:
@@ -534,6 +571,8 @@ def run(plan: Plan, *, command: str, log: Log = print) -> dict:
                     results["subjects"][kind][model] = entry
             if plan.v2:
                 results["v2"] = v2_memory(torch_home, workdir, photos_base, plan, log)
+        if plan.stress_concurrency or plan.stress_slow_clients or plan.stress_decodes:
+            results["stress"] = production_stress(plan, torch_home, workdir, log)
         if plan.first_start and "efficientnet_lite0" in plan.models:
             results["first_start"] = first_start("efficientnet_lite0", torch_home, workdir, log)
     results["meta"]["load_average_after"] = procstats.load_average()

@@ -90,13 +90,15 @@ class Engine:
         capture: bool = True,
         timeout: float | None = None,
         input: bytes | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
-        """Run ``tool`` (default: the engine's CLI) with ``args``; raise with stderr on failure."""
+        """Run ``tool`` (default: the engine's CLI) with ``args``, ``env`` added to its
+        environment; raise with stderr on failure."""
         cmd = [tool or self.cli, *args]
         try:
             done = subprocess.run(
                 cmd,
-                env=self.environ(),
+                env={**self.environ(), **(env or {})},
                 capture_output=capture,
                 timeout=timeout,
                 input=input,

@@ -182,13 +182,15 @@ def run(
     name: str | None = None,
     port_variable: str = "PORT",
     labels: Mapping[str, str] | None = None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> Container:
     """Start ``image`` as ``service``, detached, listening on ``port`` (a free one by default).
 
     ``env`` is added to the container's environment, with ``port_variable`` (``PORT``, as Cloud
     Run sets it, or ``SERVING_PORT``) set to ``port``; ``mounts`` are ``(host_path,
     container_path)`` pairs, mounted read-only unless the container path ends with ``:rw``;
-    ``labels`` are added to the container's (it always has ``hw5kit.container=<service>``).
+    ``labels`` are added to the container's (it always has ``hw5kit.container=<service>``);
+    ``secret_env`` too, passed by name only (``-e KEY``, the value in the engine's environment).
     """
     if network not in NETWORKS:
         raise ContainerError(f"network must be one of {', '.join(NETWORKS)}, not {network!r}")
@@ -205,10 +207,14 @@ def run(
         args += ["--label", f"{key}={value}"]
     for key, value in environ.items():
         args += ["-e", f"{key}={value}"]
+    # secrets by name only: the engine reads their values from its own environment, so they
+    # never appear on a command line (ps) nor in this function's error messages
+    for key in secret_env or {}:
+        args += ["-e", key]
     for host, inside in mounts:
         mode = "rw" if inside.endswith(":rw") else "ro"
         args += ["-v", f"{host}:{inside.removesuffix(':rw')}:{mode}"]
-    engine.call([*args, image], timeout=120)
+    engine.call([*args, image], timeout=120, env=dict(secret_env or {}))
     return Container(engine, name, service, image, port, network, dict(environ))
 
 

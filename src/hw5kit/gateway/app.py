@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 import requests
 
@@ -29,10 +30,34 @@ HOP_BY_HOP = frozenset(
         "trailers",
         "transfer-encoding",
         "upgrade",
+        "proxy-connection",
         "host",
         "content-length",
     }
 )
+# set by the gateway itself from what it saw, never taken from the caller
+OWN_HEADERS = frozenset({"x-forwarded-for", "x-request-id"})
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing: a backend's ``Set-Cookie`` goes back to the caller who
+    caused it and is never replayed for the next caller the gateway thread serves."""
+
+    def set_cookie(self, cookie) -> None:
+        return None
+
+    def set_cookie_if_ok(self, cookie, request) -> None:
+        return None
+
+    def extract_cookies(self, response, request) -> None:
+        return None
+
+
+def connection_tokens(value: str | None) -> set[str]:
+    """The header names a ``Connection`` header lists: hop-by-hop too (RFC 9110 7.6.1)."""
+    return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
+
+
 REASONS = {
     200: "OK",
     401: "Unauthorized",
@@ -92,6 +117,7 @@ class GatewayApp:
         if session is None:
             session = requests.Session()
             session.trust_env = False  # never through a proxy from the environment
+            session.cookies = _NoCookies()  # one thread serves many callers: no shared jar
             self._local.session = session
         return session
 
@@ -133,20 +159,42 @@ class GatewayApp:
             return 403, "permission_denied", "the API key is not valid for this API"
         return None
 
-    def _forward_headers(self, environ, request_id: str) -> dict[str, str]:
+    def _key_names(self, route: Route) -> tuple[set[str], set[str]]:
+        """(query parameters, header names) that carry an API key for ``route``: the key is
+        checked here and goes no further."""
+        query = {k.name for alt in route.keys for k in alt if k.location == "query"}
+        headers = {k.name.lower() for alt in route.keys for k in alt if k.location == "header"}
+        return query, headers
+
+    def _forward_headers(self, environ, request_id: str, route: Route) -> dict[str, str]:
+        """The caller's end-to-end headers: without hop-by-hop ones, those its ``Connection``
+        header names, the API key's, and the ones the gateway sets itself; then
+        ``X-Forwarded-For`` with the caller's address appended (what the caller sent there is
+        passed on as it came, and never used by the gateway) and the request id."""
+        _, key_headers = self._key_names(route)
+        dropped = HOP_BY_HOP | connection_tokens(environ.get("HTTP_CONNECTION")) | key_headers
         headers = {}
         for key, value in environ.items():
             if key.startswith("HTTP_"):
                 name = key[5:].replace("_", "-").title()
-                if name.lower() not in HOP_BY_HOP:
+                if name.lower() not in dropped and name.lower() not in OWN_HEADERS:
                     headers[name] = value
         if environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = environ["CONTENT_TYPE"]
         headers[REQUEST_ID_HEADER] = request_id
         client = environ.get("REMOTE_ADDR", "")
-        previous = headers.get("X-Forwarded-For")
+        previous = environ.get("HTTP_X_FORWARDED_FOR", "").strip()
         headers["X-Forwarded-For"] = f"{previous}, {client}" if previous else client
         return headers
+
+    def _forward_query(self, environ, route: Route) -> str:
+        """The caller's query string without the API key parameter."""
+        query = environ.get("QUERY_STRING", "")
+        key_params, _ = self._key_names(route)
+        if not query or not key_params:
+            return query
+        pairs = parse_qsl(query, keep_blank_values=True)
+        return urlencode([(k, v) for k, v in pairs if k not in key_params])
 
     # -- WSGI ----------------------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -160,6 +208,8 @@ class GatewayApp:
             )
             return [body]
         route, params, allowed = self.spec.match(method, path)
+        if route is not None and not all(Route.safe_param(v) for v in params.values()):
+            route, allowed = None, []  # "." or ".." would leave the route's prefix upstream
         if route is None:
             if allowed:
                 return self._error(
@@ -197,7 +247,7 @@ class GatewayApp:
         return self._forward(environ, start_response, route, params, length, request_id)
 
     def _forward(self, environ, start_response, route: Route, params, length, request_id):
-        url = route.upstream(environ.get("PATH_INFO", "/"), params, environ.get("QUERY_STRING", ""))
+        url = route.upstream(params, self._forward_query(environ, route))
         started = time.monotonic()
         deadline = route.deadline
         body = _Body(environ["wsgi.input"], length) if length else None
@@ -206,7 +256,7 @@ class GatewayApp:
                 environ["REQUEST_METHOD"],
                 url,
                 data=body,
-                headers=self._forward_headers(environ, request_id),
+                headers=self._forward_headers(environ, request_id, route),
                 stream=True,
                 allow_redirects=False,
                 timeout=(min(CONNECT_TIMEOUT, deadline), deadline),
@@ -225,7 +275,8 @@ class GatewayApp:
             return self._bad_gateway(start_response, route, reason, request_id)
         except requests.exceptions.RequestException as exc:
             return self._bad_gateway(start_response, route, type(exc).__name__, request_id)
-        headers = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in HOP_BY_HOP]
+        dropped = HOP_BY_HOP | connection_tokens(upstream.raw.headers.get("Connection"))
+        headers = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in dropped]
         if upstream.headers.get("Content-Length"):
             headers.append(("Content-Length", upstream.headers["Content-Length"]))
         if not any(k.lower() == REQUEST_ID_HEADER.lower() for k, _ in headers):

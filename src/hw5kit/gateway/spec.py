@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import yaml
 
@@ -38,16 +38,29 @@ class Route:
     operation_id: str
     keys: tuple[tuple[ApiKey, ...], ...] = ()  # alternatives; empty: no key needed
 
-    def upstream(self, path: str, params: dict[str, str], query: str) -> str:
-        """The backend URL for a request to ``path`` (Google's two path translations)."""
-        base = self.address.rstrip("/") if self.translation == "APPEND_PATH_TO_ADDRESS" else ""
+    @staticmethod
+    def safe_param(value: str) -> bool:
+        """A path parameter that stays one segment once encoded: not empty, not ``.`` or ``..``
+        (which a URL library resolves, leaving the route's prefix)."""
+        return value not in ("", ".", "..")
+
+    def upstream(self, params: dict[str, str], query: str) -> str:
+        """The backend URL for a request that matched with ``params`` (Google's two path
+        translations). The path is rebuilt from the document's template, each parameter
+        percent-encoded as one segment (``/``, ``?``, ``#`` and ``%`` included), so that it
+        stays inside the route's prefix; ``CONSTANT_ADDRESS`` passes them as query parameters.
+        """
         if self.translation == "APPEND_PATH_TO_ADDRESS":
-            url = base + path
+            path = _TEMPLATE.sub(lambda m: quote(params[m.group(1)], safe=""), self.path)
+            url = self.address.rstrip("/") + path
         else:
             url = self.address
-            extra = "&".join(f"{k}={v}" for k, v in params.items())
+            extra = urlencode(list(params.items()))
             query = "&".join(q for q in (query, extra) if q)
         return f"{url}?{query}" if query else url
+
+
+_TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass

@@ -672,7 +672,7 @@ def run_deploy(call: Call, state: dict) -> Result:
                 2,
                 call.command.dotted,
             )
-        env = {e["name"]: e["value"] for e in old_container.get("env", [])}
+        env = {e["name"]: e["value"] for e in old_container.get("env", []) if "value" in e}
         env.update(_env_vars(call, "--update-env-vars"))
     memory = call.flag("--memory") or old_container.get("resources", {}).get("limits", {}).get(
         "memory", "512Mi"
@@ -800,6 +800,12 @@ def run_deploy(call: Call, state: dict) -> Result:
         },
         "fake": {"public": False, "updated": stamp},
     }
+    # Secret Manager: --set-secrets / --update-secrets, checked as Cloud Run does (secretmanager.py)
+    from .secretmanager import apply_to_service
+
+    apply_to_service(
+        call, data, old_container, resource["spec"]["template"]["spec"]["containers"][0]
+    )
     data["run"][key] = resource
     # --[no-]allow-unauthenticated: the allUsers binding (iam.py); refused by an organization
     # policy, gcloud only warns and exits 0 (gcloud's serverless_operations.py)

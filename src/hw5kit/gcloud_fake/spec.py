@@ -180,6 +180,50 @@ GATEWAY_FLAGS = (
     Flag("--async", takes_value=False),
 )
 
+# --- Secret Manager (v2's session key; secretmanager.py) ---------------------------------------
+# `gcloud run deploy` (https://cloud.google.com/sdk/gcloud/reference/run/deploy): secrets as
+# environment variables, KEY=SECRET_NAME:SECRET_VERSION,...; the runtime identity.
+SECRET_DEPLOY_FLAGS = (
+    Flag("--set-secrets"),
+    Flag("--update-secrets"),
+    Flag("--service-account"),
+)
+SECRET_DATA = Flag("--data-file")
+SECRET_COMMANDS = (
+    Command(
+        ("secrets", "create"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/create",
+        flags=(
+            SECRET_DATA,
+            Flag("--replication-policy", choices=("automatic", "user-managed")),
+            Flag("--locations"),
+            Flag("--labels"),
+        ),
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager:secrets_create",
+    ),
+    Command(
+        ("secrets", "describe"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/describe",
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager:secrets_describe",
+    ),
+    Command(
+        ("secrets", "versions", "add"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/versions/add",
+        flags=(SECRET_DATA,),
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager:secrets_versions_add",
+    ),
+    Command(
+        ("secrets", "add-iam-policy-binding"),
+        "https://cloud.google.com/sdk/gcloud/reference/secrets/add-iam-policy-binding",
+        flags=(Flag("--member"), Flag("--role")),
+        positionals=(Positional("SECRET"),),
+        handler="secretmanager:secrets_add_iam_policy_binding",
+    ),
+)
+
 COMMANDS: dict[tuple[str, ...], Command] = {
     c.path: c
     for c in (
@@ -282,6 +326,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--async", takes_value=False),
                 # https://cloud.google.com/run/docs/authenticating/public: public without allUsers
                 Flag("--invoker-iam-check", takes_value=False, negatable=True),
+                *SECRET_DEPLOY_FLAGS,
             ),
             positionals=(Positional("SERVICE"),),
             handler="run_deploy",
@@ -435,6 +480,9 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         ),
     )
 }
+
+
+COMMANDS.update({c.path: c for c in SECRET_COMMANDS})
 
 
 def groups() -> set[tuple[str, ...]]:

@@ -45,6 +45,7 @@ API_TITLES = {
     "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
     "serviceusage.googleapis.com": "Service Usage API",
     "apikeys.googleapis.com": "API Keys API",
+    "secretmanager.googleapis.com": "Secret Manager API",
 }
 # APIs Google refuses to enable on a project without a billing account (FAILED_PRECONDITION).
 BILLED_APIS = frozenset(

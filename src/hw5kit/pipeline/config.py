@@ -143,21 +143,18 @@ class Service:
     def concurrency(self) -> int:
         """Cloud Run's ``--concurrency``: requests sent to one instance at once.
 
-        ``resources.concurrency`` when set; else a backend takes what its in-flight limit admits
-        (``HW5_MAX_INFLIGHT``, else half its threads: hw5kit.serving.capacity), so Cloud Run
-        queues or scales out instead of the instance answering 503; a frontend keeps Cloud
-        Run's default, 80 (each open browser tab holds one websocket request).
+        ``resources.concurrency`` when set; else a backend takes what it admits without a 503:
+        its predictions in progress plus its admission queue (``HW5_MAX_INFLIGHT`` +
+        ``HW5_QUEUE_LENGTH`` from its ``env``, else the defaults for its CPUs:
+        hw5kit.serving.capacity), so Cloud Run queues or scales out beyond what the instance
+        would refuse; a frontend keeps Cloud Run's default, 80 (each open browser tab holds one
+        websocket request).
         """
         if self.resources.concurrency is not None:
             return self.resources.concurrency
         if self.kind != "backend":
             return FRONTEND_CONCURRENCY
-        env = self.env_dict()
-        if env.get("HW5_MAX_INFLIGHT", "").isdigit():
-            return max(1, int(env["HW5_MAX_INFLIGHT"]))
-        threads = env.get("HW5_THREADS", "")
-        asked = int(threads) if threads.isdigit() else None
-        return capacity.max_inflight(capacity.http_threads(self.resources.whole_cpus, asked))
+        return capacity.from_env(self.resources.whole_cpus, self.env_dict()).admitted
 
     def models(self) -> list[str]:
         """The models a backend serves (``MODEL_NAME`` or ``MODELS``; a v3 model's backend, its

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from ..gateway.spec import PLACEHOLDER_MARK
 from .config import Config, Gateway, Service
 
+# v2 backends sign their session cookies with this Secret Manager secret on gcp
+# (targets/session.py makes it; the deploy script passes it as SECRET_KEY)
+SESSION_SECRET = "hw5-session-key"  # noqa: S105 (a secret's name, not its value)
+
+
 # Cloud Build's docker builder (the course's choice).
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
 # Candidates for gcloud's alternate list delimiter (`gcloud topic escaping`): ^D^K=V D K2=V2
@@ -64,6 +69,7 @@ class ServiceContext:
     model: str = ""  # v3: the one model a per-model backend serves (its image bakes only it)
     url_var: str = "SERVING_URL"  # frontends: SERVING_URL, or API_GATEWAY for v3
     cloudbuild: str = "cloudbuild.yaml"  # the Cloud Build config its image is built with
+    session_secret: str = ""  # v2 backends: the Secret Manager secret passed as SECRET_KEY
 
     @property
     def is_frontend(self) -> bool:
@@ -190,6 +196,7 @@ def _service(config: Config, s: Service, backend: ServiceContext | None) -> Serv
         model=s.model or "",
         url_var=s.url_var,
         cloudbuild=CLOUDBUILD_V3 if s.model else CLOUDBUILD,
+        session_secret=SESSION_SECRET if s.kind == "backend" and s.version == "v2" else "",
     )
 
 

@@ -189,6 +189,11 @@ ERROR_CODES: dict[str, tuple[tuple[int, ...], str]] = {
     ),
     "uri_too_long": ((414,), "the request line is longer than 8190 bytes"),
     "unsupported_media_type": ((415,), "send `application/json` or `multipart/form-data`"),
+    "request_timeout": (
+        (408,),
+        "the request's headers (10 s) or body (at 32 KiB/s) did not arrive in time; the "
+        "connection is closed",
+    ),
     "expectation_failed": ((417,), "an `Expect` header the server does not support"),
     "headers_too_large": ((431,), "a header is longer than 8190 bytes, or there are over 100"),
     "not_an_image": (
@@ -215,7 +220,11 @@ ERROR_CODES: dict[str, tuple[tuple[int, ...], str]] = {
     "unavailable": ((503,), "the service cannot answer right now; retry after `Retry-After`"),
     "http_error": ((400,), "another HTTP-level error; the message says which"),
     "not_ready": ((503,), "models are still loading; retry after `Retry-After` seconds"),
-    "overloaded": ((503,), "too many predictions in flight; retry after `Retry-After` seconds"),
+    "overloaded": (
+        (503,),
+        "the admission queue is full, or the wait for a prediction slot (or for decode memory) "
+        "would pass its 10 s deadline; retry after `Retry-After` seconds",
+    ),
     "not_implemented": ((501,), "a transfer coding the HTTP server does not support"),
     "internal": ((500,), "a bug; the log line with the response's request id has the details"),
     "model_unavailable": ((500,), "a configured model cannot be loaded (a start-up error)"),

@@ -4,10 +4,13 @@ Used as ``gunicorn -c python:hw5kit.serving.gunicorn_conf app:app`` (the images'
 ``apps/<service>/gunicorn.conf.py``.
 
 * One worker process holds the models once (``HW5_WORKERS``, default 1); threads serve requests
-  concurrently (model forward passes release the GIL): ``HW5_THREADS``, default 8 per CPU. At
-  most ``HW5_MAX_INFLIGHT`` (default half the threads) predictions run at once; the other
-  threads stay free to answer health checks, metrics and quick 503s, so no request waits in an
-  unbounded queue.
+  concurrently (model forward passes release the GIL). ``hw5kit.serving.capacity`` sizes them
+  from the CPUs: ``HW5_MAX_INFLIGHT`` predictions in progress (4 per CPU), ``HW5_QUEUE_LENGTH``
+  more waiting for a slot (32 per CPU, each at most ``HW5_QUEUE_TIMEOUT`` s), and a thread for
+  each of those plus 4 spare per CPU (``HW5_THREADS``) for health checks, metrics and 503s.
+* The worker class ``hw5kit.serving.http.worker.BufferingThreadWorker`` reads each request
+  whole in its event loop before a thread sees it: slow clients hold a socket and a buffer,
+  never a thread (deadlines ``HW5_READ_TIMEOUT``, ``HW5_MIN_UPLOAD_KBPS``; 408 past them).
 * Cloud Run sends SIGTERM and kills the container 10 s later: ``graceful_timeout`` (8 s) lets
   the requests in flight finish inside that window; new connections are no longer accepted.
 * ``timeout`` is the worker heartbeat (a worker stuck for that long is restarted), far above
@@ -15,7 +18,7 @@ Used as ``gunicorn -c python:hw5kit.serving.gunicorn_conf app:app`` (the images'
 * Logs are JSON lines for Cloud Logging (``HW5_LOG_FORMAT=text`` for a terminal), level
   ``HW5_LOG_LEVEL``; requests are logged by the app with ``httpRequest``, so gunicorn's access
   log is off. Errors gunicorn answers itself (a malformed request line, headers too large) are
-  JSON too, through the worker class ``hw5kit.serving.http.worker.JSONErrorThreadWorker``.
+  JSON too, through the same worker class.
 
 Environment: ``PORT``/``SERVING_PORT`` (bind), ``HW5_BIND_HOST`` (default 0.0.0.0, as a
 container needs), ``HW5_WORKERS``, ``HW5_THREADS``, ``HW5_LOG_LEVEL``, ``HW5_LOG_FORMAT``.
@@ -28,11 +31,12 @@ from hw5kit.serving.http.logs import log_format, logging_config
 from hw5kit.serving.settings import http_threads, serving_port
 
 bind = [f"{os.environ.get('HW5_BIND_HOST', '0.0.0.0')}:{serving_port()}"]  # noqa: S104
-worker_class = "hw5kit.serving.http.worker.JSONErrorThreadWorker"
+worker_class = "hw5kit.serving.http.worker.BufferingThreadWorker"
 workers = int(os.environ.get("HW5_WORKERS", "1"))
 threads = http_threads()
-# connections a worker holds at once (idle keep-alive ones included); past it, the listen queue
-worker_connections = max(64, 4 * threads)
+# connections a worker holds at once (idle keep-alive and still-arriving ones included); past
+# it, the listen queue. A connection still arriving costs a socket and its buffer, not a thread.
+worker_connections = max(1000, 4 * threads)
 backlog = 512
 timeout = 60
 graceful_timeout = 8

@@ -9,7 +9,7 @@ import numpy as np
 
 from .batching import MicroBatcher
 from .fetch import Fetcher
-from .images import decode_image
+from .images import DecodeBudget, decode_image
 from .models import Classifier, top_k
 from .registry import ModelRegistry
 from .settings import ServingSettings
@@ -40,6 +40,9 @@ class PredictionService:
         self.settings = settings
         self.registry = registry
         self.fetcher = fetcher or Fetcher(settings.fetch)
+        self.decode_budget = DecodeBudget(
+            settings.decode_budget_bytes, timeout=max(1.0, settings.queue_timeout)
+        )
         self.batcher = MicroBatcher(
             max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
         )
@@ -65,6 +68,7 @@ class PredictionService:
                 data,
                 max_pixels=self.settings.max_pixels,
                 draft=model.spec.preprocessing.draft_size(),
+                budget=self.decode_budget,
             )
             width, height = image.size
             pixels = model.preprocess(image)

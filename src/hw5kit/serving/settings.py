@@ -18,8 +18,16 @@
 | ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
 | ``HW5_BATCH_WAIT_MS`` | longest a forward pass waits for requests still being decoded | 2 |
 | ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
-| ``HW5_THREADS`` | gunicorn threads per worker | 8 per CPU |
-| ``HW5_MAX_INFLIGHT`` | predictions in progress at once; past it 503 + Retry-After | threads / 2 |
+| ``HW5_MAX_INFLIGHT`` | predictions in progress at once (fetch, decode, inference) | 4 per CPU |
+| ``HW5_QUEUE_LENGTH`` | predictions waiting for a slot; past it 503 + Retry-After | 32 per CPU |
+| ``HW5_QUEUE_TIMEOUT`` | longest wait for a slot, s from arrival; past it 503 | 10 |
+| ``HW5_THREADS`` | gunicorn threads per worker | in flight + queue + 4 per CPU |
+| ``HW5_DECODE_MEMORY_MB`` | decoded pixels in flight, all decodes together | 21 B x max pixels |
+| ``HW5_READ_TIMEOUT`` | a request's headers must arrive within this, s (then 408) | 10 |
+| ``HW5_MIN_UPLOAD_KBPS`` | a body must arrive at least this fast after that, KiB/s | 32 |
+| ``HW5_FRONT_BUFFER_MB`` | request bytes held from arrival to answer, all requests | 128 |
+
+``serving/capacity.py`` derives the first four from the CPU count (``capacity.plan``).
 """
 
 from __future__ import annotations
@@ -46,17 +54,41 @@ def cpu_count() -> int:
     return usable_cpus()
 
 
-def http_threads(environ: Mapping[str, str] | None = None) -> int:
-    """gunicorn threads per worker: ``HW5_THREADS``, else 8 per CPU. Threads mostly wait (on
-    clients, fetches, the in-flight limit), so there are more of them than predictions allowed
-    at once: the spare ones answer 503s, health checks and metrics at once."""
+def serving_capacity(environ: Mapping[str, str] | None = None) -> capacity.Capacity:
+    """Threads, in-flight limit, queue length and queue timeout from the CPU count and the
+    ``HW5_THREADS`` / ``HW5_MAX_INFLIGHT`` / ``HW5_QUEUE_LENGTH`` / ``HW5_QUEUE_TIMEOUT``
+    variables (validated: a bad value is a ``SettingsError`` naming it)."""
     env = os.environ if environ is None else environ
-    asked = _Reader(env).number("HW5_THREADS", -1)
-    return capacity.http_threads(cpu_count(), None if asked < 0 else int(asked))
+    reader = _Reader(env)
+    asked = {
+        "threads": reader.optional_integer("HW5_THREADS"),
+        "inflight": reader.optional_integer("HW5_MAX_INFLIGHT"),
+        "queue": reader.optional_integer("HW5_QUEUE_LENGTH", minimum=0),
+    }
+    timeout = reader.number("HW5_QUEUE_TIMEOUT", capacity.QUEUE_TIMEOUT, allow_zero=True)
+    return capacity.plan(cpu_count(), queue_timeout=timeout, **asked)
+
+
+def http_threads(environ: Mapping[str, str] | None = None) -> int:
+    """gunicorn threads per worker: every prediction in progress or queued holds one, and a
+    few spare ones answer health checks, metrics and 503s at once (``capacity.plan``)."""
+    return serving_capacity(environ).threads
 
 
 def default_max_inflight(environ: Mapping[str, str] | None = None) -> int:
-    return capacity.max_inflight(http_threads(environ))
+    return serving_capacity(environ).inflight
+
+
+def default_queue_length(environ: Mapping[str, str] | None = None) -> int:
+    return serving_capacity(environ).queue
+
+
+def default_decode_budget(max_pixels: int) -> int:
+    """One worst-case image at the pixel limit (``images.WORST_BYTES_PER_PIXEL``: a WebP with
+    alpha), or several smaller ones at once."""
+    from .images import WORST_BYTES_PER_PIXEL
+
+    return WORST_BYTES_PER_PIXEL * max_pixels
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,13 @@ class ServingSettings:
     load: str = "background"
     all_models: tuple[str, ...] = ()  # v3: every model the gateway serves (GET /models)
     max_inflight: int = field(default_factory=default_max_inflight)  # HW5_MAX_INFLIGHT
+    queue_length: int = field(default_factory=default_queue_length)  # HW5_QUEUE_LENGTH
+    queue_timeout: float = capacity.QUEUE_TIMEOUT  # HW5_QUEUE_TIMEOUT
+    decode_budget: int = 0  # HW5_DECODE_MEMORY_MB in bytes; 0: default_decode_budget
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        return self.decode_budget or default_decode_budget(self.max_pixels)
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:
@@ -124,6 +163,7 @@ class ServingSettings:
             models = tuple(reader.models("MODEL_NAME", DEFAULT_MODEL, single=True))
             default = models[0]
         all_models = tuple(reader.models("MODELS", ",".join(models))) if flavor == "v3" else ()
+        plan = serving_capacity(env)
         limits = FetchLimits(
             max_bytes=reader.megabytes("HW5_MAX_DOWNLOAD_MB", 20),
             connect_timeout=reader.number("HW5_FETCH_CONNECT_TIMEOUT", 3.0),
@@ -149,7 +189,10 @@ class ServingSettings:
             batch_wait_ms=reader.number("HW5_BATCH_WAIT_MS", 2.0, allow_zero=True),
             load=env.get("HW5_LOAD", "background").strip() or "background",
             all_models=all_models,
-            max_inflight=int(reader.number("HW5_MAX_INFLIGHT", default_max_inflight(env))),
+            max_inflight=plan.inflight,
+            queue_length=plan.queue,
+            queue_timeout=plan.queue_timeout,
+            decode_budget=reader.megabytes("HW5_DECODE_MEMORY_MB", 0, allow_zero=True),
         )
 
 
@@ -190,8 +233,16 @@ class _Reader:
             raise SettingsError(f"{key} must be a whole number of at least 1, got {raw!r}")
         return int(raw)
 
-    def megabytes(self, key: str, default: float) -> int:
-        return int(self.number(key, default) * 1024 * 1024)
+    def optional_integer(self, key: str, *, minimum: int = 1) -> int | None:
+        raw = self.env.get(key, "").strip()
+        if not raw:
+            return None
+        if not raw.isascii() or not raw.isdigit() or int(raw) < minimum:
+            raise SettingsError(f"{key} must be a whole number of at least {minimum}, got {raw!r}")
+        return int(raw)
+
+    def megabytes(self, key: str, default: float, *, allow_zero: bool = False) -> int:
+        return int(self.number(key, default, allow_zero=allow_zero) * 1024 * 1024)
 
     def flag(self, key: str) -> bool:
         raw = self.env.get(key, "").strip().lower()

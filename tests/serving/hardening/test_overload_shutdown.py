@@ -46,42 +46,75 @@ def post_url(base: str, url: str, results: list, **headers) -> None:
         results.append((None, repr(exc)))
 
 
-def test_past_the_in_flight_limit_requests_get_a_quick_503(backend_factory):
-    backend = backend_factory("backend_v1", HW5_MAX_INFLIGHT="2", HW5_THREADS="6")
+def test_past_the_limit_requests_wait_and_only_a_full_queue_gets_a_quick_503(backend_factory):
+    backend = backend_factory(
+        "backend_v1", HW5_MAX_INFLIGHT="2", HW5_QUEUE_LENGTH="1", HW5_THREADS="8"
+    )
     held = HeldImages()
     with hs.serve(held.routes) as images:
         results: list = []
         threads = [
             threading.Thread(target=post_url, args=(backend.url, f"{images}/hold/{i}", results))
-            for i in range(2)
+            for i in range(3)
         ]
-        for t in threads:
+        for t in threads[:2]:
             t.start()
         held.wait_arrivals(2)  # both slots taken, their fetches waiting
-        with photo("chelsea.png").path.open("rb") as fh:
+        threads[2].start()  # the third waits in the queue: no 503 for it
+        deadline = time.monotonic() + 30
+        while (
+            "hw5_predictions_queued 1.0"
+            not in requests.get(f"{backend.url}/metrics", timeout=10).text
+        ):
+            assert time.monotonic() < deadline, "the third request never queued"
+            time.sleep(0.05)
+        with photo("chelsea.png").path.open("rb") as fh:  # the queue is full: 503 at once
             r = requests.post(f"{backend.url}/predict", files={"file": fh}, timeout=30)
         assert r.status_code == 503
-        assert r.headers["Retry-After"] == "1"
+        assert int(r.headers["Retry-After"]) >= 1
         assert r.json()["error"]["code"] == "overloaded"
-        assert r.json()["error"]["details"] == {"max_in_flight": 2}
+        assert r.json()["error"]["details"] == {"max_in_flight": 2, "queue_length": 1}
         # everything that is not a prediction is still answered
         assert requests.get(f"{backend.url}/hello", timeout=10).text == "Hello!"
         assert requests.get(f"{backend.url}/readyz", timeout=10).status_code == 200
         metrics = requests.get(f"{backend.url}/metrics", timeout=10).text
         assert "hw5_predictions_in_flight 2.0" in metrics
         assert "hw5_predictions_max_in_flight 2.0" in metrics
+        assert "hw5_predictions_max_queued 1.0" in metrics
         assert 'hw5_http_errors_total{code="overloaded",route="/predict"} 1.0' in metrics
         held.gate.set()
         for t in threads:
             t.join(60)
-    assert [status for status, _ in results] == [200, 200]
+    assert [status for status, _ in results] == [200, 200, 200]
     assert all(body["category"] == "espresso" for _, body in results)
     # the slots are free again
     with photo("chelsea.png").path.open("rb") as fh:
         r = requests.post(f"{backend.url}/predict", files={"file": fh}, timeout=30)
     assert r.status_code == 200
     metrics = requests.get(f"{backend.url}/metrics", timeout=10).text
-    assert "hw5_predictions_in_flight 0.0" in metrics
+    assert "hw5_predictions_in_flight 0.0" in metrics and "hw5_predictions_queued 0.0" in metrics
+
+
+def test_a_queued_request_gets_503_at_its_deadline(backend_factory):
+    backend = backend_factory(
+        "backend_v1", HW5_MAX_INFLIGHT="1", HW5_QUEUE_LENGTH="4", HW5_QUEUE_TIMEOUT="1.5"
+    )
+    held = HeldImages()
+    with hs.serve(held.routes) as images:
+        results: list = []
+        first = threading.Thread(target=post_url, args=(backend.url, f"{images}/hold/0", results))
+        first.start()
+        held.wait_arrivals(1)
+        start = time.monotonic()
+        with photo("chelsea.png").path.open("rb") as fh:
+            r = requests.post(f"{backend.url}/predict", files={"file": fh}, timeout=30)
+        waited = time.monotonic() - start
+        held.gate.set()
+        first.join(60)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
+    assert "within 1.5 s" in r.json()["error"]["message"]
+    assert 1.0 < waited < 10, waited
+    assert results[0][0] == 200
 
 
 def wait_exit(process, timeout: float) -> float | None:

@@ -55,6 +55,7 @@ from .common import (
     now,
     reuse_port,
 )
+from .session import local_key
 
 READY_TIMEOUT = 240.0
 NETWORKS = ("isolated", "host")
@@ -270,6 +271,11 @@ class ContainerTarget(StateRecords):
         host_port = reuse_port(previous)
         url = f"http://127.0.0.1:{host_port}"
         env = {**s.env_dict(), "HW5_BUILD_ID": entry["build_id"]}
+        secret_env = {}
+        if s.kind == "backend":  # v2's session key, the same across restarts (session.py)
+            secret_env["SECRET_KEY"] = env.pop("SECRET_KEY", "") or local_key(
+                self.project.state_dir
+            )
         outbound = []
         if s.kind == "frontend":
             # the backend's (v3: the gateway's) published URL, relayed into the container
@@ -284,6 +290,7 @@ class ContainerTarget(StateRecords):
                 record["image"],
                 engine=self.engine,
                 env=env,
+                secret_env=secret_env,
                 port=port,
                 network="none" if mode == "isolated" else "host",
                 labels=labels,

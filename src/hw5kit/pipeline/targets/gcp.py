@@ -60,6 +60,7 @@ from ..gcloud import (
     waits,
 )
 from ..project import PipelineError, Project, run_script, tail
+from .session import CloudSessionSecret
 
 BUILD_ID_RE = re.compile(
     r"/builds/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]"
@@ -98,6 +99,8 @@ class GcpTarget:
         self.waits = waits(project.env)
         self._configs: ConfigDirs | None = None
         self.open_invoker = False  # deploy --no-invoker-iam-check
+        # v2's session key; its gcloud calls use this thread's configuration directory
+        self.session_secret = CloudSessionSecret(project, env=self._env)
 
     def _env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment (``base``, else the project's) for a gcloud call from this thread:
@@ -613,6 +616,11 @@ class GcpTarget:
 
     def _deploy_one(self, s: Service, current, urls: dict[str, str], verbose: bool) -> Outcome:
         build_id = str(deliverables.entry(current, *s.deliverable_key)["build_id"])
+        if s.kind == "backend" and s.version == "v2":
+            try:  # its script passes the Secret Manager secret as SECRET_KEY
+                self.session_secret.ensure()
+            except PipelineError as exc:
+                return Outcome(s.name, False, str(exc))
         env = dict(self.project.env, BUILD_ID=build_id)
         env.pop("SERVING_URL", None)
         env.pop("API_GATEWAY", None)

@@ -43,6 +43,7 @@ from .common import (
     stop_recorded,
 )
 from .common import now as _now
+from .session import local_key
 
 WEIGHTS_DIR = "weights"
 REQUIRED_MODULES = ("gunicorn", "streamlit", "flask", "torch", "requests")
@@ -158,6 +159,8 @@ class LocalTarget(StateRecords):
         if s.kind == "backend":
             env["HW5_ALLOW_LOOPBACK"] = "1"
             env["TORCH_HOME"] = str(self.weights_dir)
+            # v2's session key: the same across restarts (targets/session.py)
+            env["SECRET_KEY"] = s.env_dict().get("SECRET_KEY") or local_key(self.project.state_dir)
         else:
             env[s.url_var] = serving_url or ""
             env.update(self.gateway.frontend_env(s))

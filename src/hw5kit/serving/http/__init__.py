@@ -8,16 +8,32 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import Flask
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 
 from ..errors import ModelUnavailable
 from ..registry import ModelRegistry, settings_loader
 from ..service import PredictionService
 from ..settings import ServingSettings
 from . import handlers, observability, routes
-from .observability import InflightLimiter, Metrics
+from .observability import AdmissionQueue, Metrics
 
 log = logging.getLogger("hw5kit.serving")
+
+
+def served_over_https() -> bool:
+    """The request came over https: to this server, or to the proxy in front of it (Cloud Run
+    terminates TLS and says so in ``X-Forwarded-Proto``; a caller who fakes it only makes its
+    own cookie Secure)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.scheme == "https" or forwarded == "https"
+
+
+class SessionCookies(SecureCookieSessionInterface):
+    """v2's session cookie (signed with ``SECRET_KEY``), ``Secure`` when served over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(super().get_cookie_secure(app)) or served_over_https()
 
 
 @dataclass
@@ -26,7 +42,7 @@ class ServingState:
     registry: ModelRegistry
     service: PredictionService
     metrics: Metrics
-    limiter: InflightLimiter
+    limiter: AdmissionQueue
 
 
 def create_app(
@@ -59,8 +75,14 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.json.sort_keys = False
+    app.session_interface = SessionCookies()
     metrics = Metrics(registry)
-    limiter = InflightLimiter(settings.max_inflight, metrics)
+    limiter = AdmissionQueue(
+        settings.max_inflight,
+        metrics,
+        queue_length=settings.queue_length,
+        timeout=settings.queue_timeout,
+    )
     app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter)
     observability.install(app, metrics)
     app.register_blueprint(routes.common)

@@ -13,10 +13,12 @@ caller can create label values at will.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,6 +38,8 @@ from prometheus_client.process_collector import ProcessCollector
 from ..errors import Overloaded
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# when the request had fully arrived (time.monotonic()), stamped by the buffering front
+ARRIVED_KEY = "hw5.arrived"
 _VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _METHODS = {"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"}
 _QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}  # probes and scrapes: DEBUG when fine
@@ -101,7 +105,21 @@ class Metrics:
         )
         self.predictions_limit = Gauge(
             "hw5_predictions_max_in_flight",
-            "The limit on predictions in flight; past it requests get 503 + Retry-After",
+            "The limit on predictions in flight; past it requests wait in the queue",
+            registry=reg,
+        )
+        self.queued = Gauge(
+            "hw5_predictions_queued", "Predictions waiting for a slot right now", registry=reg
+        )
+        self.queue_limit = Gauge(
+            "hw5_predictions_max_queued",
+            "The admission queue's length; past it requests get 503 + Retry-After",
+            registry=reg,
+        )
+        self.queue_wait = Histogram(
+            "hw5_prediction_queue_wait_seconds",
+            "Time from a prediction's arrival to its slot",
+            buckets=LATENCY_BUCKETS,
             registry=reg,
         )
         self.stages = Histogram(
@@ -122,36 +140,126 @@ class Metrics:
                 self.stages.labels(answer.get("model", ""), stage).observe(timing[stage] / 1000)
 
 
-class InflightLimiter:
-    """At most ``limit`` predictions at once; past it, ``Overloaded`` (503 + Retry-After) at
-    once instead of a queue that grows without bound."""
+class _Waiter:
+    __slots__ = ("event", "granted")
 
-    def __init__(self, limit: int, metrics: Metrics | None = None) -> None:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.granted = False
+
+
+class AdmissionQueue:
+    """At most ``limit`` predictions in progress; up to ``queue_length`` more wait for a slot,
+    first come first served, each until ``timeout`` seconds after its arrival.
+
+    A request gets 503 ``overloaded`` + ``Retry-After`` only when the queue is full, or when it
+    would wait past its deadline: at once if the queue ahead of it cannot drain in time at the
+    rate slots have been freed lately, else when the deadline passes.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        metrics: Metrics | None = None,
+        *,
+        queue_length: int = 0,
+        timeout: float = 10.0,
+    ) -> None:
         if limit < 1:
             raise ValueError("the in-flight limit must be at least 1")
+        if queue_length < 0 or timeout < 0:
+            raise ValueError("the queue length and timeout must be zero or more")
         self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
+        self.queue_length = queue_length
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._hold = 0.0  # recent seconds a slot is held (moving average), 0 until known
         self._metrics = metrics
         if metrics is not None:
             metrics.predictions_limit.set(limit)
+            metrics.queue_limit.set(queue_length)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _refuse(self, why: str, wait: float) -> Overloaded:
+        error = Overloaded(
+            f"the server is busy: {why}; retry after the Retry-After delay",
+            details={"max_in_flight": self.limit, "queue_length": self.queue_length},
+        )
+        error.retry_after = max(1, math.ceil(wait))
+        return error
+
+    def _expected_wait(self, ahead: int) -> float:
+        return (ahead // self.limit + 1) * self._hold
+
+    def _acquire(self, arrived: float) -> float:
+        deadline = arrived + self.timeout
+        with self._lock:
+            if self._busy < self.limit and not self._waiters:
+                self._busy += 1
+                return 0.0
+            ahead = len(self._waiters)
+            if ahead >= self.queue_length:
+                raise self._refuse(
+                    f"{self.limit} predictions in progress and {ahead} waiting (the queue is full)",
+                    self._expected_wait(ahead),
+                )
+            expected = self._expected_wait(ahead)
+            if time.monotonic() + expected > deadline:
+                raise self._refuse(
+                    f"{ahead} predictions are waiting; this one would wait about "
+                    f"{expected:.1f} s, past the {self.timeout:g} s limit",
+                    expected,
+                )
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+            self._gauge_queue()
+        waiter.event.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            if not waiter.granted:
+                self._waiters.remove(waiter)
+                self._gauge_queue()
+                raise self._refuse(
+                    f"no prediction slot freed within {self.timeout:g} s", self._hold or 1.0
+                )
+        return time.monotonic() - arrived
+
+    def _release(self, held: float) -> None:
+        with self._lock:
+            self._hold = held if not self._hold else 0.8 * self._hold + 0.2 * held
+            if self._waiters:  # the slot passes to the first waiter: _busy stays
+                waiter = self._waiters.popleft()
+                waiter.granted = True
+                waiter.event.set()
+                self._gauge_queue()
+            else:
+                self._busy -= 1
+
+    def _gauge_queue(self) -> None:
+        if self._metrics is not None:
+            self._metrics.queued.set(len(self._waiters))
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        if not self._slots.acquire(blocking=False):
-            raise Overloaded(
-                f"the server is busy: {self.limit} predictions are already in progress; "
-                "retry after the Retry-After delay",
-                details={"max_in_flight": self.limit},
-            )
+    def slot(self, arrived: float | None = None) -> Iterator[None]:
+        """Hold one slot for the block. ``arrived``: when the request arrived
+        (``time.monotonic()``; the server's front stamps it), default now."""
+        waited = self._acquire(time.monotonic() if arrived is None else arrived)
         gauge = self._metrics.predictions_in_flight if self._metrics else None
+        if self._metrics is not None:
+            self._metrics.queue_wait.observe(waited)
         if gauge is not None:
             gauge.inc()
+        start = time.monotonic()
         try:
             yield
         finally:
             if gauge is not None:
                 gauge.dec()
-            self._slots.release()
+            self._release(time.monotonic() - start)
 
 
 def request_id_from(value: str | None) -> str:

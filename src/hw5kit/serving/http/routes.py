@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request, session
 
 from ..errors import NotReady, UnknownModelInBody
 from ..service import PredictRequest
+from .observability import ARRIVED_KEY
 from .parsing import parse_predict
 
 common = Blueprint("common", __name__)
@@ -27,10 +28,11 @@ def state():
 
 
 def _predict(model: str, url, data, top_k: int):
-    """One prediction inside one of the limited in-flight slots (503 when none is free)."""
+    """One prediction inside one of the limited in-flight slots: it waits in the admission
+    queue for one (503 when the queue is full or the wait would pass its deadline)."""
     st = state()
     g.model = model  # known to exist: a bounded metrics label
-    with st.limiter.slot():
+    with st.limiter.slot(arrived=request.environ.get(ARRIVED_KEY)):
         answer = st.service.predict(PredictRequest(model=model, url=url, data=data, top_k=top_k))
     st.metrics.observe_prediction(answer)
     return jsonify(answer)
