@@ -129,7 +129,7 @@ def lost(run: dict) -> set[str]:
 
 FLAGS_BODY = """\
 cd "$(dirname "$0")/.."
-gcloud services enable apigateway.googleapis.com > /dev/null 2>&1
+gcloud services enable apigateway.googleapis.com secretmanager.googleapis.com > /dev/null 2>&1
 mkfifo deployment/fifo.yaml
 ln -s "{secret}" deployment/link.yaml
 ln "{secret}" deployment/hard.yaml 2> /dev/null
@@ -143,15 +143,17 @@ for target in "{secret}" /etc/shadow "{missing}" /dev/zero "{fifo}" deployment/f
         | sed "s#$target#NAME#g" >> /tmp/config.out
     gcloud builds submit --region=us-central1 --config=deployment/cloudbuild.yaml "$target" \\
         2>&1 | sed "s#$target#NAME#g" >> /tmp/source.out
+    gcloud secrets create "s$i" --data-file="$target" 2>&1 | sed "s#$target#NAME#g" \\
+        >> /tmp/secret.out
 done
 {{  # the run's last lines, on stderr: the grader shows them (no `gcloud run deploy` here)
-    for f in spec config source; do
+    for f in spec config source secret; do
         echo "DISTINCT $f $(sort -u /tmp/$f.out | wc -l) of $(wc -l < /tmp/$f.out)"
     done
-    sort -u /tmp/spec.out /tmp/config.out /tmp/source.out | cut -c1-150
+    sort -u /tmp/spec.out /tmp/config.out /tmp/source.out /tmp/secret.out | cut -c1-150
     echo "PROJECT $(gcloud config get-value project 2>&1)"
 }} >&2
-rm -f /tmp/spec.out /tmp/config.out /tmp/source.out
+rm -f /tmp/spec.out /tmp/config.out /tmp/source.out /tmp/secret.out
 exit 1
 """
 
@@ -163,7 +165,8 @@ def test_file_flags_naming_host_files_all_get_one_message(mode, host, materializ
     run = grade_cli(submission, mode, tmp_path / "results.json")
     check_clean(run, f"file flags ({mode})")
     text = outputs(run)
-    for flag in ("spec", "config", "source"):  # secret, /etc/shadow, missing, /dev/zero, FIFOs...
+    # the secret, /etc/shadow, a missing path, /dev/zero, FIFOs, links: one message per flag
+    for flag in ("spec", "config", "source", "secret"):
         assert f"DISTINCT {flag} 1 of 9" in text, text
     assert "Unable to read file [NAME]: no regular file of that name inside the submission" in text
     assert "could not find source [NAME]: no folder of that name inside the submission" in text
