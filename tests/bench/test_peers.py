@@ -183,6 +183,13 @@ def test_peers_table_ratios_targets_chart_and_readme_line(tmp_path):
     missed = rows["throughput at c16 ahead of every peer"]
     assert missed["verdict"] == "MISSED" and "LitServe 0.2 needs 20.0 CPU ms" in missed["why"]
 
+    results["subjects"]["kserve"]["m"]["records"][0]["categories"] = {"coffee.png": ["cup"]}
+    line = peers_report.agreement_line(results, "m")
+    assert "LitServe 0.2 1/1" in line
+    assert (
+        "KServe ModelServer 0.21 0/1 (differs on coffee.png: ours espresso, theirs cup/espresso)"
+        in line
+    )
     path = report.write_report(results, tmp_path)
     text = path.read_text()
     assert "## Against the serving peers (same run)" in text

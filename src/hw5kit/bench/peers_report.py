@@ -161,6 +161,42 @@ def targets(results: dict) -> list[dict]:
     return rows
 
 
+def labels_seen(results: dict, subject: str, model: str) -> dict[str, set[str]]:
+    """Every top-1 label a subject answered for each photo, over all its phases."""
+    seen: dict[str, set[str]] = {}
+    entry = results["subjects"].get(subject, {}).get(model) or {}
+    for rec in entry.get("records", []):
+        for photo, labels in rec.get("categories", {}).items():
+            seen.setdefault(photo, set()).update(labels)
+    return seen
+
+
+def agreement_line(results: dict, model: str) -> str | None:
+    """Ours (its production runtime: bfloat16 on OpenVINO where the CPU has it) against the
+    peers (float32 ONNX Runtime on the same file): same top-1 on how many photos."""
+    ours = labels_seen(results, "ours", model)
+    names = [n for n in peer_names(results) if labels_seen(results, n, model)]
+    if not ours or not names:
+        return None
+    parts = []
+    for name in names:
+        theirs = labels_seen(results, name, model)
+        photos = sorted(set(ours) & set(theirs))
+        differ = [p for p in photos if ours[p] != theirs[p]]
+        text = f"{title(name)} {len(photos) - len(differ)}/{len(photos)}"
+        if differ:
+            text += (
+                " (differs on "
+                + ", ".join(
+                    f"{p}: ours {'/'.join(sorted(ours[p]))}, theirs {'/'.join(sorted(theirs[p]))}"
+                    for p in differ
+                )
+                + ")"
+            )
+        parts.append(text)
+    return f"Top-1 of ours and of each peer on the same photos ({model}): " + "; ".join(parts) + "."
+
+
 def lines(results: dict, charts: list[str]) -> list[str]:
     """The report's peers section."""
     info = results.get("peers") or {}
@@ -197,6 +233,9 @@ def lines(results: dict, charts: list[str]) -> list[str]:
     for model in results["meta"]["plan"]["models"]:
         for mode in results["meta"]["plan"]["modes"]:
             out += [f"### {model}, {mode}", "", table(results, model, mode), ""]
+        agree = agreement_line(results, model)
+        if agree:
+            out += [agree, ""]
     out += [f"![{c}]({c})" for c in charts if c.startswith("peers")]
     return out
 
