@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import procs
+from .paths import ROOT
 from .photos import CORE_PHOTOS, photo
 from .serving.badinputs import BACKEND_ENV, Case, HostileServer, cases
 
-ROOT = procs.ROOT
 DELIBERATE_503 = {"overloaded", "not_ready"}
 
 

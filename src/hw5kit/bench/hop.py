@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import procs
+from ..paths import ROOT
 from ..photos import PHOTOS
 from . import procstats
 from .load import HttpClient, percentile, upload_requests, url_requests
@@ -266,7 +267,7 @@ def start_frontend(
 ) -> tuple[procs.Process, str, float]:
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
-    app = procs.ROOT / "apps" / "frontend_v1" / "app.py"
+    app = ROOT / "apps" / "frontend_v1" / "app.py"
     env = subject_env(torch_home, SERVING_URL=backend, UI_LANG=UI_LANG)
     t0 = time.perf_counter()
     proc = procs.start(

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from ..paths import ROOT
 from ..photos import PHOTOS
 from ..serving.models import OFFLINE_MODELS, Classifier, get_spec
 from ..serving.models import quantization as q
@@ -44,7 +45,7 @@ from ..serving.models.weights import weights_path
 from . import procstats
 from .inprocess import ServiceClient, payloads
 from .load import percentile, run_load
-from .run import ROOT, run_meta
+from .run import run_meta
 
 Log = Callable[[str], None]
 
