@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import procs
+from .. import markdown, procs
 from ..paths import ROOT
 from ..photos import PHOTOS
 from . import procstats
@@ -390,55 +390,79 @@ def _ms(value) -> str:
 
 
 def memory_table(results: dict) -> str:
-    lines = [
-        "| service | process | cold start (s) | RSS after start (MiB) | RSS after the run (MiB) "
-        "| processes |",
-        "|---|---|---:|---:|---:|---:|",
+    header = [
+        "service",
+        "process",
+        "cold start (s)",
+        "RSS after start (MiB)",
+        "RSS after the run (MiB)",
+        "processes",
     ]
     what = {"backend_v1": "gunicorn (master + worker)", "frontend_v1": "Streamlit"}
+    rows = []
     for name, entry in results["services"].items():
         start, after = entry["after_start"], entry["after_run"]
-        lines.append(
-            f"| {name} | {what.get(name, name)} | {entry['cold_start_s']:.2f} "
-            f"| {start['rss_bytes'] / MiB:.0f} | {after['rss_bytes'] / MiB:.0f} "
-            f"| {after['processes']} |"
+        rows.append(
+            [
+                name,
+                what.get(name, name),
+                f"{entry['cold_start_s']:.2f}",
+                f"{start['rss_bytes'] / MiB:.0f}",
+                f"{after['rss_bytes'] / MiB:.0f}",
+                after["processes"],
+            ]
         )
-    return "\n".join(lines)
+    return markdown.table(header, rows, align="llrrrr")
 
 
 def latency_table(results: dict) -> str:
-    lines = [
-        "| mode | path | requests | p50 (ms) | p90 (ms) | the pipeline's own time, p50 (ms) "
-        "| outside the pipeline, p50 (ms) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+    header = [
+        "mode",
+        "path",
+        "requests",
+        "p50 (ms)",
+        "p90 (ms)",
+        "the pipeline's own time, p50 (ms)",
+        "outside the pipeline, p50 (ms)",
     ]
-    for mode, paths in results["latency"].items():
-        for name in PATHS:
-            entry = paths.get(name)
-            if entry is None:
-                continue
-            lines.append(
-                f"| {mode} | {PATH_TITLES[name]} | {entry['n']} | {_ms(entry['p50_ms'])} "
-                f"| {_ms(entry['p90_ms'])} | {_ms(entry.get('server_p50_ms'))} "
-                f"| {_ms(entry.get('outside_server_p50_ms'))} |"
-            )
-    return "\n".join(lines)
+    rows = [
+        [
+            mode,
+            PATH_TITLES[name],
+            entry["n"],
+            _ms(entry["p50_ms"]),
+            _ms(entry["p90_ms"]),
+            _ms(entry.get("server_p50_ms")),
+            _ms(entry.get("outside_server_p50_ms")),
+        ]
+        for mode, paths in results["latency"].items()
+        for name in PATHS
+        if (entry := paths.get(name)) is not None
+    ]
+    return markdown.table(header, rows, align="llrrrrr")
 
 
 def hop_table(results: dict) -> str:
-    lines = [
-        "| mode | frontend client → backend, p50 (ms) | backend's own time, p50 (ms) "
-        "| the hop: round trip − backend's time, p50 (ms) | client − in-process, p50 (ms) "
-        "| client − direct, p50 (ms) |",
-        "|---|---:|---:|---:|---:|---:|",
+    header = [
+        "mode",
+        "frontend client → backend, p50 (ms)",
+        "backend's own time, p50 (ms)",
+        "the hop: round trip − backend's time, p50 (ms)",
+        "client − in-process, p50 (ms)",
+        "client − direct, p50 (ms)",
     ]
-    for mode, h in results["hop"].items():
-        lines.append(
-            f"| {mode} | {_ms(h['client_p50_ms'])} | {_ms(h['backend_p50_ms'])} "
-            f"| {_ms(h['hop_ms'])} | {_ms(h['client_minus_inprocess_ms'])} "
-            f"| {_ms(h['client_minus_direct_ms'])} |"
-        )
-    return "\n".join(lines)
+    rows = [
+        [
+            mode,
+            _ms(h["client_p50_ms"]),
+            _ms(h["backend_p50_ms"]),
+            _ms(h["hop_ms"]),
+            _ms(h["client_minus_inprocess_ms"]),
+            _ms(h["client_minus_direct_ms"]),
+        ]
+        for mode, h in results["hop"].items()
+    ]
+    return markdown.table(header, rows, align="lrrrrr")
 
 
 def report_markdown(results: dict) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import markdown
 from .errors import ERROR_CODES
 
 # The limits the catalog's backend runs with (documented in the README's table).
@@ -404,18 +405,23 @@ END = "<!-- END generated: {} -->"
 
 
 def codes_table() -> str:
-    lines = ["| code | status | meaning, and what to do |", "|---|---|---|"]
-    for code, (statuses, meaning) in ERROR_CODES.items():
-        lines.append(f"| `{code}` | {' / '.join(map(str, statuses))} | {meaning} |")
-    return "\n".join(lines)
+    return markdown.table(
+        ["code", "status", "meaning, and what to do"],
+        [
+            [f"`{code}`", " / ".join(map(str, statuses)), meaning]
+            for code, (statuses, meaning) in ERROR_CODES.items()
+        ],
+    )
 
 
 def catalog_table() -> str:
-    lines = ["| # | case | what is sent | status | code |", "|---|---|---|---|---|"]
-    for i, case in enumerate(CATALOG, 1):
-        sends = case.sends.replace("|", "\\|")
-        lines.append(f"| {i} | `{case.name}` | {sends} | {case.status} | `{case.code}` |")
-    return "\n".join(lines)
+    return markdown.table(
+        ["#", "case", "what is sent", "status", "code"],
+        [
+            [i, f"`{case.name}`", case.sends, case.status, f"`{case.code}`"]
+            for i, case in enumerate(CATALOG, 1)
+        ],
+    )
 
 
 TABLES = {"error codes": codes_table, "bad-input catalog": catalog_table}
