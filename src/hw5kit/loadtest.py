@@ -35,7 +35,8 @@ from pathlib import Path
 from . import procs
 from .paths import ROOT
 from .photos import CORE_PHOTOS, photo
-from .serving.badinputs import BACKEND_ENV, Case, HostileServer, cases
+from .testkit.badinputs import BACKEND_ENV, Case, cases
+from .testkit.hostile import HostileServer
 
 DELIBERATE_503 = {"overloaded", "not_ready"}
 
