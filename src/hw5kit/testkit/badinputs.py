@@ -275,8 +275,9 @@ CATALOG: tuple[Case, ...] = (
 )  # fmt: skip
 
 
-def cases(flavor: str = "v2") -> tuple[Case, ...]:
-    return tuple(c for c in CATALOG if flavor == "v2" or not c.v2_only)
+def cases(version: str = "v2") -> tuple[Case, ...]:
+    """The cases a backend of ``version`` answers (v2 has the model-choice routes)."""
+    return tuple(c for c in CATALOG if version == "v2" or not c.v2_only)
 
 
 # ---- README tables ----------------------------------------------------------------------
