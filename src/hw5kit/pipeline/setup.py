@@ -44,7 +44,8 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import COURSE_AUTOGRADER, DEFAULT_AUTOGRADER, Config
+from .. import naming
+from .deployment import COURSE_AUTOGRADER, DEFAULT_AUTOGRADER, Config
 from .gcloud import minutes, waits
 from .project import PipelineError, Project, run_script
 from .targets.gcp import GCLOUD_MISSING
@@ -127,7 +128,7 @@ BUILD_NEEDS = (
         ),
     ),
 )
-BUILD_ACCOUNT_PLACEHOLDER = "PROJECT_NUMBER-compute@developer.gserviceaccount.com"
+BUILD_ACCOUNT_PLACEHOLDER = naming.compute_service_account("PROJECT_NUMBER")
 PREREQ_SCRIPT = "setup/check_prereq.sh"
 
 

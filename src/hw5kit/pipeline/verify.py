@@ -55,7 +55,7 @@ import requests
 
 from .. import naming, photos
 from . import deliverables
-from .config import Service
+from .deployment import Service
 from .project import Project
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .config import Service
+from .deployment import Service
 
 if TYPE_CHECKING:
     from .verify import Verifier

@@ -45,7 +45,7 @@ from typing import Any
 
 from ... import procs
 from .. import deliverables
-from ..config import GATEWAY_SERVICE, Service
+from ..deployment import GATEWAY_SERVICE, Service
 from ..project import PipelineError, Project
 from .common import (
     HostGateway,

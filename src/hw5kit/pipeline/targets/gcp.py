@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .. import deliverables
-from ..config import GATEWAY_SERVICE, Service
+from ..deployment import GATEWAY_SERVICE, Service
 from ..gcloud import (
     ConfigDirs,
     GcloudTimeout,

@@ -30,8 +30,8 @@ from typing import Any
 
 from ... import procs
 from .. import deliverables
-from ..config import GATEWAY_SERVICE, ConfigError, Service
 from ..deliverables import DeliverablesError
+from ..deployment import GATEWAY_SERVICE, ConfigError, Service
 from ..project import PipelineError, Project
 from .common import (
     GATEWAY_KEYS_ENV,
