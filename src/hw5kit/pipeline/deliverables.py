@@ -32,7 +32,7 @@ import jsonschema
 import yaml
 
 from .. import naming
-from . import yamlschema
+from . import rerun, yamlschema
 
 SCHEMA = "deliverables.schema.json"
 SCHEMA_PATH = yamlschema.HERE / SCHEMA
@@ -148,28 +148,28 @@ def _dotted(parts) -> str:
 
 
 def _hint(field: str, target: str) -> str:
-    flag = "" if target == "local" else f" -- --target {target}"
+    build, deploy = (rerun.command(target, session) for session in ("build", "deploy"))
     if field == GATEWAY_URL:
         if target == "gcp":
             return (
-                f"run `nox -s deploy{flag} backend_v3` (it creates the gateway and records its "
-                "URL), or paste https:// and the defaultHostname `gcloud api-gateway gateways "
-                "describe GATEWAY --location=REGION` prints"
+                f"run `{rerun.command(target, 'deploy', 'backend_v3')}` (it creates the gateway "
+                "and records its URL), or paste https:// and the defaultHostname `gcloud "
+                "api-gateway gateways describe GATEWAY --location=REGION` prints"
             )
-        return f"run `nox -s deploy{flag}`"
+        return f"run `{deploy}`"
     if field == "build_id":
         if target == "gcp":
             return (
-                f"run `nox -s build{flag}` (it records each build's ID here), or paste the ID "
+                f"run `{build}` (it records each build's ID here), or paste the ID "
                 "that `deployment/submit_build.sh` printed (Created [.../builds/BUILD_ID])"
             )
-        return f"run `nox -s build{flag}`"
+        return f"run `{build}`"
     if target == "gcp":
         return (
-            f"run `nox -s deploy{flag}`, or paste the URL that `gcloud run services describe "
+            f"run `{deploy}`, or paste the URL that `gcloud run services describe "
             "SERVICE --region=REGION --format='value(status.url)'` prints"
         )
-    return f"run `nox -s deploy{flag}`"
+    return f"run `{deploy}`"
 
 
 def _describe(error: jsonschema.ValidationError, target: str) -> Problem:
