@@ -7,13 +7,15 @@ hop reports, the README's error tables).
     | lite0 | 5.8 |
 
 A cell is ``str(value)`` with its ``|`` escaped (an escaped ``\\|`` is left as it is), so a cell
-can never split its row.
+can never split its row. ``write_report`` writes a report folder as the benchmarks keep them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 _PIPE = re.compile(r"(?<!\\)\|")
 _RULES = {"l": "---", "r": "---:", "c": ":---:"}
@@ -39,3 +41,13 @@ def table(header: Sequence[object], rows: Iterable[Sequence[object]], align: str
             raise ValueError(f"a row of {len(cells)} cells in a table of {len(header)} columns")
         lines.append(row(cells))
     return "\n".join(lines)
+
+
+def write_report(out: Path, results: dict, text: str) -> Path:
+    """A report folder: ``results.json`` (every figure) and ``README.md`` (``text``, the
+    markdown made from them); returns the README's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    path = out / "README.md"
+    path.write_text(text)
+    return path

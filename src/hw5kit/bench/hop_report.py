@@ -4,7 +4,6 @@ classification by each path, and the extra hop, as markdown (``reports/hop/READM
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import markdown
@@ -176,11 +175,7 @@ def report_markdown(results: dict) -> str:
 
 
 def write_report(results: dict, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    path = out / "README.md"
-    path.write_text(report_markdown(results))
-    return path
+    return markdown.write_report(out, results, report_markdown(results))
 
 
 def rss_mib(results: dict, service: str, when: str = "after_run") -> float:

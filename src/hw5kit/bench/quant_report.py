@@ -4,7 +4,6 @@ and its summary in the repository README between ``<!-- quant:begin -->`` and
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -251,11 +250,7 @@ def report_markdown(results: dict) -> str:
 
 
 def write_report(results: dict, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    path = out / "README.md"
-    path.write_text(report_markdown(results))
-    return path
+    return markdown.write_report(out, results, report_markdown(results))
 
 
 def update_readme(readme: Path, results: dict) -> bool:

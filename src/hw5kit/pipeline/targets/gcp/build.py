@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ...deployment import Service
 from ...gcloud import GcloudTimeout, minutes, parse_json
 from ...project import PipelineError, run_script, tail
-from .cloud import Cloud, Outcome
+from .cloud import Outcome, Part
 
 BUILD_ID_RE = re.compile(
     r"/builds/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]"
@@ -31,13 +31,7 @@ MISSING_ROLE = re.compile(
 )
 
 
-class CloudBuild:
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
-        self.project = cloud.project
-        self.config = cloud.config
-        self.waits = cloud.waits
-
+class CloudBuild(Part):
     def build(self, names: list[str] | None = None, *, verbose: bool = False) -> int:
         self.cloud.preflight()
         services = self.config.select(names)

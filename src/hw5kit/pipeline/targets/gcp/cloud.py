@@ -116,3 +116,14 @@ class Cloud:
                 "failed entries and records every success"
             )
         return 1 if failed else 0
+
+
+class Part:
+    """One concern of the gcp target (build, deploy, IAM, the gateway), working through the
+    run's ``Cloud``."""
+
+    def __init__(self, cloud: Cloud):
+        self.cloud = cloud
+        self.project = cloud.project
+        self.config = cloud.config
+        self.waits = cloud.waits

@@ -15,17 +15,14 @@ from ...deployment import GATEWAY_SERVICE, Service
 from ...gcloud import minutes
 from ...project import PipelineError, run_script, tail
 from ..session import CloudSessionSecret
-from .cloud import Cloud, Outcome
+from .cloud import Cloud, Outcome, Part
 from .gateway import KEY_ENV, ApiGateway
 from .iam import Access
 
 
-class CloudRunDeploy:
+class CloudRunDeploy(Part):
     def __init__(self, cloud: Cloud, gateway: ApiGateway, session_secret: CloudSessionSecret):
-        self.cloud = cloud
-        self.project = cloud.project
-        self.config = cloud.config
-        self.waits = cloud.waits
+        super().__init__(cloud)
         self.gateway = gateway
         self.access = Access(cloud)
         self.session_secret = session_secret

@@ -21,7 +21,7 @@ from ... import deliverables
 from ...deployment import GATEWAY_SERVICE
 from ...project import PipelineError
 from ...render import render_openapi
-from .cloud import Cloud
+from .cloud import Part
 
 KEY_ENV = "API_GATEWAY_KEY"
 KEY_FILE = "gateway.key"  # in .hw5/gcp/
@@ -29,13 +29,7 @@ KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,200}$")  # Google API keys: AIza + 35 of 
 KEY_ID = "hw5-gateway-key"
 
 
-class ApiGateway:
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
-        self.project = cloud.project
-        self.config = cloud.config
-        self.waits = cloud.waits
-
+class ApiGateway(Part):
     # -- the API key -- #
     @property
     def key_path(self):

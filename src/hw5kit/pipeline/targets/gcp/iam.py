@@ -12,16 +12,10 @@ import shlex
 from ...deployment import Service
 from ...gcloud import is_public, parse_json, public_access_fix
 from ...project import PipelineError
-from .cloud import Cloud
+from .cloud import Part
 
 
-class Access:
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
-        self.project = cloud.project
-        self.config = cloud.config
-        self.waits = cloud.waits
-
+class Access(Part):
     def open_invoker(self, s: Service) -> str:
         """Turn the service's Invoker IAM check off (the documented way to a public service
         under domain-restricted sharing); "" once it is public."""
