@@ -1,7 +1,7 @@
 """Hostile and malformed submissions: each gives failed checks with a clear message, the grader
 finishes, and the grader's machine and files are unharmed (files, secrets, processes).
 
-Script attacks run in both isolation modes: bubblewrap, and `user` (as nobody, without
+Script attacks run in both isolation modes: bubblewrap, and `user` (a uid of its own, without
 bubblewrap; needs root). Attacks that would reach the host's network or the whole file system
 run under bubblewrap only: in `user` mode they would really happen on this shared machine.
 """
@@ -173,7 +173,12 @@ def test_a_huge_file_hits_the_file_size_limit(mode, hostile):
 def test_filling_the_workspace_with_files_is_stopped(mode, hostile):
     grading = hostile(mode, "mkdir lots && cd lots && i=0; while :; do : > f$i; i=$((i+1)); done\n")
     output = result(grading, SUBMIT).output
-    assert "files in the workspace" in output or "the time limit" in output
+    # stopped by the count, or by the size-limited workspace's inode limit (whose errors then
+    # flood the output)
+    assert any(
+        reason in output
+        for reason in ("files in the workspace", "the time limit", "No space left on device")
+    ), output
 
 
 @pytest.mark.parametrize("mode", modes())
@@ -214,7 +219,7 @@ def test_the_fake_gcloud_refuses_files_outside_the_submission(mode, hostile):
         "gcloud builds submit --region=us-central1 /\n",
     )
     output = result(grading, "Q1.10").output
-    assert output.count("outside the submission") == 4
+    assert output.count("inside the submission (the grader's fake gcloud") == 4
     assert "the build failed" in output
 
 

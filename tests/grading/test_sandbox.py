@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from hw5kit.grading import runas
 from hw5kit.grading import sandbox as sb
 from hw5kit.grading.cloud import FakeCloud
 from hw5kit.grading.sandbox import GcloudRelay, Sandbox, SandboxUnavailable, grading_folder
@@ -56,7 +59,6 @@ def run_script(box: Sandbox, body: str, handler=None):
         (base / "runs").chmod(0o711)
         script = workspace / "script.sh"
         script.write_text("#!/bin/bash\n" + body)
-        box.prepare_workspace(workspace)
         python = box.python or "/usr/bin/python3"
         with GcloudRelay(base, handler or record, python=python, limit=5) as relay:
             done = box.run(base, workspace, script, relay=relay)
@@ -95,7 +97,7 @@ def test_gcloud_is_the_relay_even_by_its_full_path(mode):
 
 def test_the_relay_answers_from_the_fake_gcloud(tmp_path):
     box = sandbox_for("bwrap")
-    cloud = FakeCloud(tmp_path / "state", tmp_path / "private", "hw5-20261234")
+    cloud = FakeCloud(tmp_path / "state", "hw5-20261234")
     done, _ = run_script(box, "gcloud config get-value project\ngcloud nope\n", cloud.handle)
     assert done.stdout.strip() == "hw5-20261234"
     assert "Invalid choice: 'nope'" in done.stderr
@@ -104,10 +106,16 @@ def test_the_relay_answers_from_the_fake_gcloud(tmp_path):
 
 
 @pytest.mark.parametrize("mode", modes())
-def test_scripts_run_as_nobody_when_the_grader_is_root(mode):
-    done, _ = run_script(sandbox_for(mode), "id -u\ntouch /etc/hw5-probe 2>&1 || true\n")
-    expected = "65534" if os.geteuid() == 0 else str(os.getuid())
-    assert done.stdout.split()[0] == expected
+def test_each_run_gets_a_uid_of_its_own_when_the_grader_is_root(mode):
+    box = sandbox_for(mode)
+    body = "id -u\ntouch /etc/hw5-probe 2>&1 || true\n"
+    first, _ = run_script(box, body)
+    second, _ = run_script(box, body)
+    uids = {int(first.stdout.split()[0]), int(second.stdout.split()[0])}
+    if os.geteuid() == 0:
+        assert len(uids) == 2 and min(uids) >= 100_000  # fresh, unused, never root's or nobody's
+    else:
+        assert uids == {os.getuid()}
     assert not Path("/etc/hw5-probe").exists()
 
 
@@ -161,3 +169,21 @@ def test_the_cli_stops_with_a_clear_message_when_no_sandbox_works(tmp_path):
     assert done.returncode == 2
     assert "bubblewrap (bwrap) is not installed" in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.skipif(not runas.can_mount(), reason="needs root allowed to mount")
+def test_a_grading_folder_that_cannot_be_removed_changes_nothing_outside_it(tmp_path, monkeypatch):
+    parent = tmp_path / "parent"  # stands for /tmp
+    parent.mkdir()
+    parent.chmod(0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", str(parent))
+    stuck = None
+    try:
+        with grading_folder() as base:
+            stuck = base / "stuck"
+            stuck.mkdir()
+            runas.mount_workspace(stuck, 2**20, 16)  # busy: rmtree cannot remove it
+    finally:
+        if stuck is not None:
+            runas.unmount(stuck)
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o1777  # before: chmod 700 of /tmp itself

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..confined import Files, Plain
 from . import spec
 from .state import Store
 
@@ -40,6 +41,8 @@ class Call:
     argv: list[str]
     env: Mapping[str, str]
     cwd: Path
+    # how the command reads the files it names (the grader's is confined to the workspace)
+    files: Files = field(default_factory=Plain)
 
     def flag(self, name: str, default=None):
         return self.flags.get(name, default)
@@ -63,7 +66,9 @@ def _allowed_flags(command: spec.Command) -> str:
     return ", ".join(f.name for f in command.flags) or "none"
 
 
-def parse(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> Call:
+def parse(
+    argv: Sequence[str], env: Mapping[str, str], cwd: Path, files: Files | None = None
+) -> Call:
     argv = list(argv)
     flags: dict[str, str | bool] = {}
     path: list[str] = []
@@ -156,7 +161,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> Call:
     for index, pos in enumerate(expected):
         if pos.required and index >= len(positionals):
             raise GcloudError(f"argument {pos.name}: Must be specified.", 2, command.dotted)
-    return Call(command, flags, positionals, argv, env, cwd)
+    return Call(command, flags, positionals, argv, env, cwd, files or Plain())
 
 
 def _global_flag(name: str) -> spec.Flag | None:
@@ -176,13 +181,21 @@ def _handler(command: spec.Command):
     return getattr(importlib.import_module(f".{module or 'commands'}", __package__), name)
 
 
-def run(argv: Sequence[str], *, state_dir: Path, env: Mapping[str, str], cwd: Path) -> Result:
+def run(
+    argv: Sequence[str],
+    *,
+    state_dir: Path,
+    env: Mapping[str, str],
+    cwd: Path,
+    files: Files | None = None,
+) -> Result:
+    """Run one gcloud command line; ``files`` reads what it names (default: as gcloud does)."""
     from . import concurrency
 
     store = Store(state_dir)
     record: dict = {"argv": list(argv), "cwd": str(cwd), "time": time.time(), "command": None}
     try:
-        call = parse(argv, env, cwd)
+        call = parse(argv, env, cwd, files)
         record["command"] = call.command.name
         record["flags"] = call.flags
         record["positionals"] = call.positionals

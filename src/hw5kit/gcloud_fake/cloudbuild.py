@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..confined import Folder, Listing, Plain, Unreadable
+from ..yamlsafe import yaml_limits_problem
 
 SCHEMA_PATH = Path(__file__).with_name("cloudbuild.schema.json")
 DOCKER_BUILDERS = ("gcr.io/cloud-builders/docker", "docker", "docker.io/library/docker")
@@ -118,13 +122,23 @@ def schema_errors(data: Any) -> list[str]:
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    """Parse and check a config file; ConfigProblem with gcloud's wording otherwise."""
+    """Read (as gcloud would, size-capped and non-blocking) and check a config file."""
     try:
-        text = path.read_text()
-    except (FileNotFoundError, IsADirectoryError):
-        raise ConfigProblem(f"Unable to read file [{path}]: no such file") from None
+        data = Plain().read(str(path), Path.cwd(), flag="--config")
+    except Unreadable as exc:
+        raise ConfigProblem(f"Unable to read file [{path}]: {exc.reason}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(raw: bytes, path: str) -> dict[str, Any]:
+    """Parse and check a config's bytes; ConfigProblem with gcloud's wording otherwise."""
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigProblem(f"parsing {path}: not a text file") from None
+    problem = yaml_limits_problem(text, path)  # the fake must not explode either
+    if problem:
+        raise ConfigProblem(problem)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -343,9 +357,44 @@ class Registry:
 
 
 @dataclass
+class Upload:
+    """The source a build received: what ``gcloud builds submit`` uploaded (its folder, opened
+    once, and the listing after the ignore files), read only through that folder."""
+
+    folder: Folder
+    listing: Listing
+
+    def dir_exists(self, rel: str) -> bool:
+        return rel == "." or rel in self.listing.dirs
+
+    def read(self, rel: str, shown: str) -> bytes | None:
+        """The file's bytes when it was uploaded as a regular file and still reads as one."""
+        if rel not in self.listing.files:
+            return None
+        try:
+            return self.folder.read(rel, flag="docker build", shown=shown)
+        except Unreadable:
+            return None
+
+
+def _in_workspace(path: str, base: str = ".") -> str | None:
+    """``path`` (relative to ``base``, or absolute under /workspace) as a path relative to the
+    uploaded source, or None when it leaves it."""
+    if path.startswith("/"):
+        if path != "/workspace" and not path.startswith("/workspace/"):
+            return None
+        path = path[len("/workspace") :].lstrip("/") or "."
+        base = "."
+    joined = os.path.normpath(os.path.join(base, path))
+    if joined == ".." or joined.startswith("../") or joined.startswith("/"):
+        return None
+    return joined
+
+
+@dataclass
 class Simulation:
     build_id: str
-    workspace: Path
+    source: Upload
     registry: Registry
     local: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> digest
     log: list[str] = field(default_factory=list)
@@ -368,7 +417,7 @@ class Simulation:
             self.log.append(f"{label}: (fake Cloud Build: this step is not simulated)")
             self.log.append(f"Finished {label}")
             return
-        workdir = self.workspace / step.get("dir", "")
+        workdir = _in_workspace(step.get("dir", "") or ".")
         self.log.append(f"{label}: docker {' '.join(shlex.quote(a) for a in args)}")
         if not args:
             raise StepFailed("docker: no command given")
@@ -386,7 +435,7 @@ class Simulation:
             raise StepFailed(f'invalid argument "{text}" for {what}: invalid reference format')
         return ref
 
-    def _docker_build(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_build(self, args: list[str], workdir: str | None, label: str) -> None:
         parsed = parse_docker_build(args)
         if parsed.problems:
             raise StepFailed(parsed.problems[0])
@@ -397,13 +446,17 @@ class Simulation:
             raise StepFailed(
                 f'"docker build" requires exactly 1 argument (the context), got {positional}'
             )
-        context = (workdir / positional[0]).resolve()
-        if not context.is_dir() or not _inside(context, self.workspace):
+        context = _in_workspace(positional[0], workdir) if workdir else None
+        if context is None or not self.source.dir_exists(context):
             raise StepFailed(f"unable to prepare context: path {positional[0]!r} not found")
         dockerfile_arg = parsed.files[-1] if parsed.files else None
-        dockerfile = (workdir / dockerfile_arg) if dockerfile_arg else context / "Dockerfile"
-        if not dockerfile.is_file() or not _inside(dockerfile.resolve(), self.workspace):
-            shown = Path("/workspace") / dockerfile.relative_to(self.workspace)
+        if dockerfile_arg:
+            dockerfile = _in_workspace(dockerfile_arg, workdir or ".")
+        else:
+            dockerfile = os.path.normpath(os.path.join(context, "Dockerfile"))
+        shown = f"/workspace/{dockerfile}" if dockerfile else str(dockerfile_arg)
+        text = self.source.read(dockerfile, shown) if dockerfile else None
+        if text is None:  # not uploaded (ignored, absent), or not a regular file
             raise StepFailed(
                 "unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
                 f"lstat {shown}: no such file or directory"
@@ -416,7 +469,7 @@ class Simulation:
                 self.log.append(f"{label}: using cache from {ref.tagged}")
             else:
                 self.log.append(f"{label}: cache image {ref.tagged} not found locally, ignored")
-        froms = _dockerfile_froms(dockerfile, build_args)
+        froms = resolve_froms(text.decode("utf-8", errors="replace"), build_args)
         if froms.unused_build_args:  # docker's warning, word for word
             self.log.append(
                 f"{label}: [Warning] One or more build-args [{' '.join(froms.unused_build_args)}]"
@@ -428,7 +481,7 @@ class Simulation:
             if not line.image:  # BuildKit's answer (moby/moby#37396)
                 raise StepFailed(f"failed to solve: base name ({line.written}) should not be blank")
             self._need_base(line.image, label)
-        digest = digest_of(self.build_id, str(dockerfile), *parsed.tags)
+        digest = digest_of(self.build_id, shown, *parsed.tags)
         for ref in tags:
             self.local[ref.tagged] = digest
             self.built.append(ref.tagged)
@@ -452,7 +505,7 @@ class Simulation:
             self.local[ref.tagged] = digest
         self.log.append(f"{label}: FROM {ref.tagged}")
 
-    def _docker_tag(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_tag(self, args: list[str], workdir: str | None, label: str) -> None:
         if len(args) != 2:
             raise StepFailed('"docker tag" requires exactly 2 arguments')
         source = self._reference(args[0], "source image")
@@ -462,7 +515,7 @@ class Simulation:
         self.local[target.tagged] = self.local[source.tagged]
         self.built.append(target.tagged)
 
-    def _docker_pull(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_pull(self, args: list[str], workdir: str | None, label: str) -> None:
         names = [a for a in args if not a.startswith("-")]
         if len(names) != 1:
             raise StepFailed('"docker pull" requires exactly 1 argument')
@@ -478,7 +531,7 @@ class Simulation:
         self.local[ref.tagged] = digest
         self.log.append(f"{label}: Status: Downloaded newer image for {ref.tagged}")
 
-    def _docker_push(self, args: list[str], workdir: Path, label: str) -> None:
+    def _docker_push(self, args: list[str], workdir: str | None, label: str) -> None:
         names = [a for a in args if not a.startswith("-")]
         if len(names) != 1:
             raise StepFailed('"docker push" requires exactly 1 argument')
@@ -514,14 +567,6 @@ class Simulation:
         entry["tags"][ref.tag or "latest"] = digest
         self.pushed.append((ref.tagged, digest))
         self.log.append(f"{label}: {ref.tag or 'latest'}: digest: {digest} size: 2841")
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 ARG_RE = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?\s*$", re.I)
@@ -604,10 +649,6 @@ def resolve_froms(text: str, build_args: dict[str, str]) -> DockerfileFroms:
             stages.add(alias.group(1))
     unused = [name for name in build_args if name not in declared]
     return DockerfileFroms(froms, declared, unused)
-
-
-def _dockerfile_froms(dockerfile: Path, build_args: dict[str, str]) -> DockerfileFroms:
-    return resolve_froms(dockerfile.read_text(errors="replace"), build_args)
 
 
 # ---- `docker build` arguments, shared with the grader's reading of Cloud Build configs ----------

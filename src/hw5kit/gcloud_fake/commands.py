@@ -13,14 +13,14 @@ import json
 import re
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import naming
+from ..confined import Folder, Unreadable
 from ..gcp_regions import API_GATEWAY_LOCATIONS
-from . import cloudbuild, formats, iam
+from . import cloudbuild, formats, gcloudignore, iam
 from .cli import Call, GcloudError, Result
 from .state import API_TITLES, BILLED_APIS, new_project, now
 
@@ -33,6 +33,8 @@ PROPERTIES = {
     "builds/region": "builds/region",
     "compute/region": "compute/region",
     "artifacts/location": "artifacts/location",
+    # https://cloud.google.com/sdk/gcloud/reference/topic/gcloudignore: turns ignore files off
+    "gcloudignore/enabled": "gcloudignore/enabled",
 }
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -251,15 +253,14 @@ def builds_submit(call: Call, state: dict) -> Result:
     region = _region(call, state, "builds/region", default="global")
     _need_api(call, project, data, "cloudbuild.googleapis.com")
     source_arg = call.positionals[0] if call.positionals else "."
-    source = (call.cwd / source_arg).resolve()
-    if source_arg.startswith("gs://") or not source.is_dir():
+    if source_arg.startswith("gs://"):
         raise GcloudError(
             f"could not find source [{source_arg}] (fake gcloud: SOURCE must be a local directory)",
             1,
             call.command.dotted,
         )
     config_arg = call.flag("--config") or "cloudbuild.yaml"
-    config_path = (call.cwd / config_arg).resolve()
+    config_path = call.files.describe(str(config_arg), call.cwd)
     given = _parse_substitutions(call, call.flag("--substitutions"))
     build_id = str(uuid.uuid4())
     number = data["number"]
@@ -271,10 +272,68 @@ def builds_submit(call: Call, state: dict) -> Result:
         "SERVICE_ACCOUNT_EMAIL": f"{number}-compute@developer.gserviceaccount.com",
     }
     try:
-        config = cloudbuild.load_config(config_path)
-        resolved, user = cloudbuild.apply_substitutions(config, given, builtins)
-    except cloudbuild.ConfigProblem as exc:
-        raise GcloudError(str(exc), 1, call.command.dotted) from None
+        folder = call.files.folder(source_arg, call.cwd, flag="SOURCE")
+    except Unreadable as exc:
+        raise GcloudError(
+            f"could not find source [{source_arg}]: {exc.reason}", 1, call.command.dotted
+        ) from None
+    with folder:
+        try:
+            raw = call.files.read(str(config_arg), call.cwd, flag="--config")
+        except Unreadable as exc:
+            raise GcloudError(
+                f"Unable to read file [{config_arg}]: {exc.reason}", 1, call.command.dotted
+            ) from None
+        try:
+            config = cloudbuild.parse_config(raw, config_path)
+            resolved, user = cloudbuild.apply_substitutions(config, given, builtins)
+        except cloudbuild.ConfigProblem as exc:
+            raise GcloudError(str(exc), 1, call.command.dotted) from None
+        try:
+            upload = _upload(call, state, folder)
+        except gcloudignore.IgnoreFileError as exc:
+            raise GcloudError(str(exc), 1, call.command.dotted) from None
+        return _run_build(call, state, project, data, region, build_id, upload, resolved, user)
+
+
+def _upload(call: Call, state: dict, folder: Folder) -> cloudbuild.Upload:
+    """What gcloud uploads from the source folder: every file its ignore files keep
+    (https://cloud.google.com/sdk/gcloud/reference/topic/gcloudignore; see gcloudignore.py)."""
+    enabled = str(
+        call.env.get("CLOUDSDK_GCLOUDIGNORE_ENABLED")
+        or state["config"].get("gcloudignore/enabled")
+        or "true"
+    ).lower() not in ("false", "0", "no", "off")
+    chooser = gcloudignore.chooser_for(folder, enabled=enabled)
+    return cloudbuild.Upload(folder, folder.listing(chooser))
+
+
+def _size(n: int) -> str:
+    """Sizes as gcloud's resource_transform.TransformSize prints them (binary units)."""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024  # type: ignore[assignment]
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"
+    return f"{n} bytes"  # pragma: no cover
+
+
+def _run_build(
+    call: Call,
+    state: dict,
+    project: str,
+    data: dict,
+    region: str,
+    build_id: str,
+    upload: cloudbuild.Upload,
+    resolved: dict,
+    user: dict,
+) -> Result:
+    source_arg = call.positionals[0] if call.positionals else "."
+    number = data["number"]
+    source = call.files.describe(source_arg, call.cwd)
+    config_path = call.files.describe(str(call.flag("--config") or "cloudbuild.yaml"), call.cwd)
     created = now()
     log_url = (
         f"https://console.cloud.google.com/cloud-build/builds;region={region}/{build_id}"
@@ -319,7 +378,7 @@ def builds_submit(call: Call, state: dict) -> Result:
         if iam.granted(data, member, iam.PUSH, key)
     }
     sim = cloudbuild.Simulation(
-        build_id, source, cloudbuild.Registry(project, repositories, images, writable)
+        build_id, upload, cloudbuild.Registry(project, repositories, images, writable)
     )
     storage = build["source"]["storageSource"]
     sim.log += [
@@ -408,9 +467,16 @@ def builds_submit(call: Call, state: dict) -> Result:
     build["fake"]["finish_at"] = time.time() + seconds
     build["fake"]["log"] = sim.log
     data["builds"][build_id] = build
+    # gcloud's submit_util and snapshot.py: the archive's size, then (when files were left out
+    # and no .gcloudignore exists) the note about the default ignore file
+    ignored = ""
+    if upload.listing.ignored and not upload.folder.has(gcloudignore.IGNORE_FILE):
+        ignored = gcloudignore.IGNORED_MESSAGE.format(log="~/.config/gcloud/logs (fake gcloud)")
     stderr = (
-        f"Creating temporary archive of source [{source_arg}].\n"
-        f"Uploading tarball of [{source_arg}] to [gs://{storage['bucket']}/{storage['object']}]\n"
+        f"Creating temporary archive of {len(upload.listing.files)} file(s) totalling "
+        f"{_size(sum(upload.listing.files.values()))} before compression.\n"
+        + ignored
+        + f"Uploading tarball of [{source_arg}] to [gs://{storage['bucket']}/{storage['object']}]\n"
         f"Created [https://cloudbuild.googleapis.com/v1/{name.replace(number, project, 1)}].\n"
         f"Logs are available at [ {log_url} ].\n"
     )
@@ -1061,13 +1127,14 @@ def api_configs_create(call: Call, state: dict) -> Result:
             2,
             call.command.dotted,
         )
-    path = Path(spec_path)
-    if not path.is_absolute():
-        path = Path(call.cwd) / path
     try:
-        text = path.read_text()
-    except OSError:
-        raise GcloudError(f"Unable to read file [{spec_path}]", 1, call.command.dotted) from None
+        text = call.files.read(str(spec_path), call.cwd, flag="--openapi-spec").decode(
+            "utf-8", errors="replace"
+        )
+    except Unreadable as exc:
+        raise GcloudError(
+            f"Unable to read file [{spec_path}]: {exc.reason}", 1, call.command.dotted
+        ) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:

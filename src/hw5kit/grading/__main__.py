@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import naming
-from . import report
+from . import cloud, report
 from .grader import Options, grade
 from .sandbox import MODES, Limits, Sandbox, SandboxUnavailable
 
@@ -97,8 +97,9 @@ def parser() -> argparse.ArgumentParser:
         "--sandbox",
         choices=("auto", *MODES),
         default="auto",
-        help="how the scripts are isolated: bwrap (bubblewrap), user (as nobody, needs root), "
-        "none (as yourself: only for your own submission); auto picks the first that works",
+        help="how the scripts are isolated: bwrap (bubblewrap), user (a uid of its own per "
+        "script, needs root), none (as yourself: only for your own submission); auto picks the "
+        "first that works",
     )
     p.add_argument(
         "--timeout",
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(report.summary(grading), flush=True)
             print(f"\nresults: {target}")
+    cloud.stop_call_servers()  # reaped: their memory counts in the grader's children
     if many:
         total = time.monotonic() - started
         count = len(args.submissions)

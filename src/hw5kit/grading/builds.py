@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -186,7 +187,8 @@ class BuildUnit:
 def config_rel_of(ctx: Context, call: Call) -> str | None:
     """The Cloud Build file a ``builds submit`` call used, as a path in the snapshot."""
     config = call.flags.get("--config") or "cloudbuild.yaml"
-    path = (Path(call.cwd) / str(config)).resolve()
+    # lexical, as the fake reads it (no link followed): the names are the script's own
+    path = Path(os.path.normpath(os.path.join(call.cwd, str(config))))
     for root in ctx.workspace_roots:
         with contextlib.suppress(ValueError):
             rel = str(path.relative_to(root.resolve()))

@@ -2,11 +2,16 @@
 
 One ``hw5kit.gcloud_fake`` project per submission (``hw5-<student id>``, APIs enabled, the
 ``hw5-images`` repository, set as gcloud's default project as after ``gcloud config set
-project``), answered in the grader's process through the sandbox's relay. On top of the fake:
+project``), answered for the sandbox's relay. On top of the fake:
 
-* paths: ``gcloud builds submit`` may only upload and read files inside the workspace; the
-  config file is opened once, checked to really be inside (after the open, so a link swapped in
-  meanwhile is caught), size- and alias-limited, and handed to the fake as a private copy;
+* files: every file a call names (``--config``, ``--openapi-spec``, the source folder, the
+  Dockerfiles a build step reads, ``.gcloudignore``) is read through ``hw5kit.confined``'s
+  ``Confined`` reader: beneath the run's workspace, no link followed, regular files the
+  script itself could read, size-capped, and one message for every refusal;
+* bounds: each call runs in a child process forked by a call server (``callserver.py``, the
+  fake already imported), with an address-space and CPU limit and a wall-clock timeout
+  (``Limits.gcloud_*``), at most ``CONCURRENT_CALLS`` at once; a call that exceeds them fails
+  with a message, the state lock it held dies with it, and the grading goes on;
 * commands that change nothing a grade depends on (``gcloud auth ...``, ``config list``,
   ``info``, ``version``) succeed without doing anything, so a script is not failed for them;
 * every call is recorded here as the script issued it (``Call``), with the build ID or service
@@ -16,18 +21,19 @@ project``), answered in the grader's process through the sandbox's relay. On top
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import re
-import stat
+import select
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..gcloud_fake import FakeGcloud
+from ..gcloud_fake import PACKAGE_PARENT, FakeGcloud
 from ..gcloud_fake import cli as fake_cli
-from .submission import MAX_TEXT, yaml_limits_problem
+from . import callserver
 
 BUILD_ID_RE = re.compile(
     r"/builds/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]"
@@ -63,20 +69,32 @@ class Call:
         return "gcloud " + " ".join(self.argv)
 
 
+CONCURRENT_CALLS = 4  # calls run at once; the others wait (bounds the grader's memory)
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    timeout: float = 20.0  # wall-clock seconds per gcloud call
+    memory: int = 512 * 2**20  # address space a call may add to its call server's
+    cpu_seconds: int = 20
+
+
 @dataclass
 class FakeCloud:
     state_dir: Path
-    private_dir: Path
     project: str
-    workspace: Path | None = None
+    limits: CallLimits = field(default_factory=CallLimits)
+    workspace: Path | None = None  # the current run's: the only place calls read files from
+    uid: int | None = None  # the current run's script's identity (what it may read)
+    gid: int | None = None
     calls: list[Call] = field(default_factory=list)
+    peak_call_kib: int = 0  # the largest resident size a call reached (KiB), for the report
 
     def __post_init__(self) -> None:
         self.fake = FakeGcloud(self.state_dir)
         self.fake.add_project(self.project)
-        self.private_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._counter = itertools.count()
+        self._slots = threading.BoundedSemaphore(CONCURRENT_CALLS)
 
     # -- the relay handler -- #
     def handle(self, argv: list[str], cwd: str, env: dict[str, str]) -> dict[str, Any]:
@@ -89,82 +107,50 @@ class FakeCloud:
             call = Call(argv, cwd, " ".join(argv[:2]), {}, [], 0, "", message, noop=True)
             self._record(call)
             return {"stdout": "", "stderr": message, "code": 0}
-        run_argv = list(argv)
-        private: tuple[str, str] | None = None
         try:
             parsed = fake_cli.parse(argv, env, cwd_path)
         except fake_cli.GcloudError:
             parsed = None
-        if parsed is not None and parsed.command.name == "builds submit":
-            problem, run_argv, private = self._confine_build(parsed, argv, cwd_path)
-            if problem:
-                message = f"ERROR: (gcloud.builds.submit) fake gcloud (grader): {problem}\n"
-                call = Call(
-                    argv,
-                    cwd,
-                    parsed.command.name,
-                    dict(parsed.flags),
-                    list(parsed.positionals),
-                    1,
-                    "",
-                    message,
-                )
-                self._record(call)
-                return {"stdout": "", "stderr": message, "code": 1}
-        result = fake_cli.run(run_argv, state_dir=self.state_dir, env=env, cwd=cwd_path)
-        if private:  # the script sees its own file named, not the grader's copy
-            result.stdout = result.stdout.replace(*private)
-            result.stderr = result.stderr.replace(*private)
-        build = BUILD_ID_RE.search(result.stderr)
-        url = SERVICE_URL_RE.search(result.stderr)
+        answer = self.run_bounded(argv, cwd_path, env)
+        build = BUILD_ID_RE.search(answer["stderr"])
+        url = SERVICE_URL_RE.search(answer["stderr"])
         call = Call(
             argv,
             cwd,
             parsed.command.name if parsed else None,
             dict(parsed.flags) if parsed else {},
             list(parsed.positionals) if parsed else [],
-            result.code,
-            result.stdout,
-            result.stderr,
+            answer["code"],
+            answer["stdout"],
+            answer["stderr"],
             build.group(1) if build else None,
-            url.group(1) if url and result.code == 0 else None,
+            url.group(1) if url and answer["code"] == 0 else None,
         )
         self._record(call)
-        return {"stdout": result.stdout, "stderr": result.stderr, "code": result.code}
+        return answer
+
+    def run_bounded(self, argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+        """``gcloud ARGV`` on the fake, in a child process under this cloud's limits."""
+        request = {
+            "argv": list(argv),
+            "cwd": str(cwd),
+            "env": dict(env),
+            "state_dir": str(self.state_dir),
+            "root": str(self.workspace or "/nonexistent"),
+            "uid": self.uid,
+            "gid": self.gid,
+            "memory": self.limits.memory,
+            "cpu": self.limits.cpu_seconds,
+        }
+        with self._slots:
+            answer = _run_child(request, self.limits.timeout)
+        with self._lock:
+            self.peak_call_kib = max(self.peak_call_kib, int(answer.pop("rss_kib", 0) or 0))
+        return answer
 
     def _record(self, call: Call) -> None:
         with self._lock:
             self.calls.append(call)
-
-    def _confine_build(
-        self, parsed: fake_cli.Call, argv: list[str], cwd: Path
-    ) -> tuple[str | None, list[str], tuple[str, str] | None]:
-        root = (self.workspace or Path("/nonexistent")).resolve()
-        source_arg = parsed.positionals[0] if parsed.positionals else "."
-        if not source_arg.startswith("gs://"):
-            source = (cwd / source_arg).resolve()
-            if not _inside(source, root):
-                return (
-                    f"the source folder {source_arg} ({source}) is outside the submission: "
-                    "upload the repository itself (the course's script uses ${SCRIPT_DIR}/..)",
-                    argv,
-                    None,
-                )
-        config_arg = str(parsed.flags.get("--config") or "cloudbuild.yaml")
-        try:
-            data = read_inside(cwd / config_arg, root)
-        except FileNotFoundError:
-            return None, argv, None  # the fake says it the way gcloud does
-        except ValueError as exc:
-            return f"--config {config_arg}: {exc}", argv, None
-        text = data.decode("utf-8", errors="replace")
-        problem = yaml_limits_problem(text, config_arg)
-        if problem:
-            return problem, argv, None
-        private = self.private_dir / f"config-{next(self._counter)}-{Path(config_arg).name}"
-        private.write_bytes(data)
-        shown = str(cwd / config_arg)
-        return None, _replace_config(argv, str(private)), (str(private), shown)
 
     # -- helpers for the grader -- #
     def since(self, start: int) -> list[Call]:
@@ -215,51 +201,78 @@ def _is_noop(argv: list[str]) -> bool:
     return any(tuple(words[: len(prefix)]) == prefix for prefix in NOOP_COMMANDS)
 
 
-def _replace_config(argv: list[str], path: str) -> list[str]:
-    out, skip = [], False
-    for index, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if arg == "--config":
-            out.append(f"--config={path}")
-            skip = index + 1 < len(argv)
-        elif arg.startswith("--config="):
-            out.append(f"--config={path}")
-        else:
-            out.append(arg)
-    if not any(a.startswith("--config=") for a in out):
-        out.append(f"--config={path}")
-    return out
+# --- the call servers -------------------------------------------------------------------
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or str(path).startswith(str(root) + os.sep)
+class _Server:
+    """One ``callserver`` process: a request at a time."""
+
+    def __init__(self) -> None:
+        bootstrap = (
+            "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "from hw5kit.grading.callserver import main; main()"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", bootstrap, str(PACKAGE_PARENT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+            close_fds=True,
+        )
+
+    def call(self, request: dict[str, Any], wait: float) -> dict[str, Any] | None:
+        """The answer, or None when the server did not give one within ``wait`` seconds."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            callserver.write_message(self.proc.stdin, request)
+            ready, _, _ = select.select([self.proc.stdout], [], [], wait)
+            if not ready:
+                return None
+            return callserver.read_message(self.proc.stdout)
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
 
-def read_inside(path: Path, root: Path, limit: int = MAX_TEXT) -> bytes:
-    """The bytes of ``path`` if what gets opened is a regular file inside ``root``.
+_IDLE: list[_Server] = []
+_POOL_LOCK = threading.Lock()
 
-    The check happens after the open (on /proc/self/fd), so a file swapped for a link to
-    somewhere else between a check and the read cannot be read. ValueError says why not."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the last component is a symbolic link
-            target = os.path.realpath(path)
-            if _inside(Path(target), root):
-                return read_inside(Path(target), root, limit)
-            raise ValueError(f"a symbolic link to {target}, outside the submission") from None
-        raise ValueError(f"cannot be read ({exc.strerror})") from None
-    with contextlib.closing(os.fdopen(fd, "rb")) as fh:
-        real = Path(os.readlink(f"/proc/self/fd/{fd}"))
-        if not _inside(real, root):
-            raise ValueError(f"resolves to {real}, outside the submission")
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file")
-        if info.st_size > limit:
-            raise ValueError(f"{info.st_size} bytes, over the {limit // 2**10} KiB limit")
-        return fh.read(limit + 1)[:limit]
+
+def _run_child(request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    with _POOL_LOCK:
+        server = _IDLE.pop() if _IDLE else None
+    if server is None:
+        try:
+            server = _Server()
+        except OSError as exc:
+            return callserver.failure(f"the grader could not run the fake gcloud ({exc})")
+    answer = server.call({**request, "timeout": timeout}, timeout + 10)
+    if answer is None:  # the server itself is stuck or gone: replace it
+        server.proc.kill()
+        server.stop()
+        return callserver.failure(f"{callserver.STOPPED}it took more than {timeout:g} s")
+    with _POOL_LOCK:
+        _IDLE.append(server)
+    return answer
+
+
+def stop_call_servers() -> None:
+    """Stop (and reap) the call servers, so that their and their children's resource use is
+    counted in the grader's (``getrusage(RUSAGE_CHILDREN)``); the next call starts new ones."""
+    with _POOL_LOCK:
+        servers = list(_IDLE)
+        _IDLE.clear()
+    for server in servers:
+        server.stop()

@@ -18,7 +18,7 @@ from ..gcloud_fake import cloudbuild as cb
 from ..pipeline import deliverables as dl
 from . import answers as answers_mod
 from . import buildconfig, builds, layout
-from .cloud import FakeCloud
+from .cloud import CallLimits, FakeCloud
 from .rubric import Rubric, load
 from .runs import Runner, Runs, ScriptRun, deploy_script_name
 from .sandbox import GcloudRelay, Limits, Sandbox, grading_folder
@@ -71,6 +71,7 @@ class Context:
     units: list[builds.BuildUnit] = field(default_factory=list)  # the builds, graded each
     build_records: dict[str, dict] = field(default_factory=dict)  # the fake's, by build ID
     deliverables_notes: list[str] = field(default_factory=list)
+    gcloud_peak_kib: int = 0  # the largest resident size one fake gcloud call reached
 
     # -- what the assignment expects -- #
     @property
@@ -221,7 +222,12 @@ def read_deliverables(ctx: Context) -> None:
 
 def _run_scripts(ctx: Context, base: Path) -> None:
     assert ctx.project is not None
-    cloud = FakeCloud(base / "state", base / "private", ctx.project)
+    limits = ctx.options.limits
+    cloud = FakeCloud(
+        base / "state",
+        ctx.project,
+        CallLimits(limits.gcloud_timeout, limits.gcloud_memory, int(limits.gcloud_timeout)),
+    )
     python = ctx.sandbox.python or "/usr/bin/python3"
     with GcloudRelay(
         base, cloud.handle, python=python, limit=ctx.options.limits.gcloud_calls
@@ -271,6 +277,7 @@ def _run_scripts(ctx: Context, base: Path) -> None:
                     notes += more
             runs.deploys[frontend], runs.deploy_notes[frontend] = front_runs, notes
         ctx.workspace_roots = [runner.runs_dir / str(i) for i in range(1, runner.count + 1)]
+        ctx.gcloud_peak_kib = cloud.peak_call_kib
         ctx.layout_notes = runner.layout_notes
 
 

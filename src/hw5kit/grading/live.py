@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -50,10 +51,29 @@ def mapped(url: str, url_map: dict[str, str]) -> str:
     return url.rstrip("/")
 
 
-def _get(url: str) -> requests.Response:
-    response = requests.get(url, timeout=TIMEOUT, stream=True, allow_redirects=False)
-    response._content = response.raw.read(MAX_BODY, decode_content=False)  # bounded body
+def _fetch(method: str, url: str, **kwargs) -> requests.Response:
+    """One request to a URL the submission named: no redirect followed (a service could send
+    the grader anywhere, its cloud's metadata server included), at most ``MAX_BODY`` bytes
+    read, and a total time bound (``TIMEOUT`` applies to each socket read, which a service
+    dripping bytes would otherwise stretch without end)."""
+    deadline = time.monotonic() + 2 * TIMEOUT
+    response = requests.request(
+        method, url, timeout=TIMEOUT, stream=True, allow_redirects=False, **kwargs
+    )
+    body = bytearray()
+    try:
+        for chunk in response.raw.stream(2**16, decode_content=False):
+            body += chunk
+            if len(body) >= MAX_BODY or time.monotonic() > deadline:
+                break
+    finally:
+        response.close()
+    response._content = bytes(body[:MAX_BODY])
     return response
+
+
+def _get(url: str) -> requests.Response:
+    return _fetch("GET", url)
 
 
 def describe_build(ctx: Context, app: str, build_id: str, gcloud: str) -> tuple[bool, str]:
@@ -104,7 +124,7 @@ def check_backend(
     answer, how, error = None, "", ""
     try:
         with photo.path.open("rb") as fh:
-            r = requests.post(f"{url}/predict", files={"file": (photo.name, fh)}, timeout=TIMEOUT)
+            r = _fetch("POST", f"{url}/predict", files={"file": (photo.name, fh)})
         answer, how = _category(r), "by upload"
         if answer is None:
             error = f"upload: {r.status_code} {r.text.strip()[:120]!r}"
@@ -112,9 +132,7 @@ def check_backend(
         error = f"upload: no answer ({type(exc).__name__})"
     if answer is None and photo_base and (urlparse(url).hostname or "") in LOOPBACK:
         try:
-            r = requests.post(
-                f"{url}/predict", json={"url": f"{photo_base}/{photo.name}"}, timeout=TIMEOUT
-            )
+            r = _fetch("POST", f"{url}/predict", json={"url": f"{photo_base}/{photo.name}"})
             answer, how = _category(r), "by URL"
             if answer is None:
                 error += f"; by URL: {r.status_code} {r.text.strip()[:120]!r}"

@@ -121,13 +121,14 @@ class Runner:
 
     # -- workspaces -- #
     def workspace(self) -> Path:
+        """A fresh copy of the snapshot (a size-limited tmpfs where the grader may mount)."""
         self.count += 1
         ws = self.runs_dir / str(self.count)
-        shutil.copytree(self.snapshot.root, ws, symlinks=True)
+        self.sandbox.make_workspace(ws)
+        shutil.copytree(self.snapshot.root, ws, symlinks=True, dirs_exist_ok=True)
         notes = self._lay_out(ws)
         if self.count == 1:
             self.layout_notes = notes
-        self.sandbox.prepare_workspace(ws)
         return ws
 
     def _lay_out(self, ws: Path) -> list[str]:
@@ -228,10 +229,20 @@ class Runner:
                 run.problem = str(exc)
             return run
         ws = self.workspace()
+        identity = self.sandbox.identity()
+        # the fake gcloud reads files for this run only beneath its workspace, and only those
+        # the script itself may read
         self.cloud.workspace = ws
+        self.cloud.uid, self.cloud.gid = (identity.uid, identity.gid) if identity else (None, None)
         start = self.cloud.mark()
         script = ws / "deployment" / Path(rel).name
-        run.result = self.sandbox.run(self.base, ws, script, run.args, relay=self.relay)
+        try:
+            run.result = self.sandbox.run(
+                self.base, ws, script, run.args, relay=self.relay, identity=identity
+            )
+        finally:
+            self.cloud.workspace = None
+            self.sandbox.release_workspace(ws)
         run.calls = self.cloud.since(start)
         return run
 

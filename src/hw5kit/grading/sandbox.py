@@ -9,7 +9,12 @@ Every script runs on a throw-away copy of the submission (a *workspace*), with:
   output (past which the script is killed) and bytes written into the workspace;
 * ``gcloud`` = a small relay that forwards its arguments over a Unix socket to the fake gcloud
   running *in the grader* (``GcloudRelay``): the script cannot read or forge the fake's state or
-  call log, and the relay refuses paths outside the workspace.
+  call log; each call runs bounded in time and memory, and reads only regular files inside the
+  workspace (``cloud.py``, ``hw5kit.confined``);
+* as root, a **uid of its own** per run (``runas.py``): every process the script starts is killed
+  when it ends, only that run can use the relay's socket, and the bytes it holds on disk
+  (workspace, the machine's world-writable folders, deleted files kept open) are counted; where
+  the grader may mount, the workspace is a tmpfs of the workspace's size.
 
 Isolation modes (``Sandbox.detect``):
 
@@ -18,11 +23,13 @@ Isolation modes (``Sandbox.detect``):
     view of ``/usr`` and a few files of ``/etc`` only (the grader's home, sources, credentials
     and other submissions are not visible), a private size-limited ``/tmp``, read-only ``/``,
     the workspace the only writable folder on disk, every process killed with the sandbox. As
-    root, bubblewrap itself runs as the unprivileged user ``nobody`` (uid 65534).
+    root, bubblewrap itself runs as the run's own unprivileged uid.
 ``user``
-    no usable bubblewrap but the grader runs as root: scripts run as ``nobody`` with the same
-    limits. The grader's files (owned by root) cannot be changed and root's home cannot be read,
-    but the rest of the file system is visible and the network is not cut off.
+    no usable bubblewrap but the grader runs as root (a container that refuses user namespaces):
+    scripts run as the run's own unprivileged uid, with no new privileges (``setpriv``), the
+    same limits and the same end. The grader's files (owned by root) cannot be changed and
+    root's home cannot be read, but the rest of the file system is visible and the network is
+    not cut off.
 ``none``
     neither: the scripts run as the grader's own user. Only for grading your own submission;
     never chosen automatically.
@@ -31,12 +38,16 @@ Isolation modes (``Sandbox.detect``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import socketserver
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -47,7 +58,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NOBODY = 65534
+from . import runas
+from .runas import Identity
+
 # Paths inside bubblewrap's own private tmpfs, not the host's /tmp.
 SANDBOX_TMP = "/tmp"  # noqa: S108
 SANDBOX_HOME = "/tmp/home"  # noqa: S108
@@ -76,6 +89,7 @@ ETC_ALLOWED = (
     "inputrc",
     "terminfo",
 )
+CHECK_EVERY = 0.01  # seconds between two checks of a running script (output, time, bytes)
 TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 SANDBOX_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 
@@ -98,6 +112,8 @@ class Limits:
     workspace_files: int = 20000
     tmpfs: int = 64 * 2**20  # the private /tmp and /dev/shm (bwrap)
     gcloud_calls: int = 60  # per script
+    gcloud_timeout: float = 20.0  # wall-clock seconds per gcloud call (in the grader)
+    gcloud_memory: int = 512 * 2**20  # address space a gcloud call may use (in the grader)
 
 
 @dataclass
@@ -171,6 +187,8 @@ class _RelayRequest(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         relay = self.server.relay  # type: ignore[attr-defined]
         self.connection.settimeout(10)
+        if not relay.admits(self.connection):
+            return  # another run's leftover, or anyone else: no answer at all
         try:
             raw = self.rfile.readline(relay.max_request)
             request = json.loads(raw)
@@ -219,6 +237,30 @@ class GcloudRelay:
         self.client = client
         self._server: _RelayServer | None = None
         self._thread: threading.Thread | None = None
+        self._uid = os.getuid()  # the only caller admitted (the current run's identity)
+        self.refused = 0
+
+    def allow(self, identity: Identity | None) -> None:
+        """Admit the run of ``identity`` only (None: the grader's own uid, for ``none`` mode and a
+        grader that is not root): the socket becomes that uid's, mode 0600."""
+        uid = identity.uid if identity else os.getuid()
+        gid = identity.gid if identity else os.getgid()
+        with self._lock:
+            self._uid = uid
+        os.chown(self.socket_path, uid, gid)
+        os.chmod(self.socket_path, 0o600)
+
+    def admits(self, connection: socket.socket) -> bool:
+        """The caller's uid, as the kernel tells it (SO_PEERCRED), is the current run's."""
+        try:
+            raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            _pid, uid, _gid = struct.unpack("3i", raw)
+        except OSError:
+            return False
+        with self._lock:
+            ok = uid == self._uid
+            self.refused += not ok
+        return ok
 
     def reset_count(self) -> None:
         with self._lock:
@@ -249,9 +291,7 @@ class GcloudRelay:
             self.socket_path.unlink()
         server = _RelayServer(str(self.socket_path), _RelayRequest)
         server.relay = self
-        # the sandbox's user (nobody) must be able to connect; the socket's folder sits in the
-        # grader's 0711 temporary folder, and the relay only answers fake gcloud calls
-        os.chmod(self.socket_path, 0o777)  # noqa: S103
+        self.allow(None)  # each run admits its own identity (``allow``)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="gcloud-relay")
         self._thread.daemon = True
@@ -320,16 +360,6 @@ class _Capture:
 # --- the sandbox ----------------------------------------------------------------------------
 
 
-def _count_processes(uid: int) -> int:
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(entry.path).st_uid == uid:
-                    count += 1
-    return count
-
-
 def tree_size(path: Path, max_entries: int) -> tuple[int, int]:
     """(bytes, entries) under ``path`` without following links; stops past ``max_entries``."""
     total = entries = 0
@@ -380,10 +410,12 @@ class Sandbox:
                 return cls("user", limits, None, python)
             if requested == "user":
                 raise SandboxUnavailable(
-                    "--sandbox user needs the grader to run as root (it runs scripts as nobody)"
-                    + ("" if python else " and /usr/bin/python3")
+                    "--sandbox user needs the grader to run as root (it runs each script as a "
+                    "uid of its own)" + ("" if python else " and /usr/bin/python3")
                 )
-            problems.append("the grader does not run as root, so it cannot switch to nobody")
+            problems.append(
+                "the grader does not run as root, so it cannot give a script a uid of its own"
+            )
         if requested == "none":
             return cls("none", limits, None, python or sys.executable)
         raise SandboxUnavailable(
@@ -395,46 +427,53 @@ class Sandbox:
         )
 
     def describe(self) -> str:
+        own = os.geteuid() == 0
         if self.mode == "bwrap":
-            who = "as nobody (uid 65534)" if os.geteuid() == 0 else f"as uid {os.getuid()}"
+            who = "as a uid of its own per script" if own else f"as uid {os.getuid()}"
             return (
                 f"bubblewrap {who}: no network, private /tmp, read-only system, only the "
                 "workspace writable"
             )
         if self.mode == "user":
             return (
-                "unprivileged user nobody without bubblewrap: the grader's files are protected "
-                "by ownership only, and the network is not cut off (install bubblewrap for full "
-                "isolation)"
+                "a uid of its own per script, without bubblewrap: the grader's files are "
+                "protected by ownership only, and the network is not cut off (install "
+                "bubblewrap for full isolation)"
             )
         return (
             "NO ISOLATION (--sandbox none): scripts run as the grader's own user with limits "
             "only; use this for your own submission, never for other people's"
         )
 
-    @property
-    def run_uid(self) -> int | None:
-        return NOBODY if os.geteuid() == 0 and self.mode in ("bwrap", "user") else None
+    def identity(self) -> Identity | None:
+        """A fresh uid for one run (root, bwrap and user modes); None: the grader's own."""
+        if os.geteuid() != 0 or self.mode not in ("bwrap", "user"):
+            return None
+        return runas.fresh_identity()
 
     def probe(self) -> str | None:
         """Run ``true`` in the sandbox; the error text if that fails."""
+        identity = self.identity()
         with tempfile.TemporaryDirectory(prefix="hw5-grade-probe-") as tmp:
             base = Path(tmp)
             base.chmod(0o711)
             workspace = base / "ws"
             workspace.mkdir()
-            self.prepare_workspace(workspace)
-            cmd = self._bwrap_command(base, workspace, ["/bin/sh", "-c", "exit 0"], None)
+            self.prepare_workspace(workspace, identity)
+            cmd = self._bwrap_command(base, workspace, ["/bin/sh", "-c", "exit 0"], None, identity)
             try:
                 done = subprocess.run(
-                    self._limited(cmd),
+                    self._limited(cmd, identity),
                     capture_output=True,
                     timeout=20,
                     env={"PATH": "/usr/bin:/bin"},
-                    **self._popen_user(),
+                    **(identity.popen() if identity else {}),
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 return str(exc)
+            finally:
+                if identity:
+                    runas.end_all(identity)
             if done.returncode != 0:
                 return (done.stderr or done.stdout).decode(errors="replace").strip()[:300] or (
                     f"exit status {done.returncode}"
@@ -442,40 +481,56 @@ class Sandbox:
         return None
 
     # -- workspace -- #
-    def prepare_workspace(self, workspace: Path) -> None:
-        """Hand the workspace to the sandbox's user (nobody when the grader is root)."""
-        uid = self.run_uid
-        if uid is None:
+    def make_workspace(self, workspace: Path) -> bool:
+        """Create the (empty) workspace folder; a tmpfs of the workspace's size where the
+        grader may mount (True then: ``release_workspace`` unmounts it)."""
+        workspace.mkdir(mode=0o700)
+        lim = self.limits
+        if self.mode == "none":
+            return False
+        return runas.mount_workspace(workspace, lim.workspace + 2**20, lim.workspace_files + 1000)
+
+    def release_workspace(self, workspace: Path) -> None:
+        if runas.is_mounted(workspace):
+            runas.unmount(workspace)
+
+    def prepare_workspace(self, workspace: Path, identity: Identity | None) -> None:
+        """Hand the workspace to the run's identity (nothing to do without one)."""
+        if identity is None:
             return
+        os.chown(workspace, identity.uid, identity.gid)
         for dirpath, dirnames, filenames in os.walk(workspace):
-            os.chown(dirpath, uid, uid)
-            for name in dirnames + filenames:
+            for name in [*dirnames, *filenames]:
                 with contextlib.suppress(OSError):
-                    os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+                    path = os.path.join(dirpath, name)
+                    os.chown(path, identity.uid, identity.gid, follow_symlinks=False)
 
     # -- commands -- #
-    def _popen_user(self) -> dict[str, Any]:
-        uid = self.run_uid
-        if uid is None:
-            return {}
-        return {"user": uid, "group": uid, "extra_groups": []}
-
-    def _limited(self, cmd: list[str]) -> list[str]:
+    def _limited(self, cmd: list[str], identity: Identity | None) -> list[str]:
         """``cmd`` under resource limits set by bash's ulimit (safe with threads, unlike
-        preexec_fn), then exec'd."""
+        preexec_fn), then exec'd; without new privileges (no set-uid program works) in
+        ``user`` mode, where bubblewrap does not do it."""
         lim = self.limits
-        uid = self.run_uid if self.run_uid is not None else os.getuid()
-        # RLIMIT_NPROC counts every process of the user: leave room for those already running
-        processes = lim.processes + _count_processes(uid)
+        # RLIMIT_NPROC counts every process of the user: a run's own uid has none before it
+        processes = lim.processes + (8 if identity else len(runas.processes_of(os.getuid())))
         script = (
             f"ulimit -S -H -u {processes} -f {lim.file_size // 1024} -t {lim.cpu_seconds} "
             f"-v {lim.address_space // 1024} -n {lim.open_files} -c 0 || exit 125; "
             'exec "$@"'
         )
-        return ["/bin/bash", "-c", script, "hw5-limits", *cmd]
+        prefix = []
+        setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
+        if self.mode == "user" and setpriv:
+            prefix = [setpriv, "--no-new-privs", "--"]
+        return [*prefix, "/bin/bash", "-c", script, "hw5-limits", *cmd]
 
     def _bwrap_command(
-        self, base: Path, workspace: Path, cmd: list[str], bin_dir: Path | None
+        self,
+        base: Path,
+        workspace: Path,
+        cmd: list[str],
+        bin_dir: Path | None,
+        identity: Identity | None,
     ) -> list[str]:
         assert self.bwrap is not None
         lim = self.limits
@@ -496,10 +551,10 @@ class Sandbox:
                 out += ["--symlink", os.readlink(path), str(path)]
             elif path.is_dir():
                 out += ["--ro-bind", str(path), str(path)]
-        etc = base / "etc"
+        etc = base / f"etc-{identity.uid if identity else os.getuid()}"
         etc.mkdir(exist_ok=True)
-        uid = self.run_uid if self.run_uid is not None else os.getuid()
-        gid = self.run_uid if self.run_uid is not None else os.getgid()
+        uid = identity.uid if identity else os.getuid()
+        gid = identity.gid if identity else os.getgid()
         (etc / "passwd").write_text(
             f"root:x:0:0:root:/root:/bin/bash\nstudent:x:{uid}:{gid}:student:/tmp/home:/bin/bash\n"
         )
@@ -550,27 +605,68 @@ class Sandbox:
         *,
         relay: GcloudRelay,
         env: Mapping[str, str] | None = None,
+        identity: Identity | None = None,
     ) -> RunResult:
-        """``bash SCRIPT ARGS`` in ``workspace`` (which must sit under ``base``)."""
+        """``bash SCRIPT ARGS`` in ``workspace`` (which must sit under ``base``), as
+        ``identity`` (default: a fresh one when the grader is root)."""
+        identity = identity or self.identity()
         token = secrets.token_hex(8)
+        self.prepare_workspace(workspace, identity)
+        homes: list[Path] = []
         if self.mode == "bwrap":
             environ = self.environment(SANDBOX_HOME, SANDBOX_TMP, relay.bin_dir, token)
         else:
-            home = base / f"home-{token}"
+            home = workspace.parent / f"home-{token}"
             home.mkdir(mode=0o700)
-            if self.run_uid is not None:
-                os.chown(home, self.run_uid, self.run_uid)
+            if identity is not None:
+                os.chown(home, identity.uid, identity.gid)
+            homes.append(home)
             environ = self.environment(str(home), str(home), relay.bin_dir, token)
         environ.update(env or {})
         inner = ["/bin/bash", str(script), *args]
         if self.mode == "bwrap":
-            cmd = self._bwrap_command(base, workspace, inner, relay.bin_dir)
+            cmd = self._bwrap_command(base, workspace, inner, relay.bin_dir, identity)
         else:
             cmd = inner
         relay.reset_count()
-        return self._execute(self._limited(cmd), workspace, environ, token)
+        relay.allow(identity)
+        try:
+            return self._execute(
+                self._limited(cmd, identity), workspace, environ, token, identity, homes
+            )
+        finally:
+            relay.allow(None)
+            if identity is not None:
+                runas.remove_owned(identity)
 
-    def _execute(self, cmd: list[str], cwd: Path, env: dict[str, str], token: str) -> RunResult:
+    def _used(
+        self, cwd: Path, homes: list[Path], tracker: runas.Tracker | None, shared: bool
+    ) -> tuple[int, int, int]:
+        """(bytes, entries, hidden processes) the run holds: its workspace and home, the
+        deleted files its processes keep open, and (``shared``) its files in the machine's
+        world-writable folders."""
+        size, entries = tree_size(cwd, self.limits.workspace_files)
+        for home in homes:
+            more, count = tree_size(home, self.limits.workspace_files)
+            size, entries = size + more, entries + count
+        if tracker is None:
+            return size, entries, 0
+        identity = tracker.identity
+        held = tracker.held()
+        size += held.deleted
+        if shared and self.mode == "user":
+            size += runas.owned_bytes(identity, tree_size)
+        return size, entries, held.hidden
+
+    def _execute(
+        self,
+        cmd: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        token: str,
+        identity: Identity | None,
+        homes: list[Path] | None = None,
+    ) -> RunResult:
         lim = self.limits
         start = time.monotonic()
         killed = ""
@@ -584,7 +680,7 @@ class Sandbox:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                **self._popen_user(),
+                **(identity.popen() if identity else {}),
             )
         except OSError as exc:
             return RunResult(cmd, None, "", f"could not start: {exc}", 0.0, killed=str(exc))
@@ -594,10 +690,11 @@ class Sandbox:
 
         out = _Capture(proc.stdout, lim.output_kept, count)
         err = _Capture(proc.stderr, lim.output_kept, count)
-        next_size_check = 0.0
+        next_shared_check = 0.0
+        tracker = runas.Tracker(identity) if identity else None
         while True:
             try:
-                proc.wait(timeout=0.05)
+                proc.wait(timeout=CHECK_EVERY)
                 break
             except subprocess.TimeoutExpired:
                 pass
@@ -606,25 +703,44 @@ class Sandbox:
                 killed = f"it printed more than {lim.output // 2**20} MiB"
             elif now - start > lim.timeout:
                 killed = f"the time limit ({lim.timeout:g} s)"
-            elif now >= next_size_check:
-                next_size_check = now + 0.25
-                size, entries = tree_size(cwd, lim.workspace_files)
+            else:  # page-cache writes run at 1-2 GB/s: some 20 MiB between two checks
+                shared = now >= next_shared_check
+                if shared:
+                    next_shared_check = now + 0.5
+                size, entries, hidden = self._used(cwd, homes or [], tracker, shared)
                 if size > lim.workspace:
-                    killed = f"it wrote more than {lim.workspace // 2**20} MiB into the workspace"
+                    killed = (
+                        f"it wrote more than {lim.workspace // 2**20} MiB (its workspace, "
+                        "temporary files and deleted files it kept open)"
+                    )
                 elif entries > lim.workspace_files:
                     killed = f"it created more than {lim.workspace_files} files in the workspace"
+                elif hidden:
+                    killed = (
+                        "a process it started hid its open files from the grader "
+                        "(made itself non-dumpable)"
+                    )
             if killed:
                 break
-        self._kill(proc, token)
+        self._kill(proc, token, identity)
         for capture in (out, err):
             capture.thread.join(timeout=5)
         duration = time.monotonic() - start
         code = proc.returncode
         return RunResult(cmd, code, out.text(), err.text(), duration, killed, out.total + err.total)
 
-    def _kill(self, proc: subprocess.Popen, token: str) -> None:
+    def _kill(self, proc: subprocess.Popen, token: str, identity: Identity | None) -> None:
         """Stop the script and everything it started (also when it ended by itself: anything
-        it left running in the background goes too)."""
+        it left running in the background goes too). With a uid of its own, every process of
+        that uid; otherwise the process group, the PID namespace (bwrap) or the processes
+        carrying the run's token (none mode)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if identity is not None:
+            runas.end_all(identity)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            return
         for _ in range(20):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -668,15 +784,39 @@ def grading_folder(prefix: str = "hw5-grade-") -> Iterator[Path]:
         base.chmod(0o711)
         yield base
     finally:
-        shutil.rmtree(base, onerror=_make_removable)
+        with contextlib.suppress(OSError), os.scandir(base / "runs") as runs:
+            for entry in runs:  # a workspace still mounted (the grading stopped half-way)
+                if runas.is_mounted(Path(entry.path)):
+                    runas.unmount(Path(entry.path))
+        shutil.rmtree(base, onerror=functools.partial(_make_removable, str(base)))
 
 
-def _make_removable(function, path, excinfo) -> None:
-    """A script may leave folders without permissions (chmod 000): open them up, retry."""
+def _make_removable(base: str, function, path, excinfo) -> None:
+    """A script may leave folders without permissions (chmod 000): open them up, retry. Only
+    inside ``base`` (the grading folder itself failing to go must not change its parent, such
+    as /tmp), and never through a link: the folder is opened with O_NOFOLLOW and changed by
+    descriptor, and a link itself is only unlinked (``chmod`` by name would follow a link a
+    script planted, to any file of the machine)."""
+    path = os.fspath(path)
+    if not path.startswith(base.rstrip("/") + "/"):
+        return
     with contextlib.suppress(OSError):
-        os.chmod(os.path.dirname(path), 0o700)
-        os.chmod(path, 0o700)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
+        parent = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(parent, 0o700)
+            info = os.stat(os.path.basename(path), dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                child = os.open(
+                    os.path.basename(path),
+                    os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                    dir_fd=parent,
+                )
+                try:
+                    os.fchmod(child, 0o700)
+                finally:
+                    os.close(child)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(os.path.basename(path), dir_fd=parent)
+        finally:
+            os.close(parent)

@@ -3,7 +3,8 @@
 ``Snapshot.take`` copies the submission folder into the grader's own temporary folder once,
 and everything else (static checks, the sandbox's workspaces) works from that copy:
 
-* only regular files are copied, opened without following links; a symbolic link is replaced
+* only regular files are copied, opened beneath the submission's folder without following any
+  link (``hw5kit.confined``), checked on the opened descriptor; a symbolic link is replaced
   by the file it points to only when that file is inside the submission, otherwise it is left
   out and remembered (``deliverables.yaml -> /etc/passwd`` is reported, never read);
 * FIFOs, sockets and devices are left out (reading a FIFO would block the grader);
@@ -28,13 +29,14 @@ from typing import Any
 
 import yaml
 
+from ..confined import Confined
+from ..yamlsafe import yaml_limits_problem
+
 MAX_FILE = 8 * 2**20
 MAX_TOTAL = 96 * 2**20
 MAX_FILES = 4000
 MAX_DEPTH = 16
 MAX_TEXT = 2**20  # the largest text file the checks read
-MAX_YAML_ALIASES = 64
-MAX_YAML_DEPTH = 64
 SKIPPED_DIRS = {
     ".git",
     ".hg",
@@ -111,7 +113,7 @@ class Snapshot:
             elif stat.S_ISLNK(mode):
                 self._copy_link(real_root, Path(entry.path), rel, dst / entry.name, budget)
             elif stat.S_ISREG(mode):
-                self._copy_file(Path(entry.path), rel, dst / entry.name, budget)
+                self._copy_file(real_root, rel, rel, dst / entry.name, budget)
             else:
                 kind = "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
                 self._leave_out(rel, f"is {kind}, not a regular file: left out")
@@ -133,18 +135,21 @@ class Snapshot:
             return
         with contextlib.suppress(OSError):
             if stat.S_ISREG(os.stat(target).st_mode):
-                self._copy_file(Path(target), rel, dst, budget)
+                source = os.path.relpath(target, real_root)
+                self._copy_file(real_root, source, rel, dst, budget)
                 return
         self._leave_out(rel, f"is a symbolic link to {link}, not to a file: left out")
 
-    def _copy_file(self, src: Path, rel: str, dst: Path, budget: dict) -> None:
+    def _copy_file(self, root: Path, source: str, rel: str, dst: Path, budget: dict) -> None:
+        """Copy ``root/source`` (opened beneath ``root`` without following any link, so a
+        folder swapped for a link meanwhile cannot lead outside) to ``dst``, shown as ``rel``."""
         if budget["files"] >= MAX_FILES:
             if budget["files"] == MAX_FILES:
                 self.notes.append(f"more than {MAX_FILES} files: the rest was left out")
                 budget["files"] += 1
             return
         try:
-            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = Confined(root).open_relative(source)
         except OSError as exc:
             self._leave_out(rel, f"cannot be read ({exc.strerror})")
             return
@@ -226,31 +231,6 @@ class Snapshot:
             raise FileProblem(
                 f"{rel} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
             ) from None
-
-
-def yaml_limits_problem(text: str, source: str) -> str | None:
-    """Why ``text`` is unsafe to load (aliases or nesting that would make later processing
-    explode), or None. Runs on YAML's event stream, which does not build anything."""
-    aliases = depth = deepest = 0
-    try:
-        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_YAML_ALIASES:
-                    return (
-                        f"{source} uses more than {MAX_YAML_ALIASES} YAML aliases (*name): "
-                        "refused (an alias bomb would make grading explode); write the values out"
-                    )
-            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                deepest = max(deepest, depth)
-                if deepest > MAX_YAML_DEPTH:
-                    return f"{source} nests deeper than {MAX_YAML_DEPTH} levels: refused"
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-    except yaml.YAMLError:
-        return None  # the loader reports syntax errors with their position
-    return None
 
 
 def yaml_error(exc: yaml.YAMLError, source: str) -> str:
