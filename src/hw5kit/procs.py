@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 class ServiceFailed(RuntimeError):
     """A service exited or never became healthy; the message carries its log tail."""

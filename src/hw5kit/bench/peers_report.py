@@ -10,6 +10,7 @@ peer on throughput at c16 and on p50 at c1 (the issue's aim is 1.5x on throughpu
 
 from __future__ import annotations
 
+from .. import markdown
 from . import procstats
 from .peers import PEERS
 
@@ -96,26 +97,30 @@ def table(results: dict, model: str, mode: str) -> str:
     low, high = min(plan["concurrency"]), headline_concurrency(plan)
     conc = [f"c{n}" for n in plan["concurrency"]]
     keys = [*conc, "p50", "p99", "cpu", "rss", "cold"]
-    header = (
-        "| subject | "
-        + " | ".join(f"{c} req/s" for c in conc)
-        + f" | p50 c{low} ms | p99 c{high} ms | CPU ms/img c{high} | RSS MiB | cold start s "
-        "| errors |"
-    )
-    lines = [header, "|---|" + "---:|" * (len(keys) + 1)]
+    header = [
+        "subject",
+        *(f"{c} req/s" for c in conc),
+        f"p50 c{low} ms",
+        f"p99 c{high} ms",
+        f"CPU ms/img c{high}",
+        "RSS MiB",
+        "cold start s",
+        "errors",
+    ]
+    rows = []
     for subject in ["ours", *peer_names(results)]:
         row = figures(results, subject, model, mode)
         if row["sent"] is None:
             continue
         name = "**ours** (production defaults)" if subject == "ours" else title(subject)
         cells = [_f(row[k], 2 if k == "cold" else 0 if k == "rss" else 1) for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['errors']} of {row['sent']} |")
+        rows.append([name, *cells, f"{row['errors']} of {row['sent']}"])
     ratios = []
     for key in keys:
         adv = advantage(results, model, mode, key)
         ratios.append("n/a" if adv is None else f"{adv[0]:.2f}x ({title(adv[1]).split()[0]})")
-    lines.append("| ours vs the best peer | " + " | ".join(ratios) + " | |")
-    return "\n".join(lines)
+    rows.append(["ours vs the best peer", *ratios, ""])
+    return markdown.table(header, rows, align="l" + "r" * (len(keys) + 1))
 
 
 def targets(results: dict) -> list[dict]:
@@ -213,14 +218,14 @@ def lines(results: dict, charts: list[str]) -> list[str]:
         "Last row: ours against the best peer on each figure, above 1 when ours is better "
         "(throughput ours / best, the others best / ours).",
         "",
-        "| peer | versions | batching |",
-        "|---|---|---|",
     ]
+    versions = []
     for name in names:
         v = (info.get("versions") or {}).get(name, {})
         pinned = ", ".join(f"{k} {v[k]}" for k in (name, "onnxruntime", "torch") if k in v)
-        out.append(f"| {title(name)} | {pinned} | {PEERS[name].batching} |")
-    out.append("")
+        versions.append([title(name), pinned, PEERS[name].batching])
+    if versions:
+        out += [markdown.table(["peer", "versions", "batching"], versions), ""]
     for name, why in (info.get("skipped") or {}).items():
         out += [f"- **{title(name)} skipped**: {why.splitlines()[0][:300]}"]
     for model in results["meta"]["plan"]["models"]:

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import procs
+from ..paths import ROOT
 from ..photos import PHOTOS
 from ..serving.models import OFFLINE_MODELS, get_spec
 from ..serving.models.weights import bake
@@ -45,7 +46,6 @@ from . import procstats
 from .load import MODES, HttpClient, percentile, run_load, upload_requests, url_requests
 from .peers import PEERS
 
-ROOT = procs.ROOT
 SUBJECTS = ("reference", "ours", "inprocess")
 # the course's serving setup: each of 2 workers loads its own model, 2 threads each
 REFERENCE_GUNICORN_ARGS = ("--workers", "2", "--threads", "2")

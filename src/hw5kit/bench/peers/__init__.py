@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import devenv, procs
+from ...paths import ROOT
 from ..load import HttpClient, Request
 
 HERE = Path(__file__).resolve().parent
@@ -77,12 +78,12 @@ class PeerUnavailable(RuntimeError):
 
 
 # ---- environments ----------------------------------------------------------------------------
-def env_dir(name: str, root: Path = devenv.ROOT) -> Path:
+def env_dir(name: str, root: Path = ROOT) -> Path:
     base = os.environ.get("HW5_PEER_ENVS")
     return (Path(base) if base else root / ".nox" / "peers") / name
 
 
-def env_python(name: str, root: Path = devenv.ROOT) -> Path:
+def env_python(name: str, root: Path = ROOT) -> Path:
     return env_dir(name, root) / "bin" / "python"
 
 
@@ -92,7 +93,7 @@ def fingerprint(peer: Peer) -> str:
     return digest.hexdigest()
 
 
-def is_current(peer: Peer, root: Path = devenv.ROOT) -> bool:
+def is_current(peer: Peer, root: Path = ROOT) -> bool:
     stamp = env_dir(peer.name, root) / STAMP
     if not env_python(peer.name, root).exists() or not stamp.exists():
         return False
@@ -102,7 +103,7 @@ def is_current(peer: Peer, root: Path = devenv.ROOT) -> bool:
         return False
 
 
-def ensure_env(name: str, *, log: Log = print, root: Path = devenv.ROOT) -> Path:
+def ensure_env(name: str, *, log: Log = print, root: Path = ROOT) -> Path:
     """The peer's interpreter, its environment created or updated first (pinned)."""
     peer = PEERS[name]
     venv = env_dir(name, root)
