@@ -63,6 +63,7 @@ def test_model_variables():
         ("v1", {"HW5_BATCH_WAIT_MS": "-1"}, "HW5_BATCH_WAIT_MS must be zero or more"),
         ("v1", {"HW5_BATCH_WAIT_MS": "soon"}, "HW5_BATCH_WAIT_MS must be a number"),
         ("v1", {"HW5_TORCH_THREADS": "0"}, "HW5_TORCH_THREADS must be a whole number"),
+        ("v1", {"HW5_STREAMS": "0"}, "HW5_STREAMS must be a whole number"),
     ],
 )
 def test_bad_values_name_the_variable(version, env, message):
@@ -100,6 +101,12 @@ def test_inference_settings():
         },
     )
     assert (s.runtime, s.batch_max, s.batch_wait_ms, s.torch_threads) == ("torch", 16, 0.0, 1)
-    # several gunicorn workers share the cores: each gets its share of intra-op threads
-    workers = ServingSettings.from_env("v1", {"HW5_WORKERS": str(default.torch_threads * 2)})
-    assert workers.torch_threads == 1
+    # one forward pass per CPU at once, one intra-op thread each: together they fill the cores
+    cpus = default.streams * default.torch_threads
+    assert default.streams >= 1 and default.torch_threads == 1
+    # several gunicorn workers share the cores: each gets its share of passes and threads
+    workers = ServingSettings.from_env("v1", {"HW5_WORKERS": str(cpus * 2)})
+    assert (workers.streams, workers.torch_threads) == (1, 1)
+    # one stream on every core: the threads go to that one pass
+    single = ServingSettings.from_env("v1", {"HW5_STREAMS": "1"})
+    assert (single.streams, single.torch_threads) == (1, cpus)

@@ -28,6 +28,19 @@ from .peers import PEERS
 from .run import SUBJECTS, Plan
 
 DEFAULT_OUT = Path("reports") / "bench"
+RUN_EXAMPLES = """examples:
+  full run (every subject, every peer, reports/bench/ and README figures):
+    nox -s bench            (python -m hw5kit.bench run)
+  only ours against the peers (no reference, no in-process limit, no stress):
+    nox -s bench -- --subjects ours --peers --no-v2 --no-first-start --no-stress --no-readme \\
+        --out /tmp/peers
+  a subset: one model, one mode, two peers, shorter phases:
+    nox -s bench -- --subjects ours --peers litserve,kserve --models efficientnet_lite0 \\
+        --modes upload --concurrency 1,16 --duration 4 --no-v2 --no-first-start --no-stress \\
+        --no-readme --out /tmp/peers-lite0
+  the CI smoke (one peer, small counts, no thresholds):
+    nox -s bench -- --smoke --peers litserve
+TorchServe needs Java: installed from Debian when run as root, else skipped with the reason."""
 QUANT_OUT = Path("reports") / "quantization"
 QUANT_SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-quant-smoke"
 HOP_OUT = Path("reports") / "hop"
@@ -84,7 +97,12 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the benchmark and write the report")
+    r = sub.add_parser(
+        "run",
+        help="run the benchmark and write the report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RUN_EXAMPLES,
+    )
     r.add_argument("--smoke", action="store_true", help="reduced size: lite0, c1 and c4, 0.6 s")
     r.add_argument("--models", type=_list(str), help="default: efficientnet_lite0,resnet50")
     r.add_argument("--concurrency", type=_list(int), help="default: 1,4,16,64")

@@ -114,12 +114,15 @@ def load_classifier(
     runtime: str = "auto",
     threads: int | None = None,
     precision: str = "auto",
+    streams: int = 1,
 ) -> Classifier:
     """Load a model from local files only; ``ModelUnavailable`` if they are not there.
 
     ``runtime``: ``auto`` (OpenVINO in bfloat16 where the CPU has it natively, else ONNX
     Runtime when installed and its export agrees, else torch), ``openvino``, ``onnx`` or
-    ``torch``. ``threads``: intra-op threads (default: the CPUs this process may use).
+    ``torch``. ``threads``: intra-op threads of one forward pass (default: the CPUs this
+    process may use). ``streams``: forward passes the engine runs at once (OpenVINO compiles
+    that many streams; ONNX Runtime and torch take concurrent calls as they are).
     ``precision``: ``auto``, ``bf16`` or ``fp32`` (OpenVINO's; ``fp32`` makes ``auto`` pick
     ONNX Runtime).
     """
@@ -127,7 +130,12 @@ def load_classifier(
     start = time.perf_counter()
     path = weights_path(spec)
     engine = build_engine(
-        spec, path, runtime=runtime, threads=threads or usable_cpus(), precision=precision
+        spec,
+        path,
+        runtime=runtime,
+        threads=threads or usable_cpus(),
+        precision=precision,
+        streams=streams,
     )
     classifier = Classifier(spec, engine, weights=path, load_seconds=time.perf_counter() - start)
     probe = classifier.predict_proba(

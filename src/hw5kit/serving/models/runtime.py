@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import queue
 import sys
 import threading
 import warnings
@@ -227,39 +228,53 @@ class OnnxEngine:
 
 
 class OpenVinoEngine:
-    """OpenVINO on the CPU, compiled from the ONNX file: ``threads`` inference threads, one
-    stream, latency hint, bfloat16 or float32. An infer request per calling thread."""
+    """OpenVINO on the CPU, compiled from the ONNX file into ``streams`` streams of ``threads``
+    inference threads each, bfloat16 or float32: up to ``streams`` forward passes run at once,
+    each on an infer request of its own (a request's buffers are sized for the model).
+
+    Why streams: in one Python process a forward pass gives the GIL back while it computes,
+    but must take it again to return, and the request threads decoding photos meanwhile hold it
+    in short bursts; with a single stream every pass waits for it and the one inference engine
+    idles (measured: one stream of two threads kept 1.2 of the 2 CPUs busy, two streams of one
+    thread 1.7, 40% more photos per second). OpenVINO's own advice for throughput is the same
+    (one stream per core: the THROUGHPUT hint).
+    """
 
     kind = "openvino"
 
-    def __init__(self, model: Path, threads: int, *, precision: str = "auto"):
+    def __init__(self, model: Path, threads: int, *, precision: str = "auto", streams: int = 1):
         ov = import_openvino()
         self.precision = resolve_precision(precision)
         config = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": 1,
-            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
+            "NUM_STREAMS": streams,
+            "INFERENCE_NUM_THREADS": threads * streams,
             "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
             # no pinning: the request threads decoding photos share these cores
             "ENABLE_CPU_PINNING": False,
         }
         self.compiled = ov.Core().compile_model(str(model), "CPU", config)
         self.threads = threads
+        self.streams = streams
         self.source = str(model)
-        self._local = threading.local()
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(streams):
+            self._requests.put(self.compiled.create_infer_request())
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
         pixels = np.ascontiguousarray(batch, np.float32)
-        # the output tensor is the request's own buffer, reused by its next call: copy it
-        return np.array(request.infer({INPUT_NAME: pixels})[OUTPUT_NAME], copy=True)
+        request = self._requests.get()  # one is free whenever fewer than ``streams`` run
+        try:
+            # the output tensor is the request's own buffer, reused by its next call: copy it
+            return np.array(request.infer({INPUT_NAME: pixels})[OUTPUT_NAME], copy=True)
+        finally:
+            self._requests.put(request)
 
     def describe(self) -> dict:
         return {
             "runtime": self.kind,
             "threads": self.threads,
+            "streams": self.streams,
             "precision": self.precision,
             "onnx": self.source,
         }
@@ -366,6 +381,7 @@ def build_engine(
     runtime: str = "auto",
     threads: int = 1,
     precision: str = "auto",
+    streams: int = 1,
 ):
     """The engine that will run ``spec``: OpenVINO (native bfloat16) or ONNX Runtime on the
     ONNX export if possible and agreed, else torch.
@@ -394,7 +410,9 @@ def build_engine(
         try:
             if onnx_engine.source == "exported in memory":
                 raise RuntimeError("the ONNX export could not be cached on disk for OpenVINO")
-            return OpenVinoEngine(Path(onnx_engine.source), threads, precision=precision)
+            return OpenVinoEngine(
+                Path(onnx_engine.source), threads, precision=precision, streams=streams
+            )
         except Exception as exc:
             if runtime == "openvino":
                 raise ModelUnavailable(f"OpenVINO cannot serve {spec.name}: {exc}") from exc
