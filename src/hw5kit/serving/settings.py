@@ -13,8 +13,8 @@
 | ``HW5_MAX_DOWNLOAD_MB`` | largest image fetched from a URL | 20 |
 | ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
-| ``HW5_STREAMS`` | forward passes running at once, each on its own intra-op threads | CPUs / workers |
-| ``HW5_TORCH_THREADS`` | intra-op threads of one forward pass (any runtime) | CPUs / workers / streams |
+| ``HW5_STREAMS`` | forward passes at once, each on its own intra-op threads | CPUs / workers |
+| ``HW5_TORCH_THREADS`` | intra-op threads of one forward pass | CPUs / workers / streams |
 | ``HW5_RUNTIME`` | ``auto``, ``openvino``, ``onnx`` or ``torch`` (``runtime.py``) | auto |
 | ``HW5_PRECISION`` | ``auto`` (bfloat16 where native), ``bf16`` or ``fp32`` | auto |
 | ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
