@@ -1,5 +1,6 @@
 """The micro-batcher: right rows to the right callers, batches formed, no waiting when alone."""
 
+import contextlib
 import threading
 import time
 
@@ -122,25 +123,35 @@ def test_a_pass_waits_for_announced_requests_up_to_max_wait():
         batcher.close()
 
 
-def test_max_wait_bounds_the_wait_for_an_announced_request_that_never_comes():
-    batcher = MicroBatcher(max_batch=8, max_wait=0.05)
-    model = FakeModel("m", 1.0)
-    release = threading.Event()
+@contextlib.contextmanager
+def announced_and_stuck(batcher: MicroBatcher, name: str = "m"):
+    """A request that announced itself for ``name`` and hangs decoding until the block ends."""
+    announced, release = threading.Event(), threading.Event()
 
     def stuck():
-        with batcher.announce("m"):
+        with batcher.announce(name):
+            announced.set()
             release.wait(5)
 
     t = threading.Thread(target=stuck)
     t.start()
+    announced.wait(5)
     try:
-        time.sleep(0.05)
-        start = time.perf_counter()
-        batcher.run(model, pixels(1))
-        assert 0.03 < time.perf_counter() - start < 1.0
+        yield
     finally:
         release.set()
         t.join(5)
+
+
+def test_max_wait_bounds_the_wait_for_an_announced_request_that_never_comes():
+    batcher = MicroBatcher(max_batch=8, max_wait=0.05)
+    model = FakeModel("m", 1.0)
+    try:
+        with announced_and_stuck(batcher):
+            start = time.perf_counter()
+            batcher.run(model, pixels(1))
+            assert 0.03 < time.perf_counter() - start < 1.0
+    finally:
         batcher.close()
 
 
@@ -225,22 +236,12 @@ def test_with_a_free_pass_a_batch_does_not_wait_for_announced_requests():
     """An announced request will run its own pass on the free one: waiting only adds latency."""
     batcher = MicroBatcher(max_batch=8, max_wait=2.0, parallel=2)
     model = FakeModel("m", 1.0)
-    release = threading.Event()
-
-    def decoding():
-        with batcher.announce("m"):
-            release.wait(5)
-
-    t = threading.Thread(target=decoding)
-    t.start()
     try:
-        time.sleep(0.05)
-        start = time.perf_counter()
-        batcher.run(model, pixels(1))
-        assert time.perf_counter() - start < 1.0
+        with announced_and_stuck(batcher):
+            start = time.perf_counter()
+            batcher.run(model, pixels(1))
+            assert time.perf_counter() - start < 1.0
     finally:
-        release.set()
-        t.join(5)
         batcher.close()
 
 
