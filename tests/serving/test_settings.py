@@ -101,12 +101,12 @@ def test_inference_settings():
         },
     )
     assert (s.runtime, s.batch_max, s.batch_wait_ms, s.torch_threads) == ("torch", 16, 0.0, 1)
-    # one forward pass per CPU at once, one intra-op thread each: together they fill the cores
-    cpus = default.streams * default.torch_threads
-    assert default.streams >= 1 and default.torch_threads == 1
-    # several gunicorn workers share the cores: each gets its share of passes and threads
+    # one forward pass at a time, on every core
+    cpus = default.torch_threads
+    assert default.streams == 1 and cpus >= 1
+    # several gunicorn workers share the cores: each gets its share of intra-op threads
     workers = ServingSettings.from_env("v1", {"HW5_WORKERS": str(cpus * 2)})
     assert (workers.streams, workers.torch_threads) == (1, 1)
-    # one stream on every core: the threads go to that one pass
-    single = ServingSettings.from_env("v1", {"HW5_STREAMS": "1"})
-    assert (single.streams, single.torch_threads) == (1, cpus)
+    # passes at once share the cores too
+    streams = ServingSettings.from_env("v1", {"HW5_STREAMS": str(cpus)})
+    assert (streams.streams, streams.torch_threads) == (cpus, 1)

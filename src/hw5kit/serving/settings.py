@@ -13,7 +13,7 @@
 | ``HW5_MAX_DOWNLOAD_MB`` | largest image fetched from a URL | 20 |
 | ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
-| ``HW5_STREAMS`` | forward passes at once, each on its own intra-op threads | CPUs / workers |
+| ``HW5_STREAMS`` | forward passes at once, each on its own intra-op threads | 1 |
 | ``HW5_TORCH_THREADS`` | intra-op threads of one forward pass | CPUs / workers / streams |
 | ``HW5_RUNTIME`` | ``auto``, ``openvino``, ``onnx`` or ``torch`` (``runtime.py``) | auto |
 | ``HW5_PRECISION`` | ``auto`` (bfloat16 where native), ``bf16`` or ``fp32`` | auto |
@@ -114,8 +114,8 @@ class ServingSettings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     fetch: FetchLimits = field(default_factory=FetchLimits)
-    torch_threads: int = 1  # HW5_TORCH_THREADS: intra-op threads of one forward pass
-    streams: int = field(default_factory=cpu_count)  # HW5_STREAMS: forward passes at once
+    torch_threads: int = field(default_factory=cpu_count)  # HW5_TORCH_THREADS: of one pass
+    streams: int = 1  # HW5_STREAMS: forward passes at once
     runtime: str = "auto"
     precision: str = "auto"  # HW5_PRECISION
     batch_max: int = 8
@@ -178,7 +178,7 @@ class ServingSettings:
         all_models = tuple(reader.models("MODELS", ",".join(models))) if version == "v3" else ()
         plan = serving_capacity(env)
         per_worker = max(1, cpu_count() // reader.integer("HW5_WORKERS", 1))
-        streams = reader.integer("HW5_STREAMS", per_worker)
+        streams = reader.integer("HW5_STREAMS", 1)
         limits = FetchLimits(
             max_bytes=reader.megabytes("HW5_MAX_DOWNLOAD_MB", 20),
             connect_timeout=reader.number("HW5_FETCH_CONNECT_TIMEOUT", 3.0),

@@ -232,12 +232,12 @@ class OpenVinoEngine:
     inference threads each, bfloat16 or float32: up to ``streams`` forward passes run at once,
     each on an infer request of its own (a request's buffers are sized for the model).
 
-    Why streams: in one Python process a forward pass gives the GIL back while it computes,
-    but must take it again to return, and the request threads decoding photos meanwhile hold it
-    in short bursts; with a single stream every pass waits for it and the one inference engine
-    idles (measured: one stream of two threads kept 1.2 of the 2 CPUs busy, two streams of one
-    thread 1.7, 40% more photos per second). OpenVINO's own advice for throughput is the same
-    (one stream per core: the THROUGHPUT hint).
+    One stream using every core is the serving default (``HW5_STREAMS=1``): measured in the
+    backend under load on 2 CPUs, it served EfficientNet-Lite0 9% and ResNet-50 19% more photos
+    per second at concurrency 16 than two streams of one thread, with a lower p50 at
+    concurrency 1 (a lone photo gets both cores). Without HTTP (threads calling the service
+    directly) two streams did better, 1.7 CPUs busy instead of 1.2: there a pass that waits to
+    retake the GIL leaves the other stream computing. ``nox -s bench`` keeps the default.
     """
 
     kind = "openvino"
