@@ -19,7 +19,7 @@ On the 2 CPUs of the reference deployment: 8 in progress, 64 queued, 72 admitted
 Those are the figures of the instance. It runs ``workers`` gunicorn processes (``worker_count``):
 one per CPU, so that request handling (HTTP, photo decoding, both under the GIL) of one process
 overlaps the forward pass of the other, but only as many as the instance's memory holds
-(``WORKER_MIB`` per worker of the model, after the decode budget and the front buffer), so
+(``WORKER_MIB`` per worker of the model, after what the workers share), so
 resnet50 on a 2 GiB Cloud Run instance keeps one worker. ``HW5_WORKERS`` overrides the count.
 Each worker gets its share (``per_worker``) of the in-progress limit, and the serving settings
 split the decode memory budget and the front buffer the same way, so that the instance's totals
@@ -38,20 +38,21 @@ SPARE_THREADS_PER_CPU = 4
 QUEUE_TIMEOUT = 10.0  # seconds a request may wait for a slot, from its arrival
 
 # Resident memory of one worker process with the model loaded and serving (OpenVINO bf16,
-# measured on the reference machine with ``nox -s bench``: peak RSS under load at c16, rounded
-# up). A model not listed counts as UNKNOWN_WORKER_MIB: a larger torchvision model keeps one
+# measured on the reference machine: RSS under load at c16, rounded up; two lite0 workers held
+# about 250 MiB each, one resnet50 worker about 900 MiB). A model not listed counts as UNKNOWN_WORKER_MIB: a larger torchvision model keeps one
 # worker unless the memory is plainly there.
 WORKER_MIB = {
-    "efficientnet_lite0": 400,
-    "efficientnet_lite1": 450,
-    "efficientnet_lite2": 500,
-    "efficientnet_lite0_int8": 400,
-    "efficientnet_lite1_int8": 450,
-    "efficientnet_lite2_int8": 500,
+    "efficientnet_lite0": 300,
+    "efficientnet_lite1": 330,
+    "efficientnet_lite2": 360,
+    "efficientnet_lite0_int8": 300,
+    "efficientnet_lite1_int8": 330,
+    "efficientnet_lite2_int8": 360,
     "resnet50": 1000,
 }
 UNKNOWN_WORKER_MIB = 1500
 MIB = 1024 * 1024
+MASTER_BYTES = 64 * MIB  # the gunicorn master (it imports the settings, never a model)
 
 
 @dataclass(frozen=True)

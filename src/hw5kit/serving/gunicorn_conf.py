@@ -27,7 +27,8 @@ Used as ``gunicorn -c python:hw5kit.serving.gunicorn_conf app:app`` (the images'
   JSON too, through the same worker class.
 
 Environment: ``PORT``/``SERVING_PORT`` (bind), ``HW5_BIND_HOST`` (default 0.0.0.0, as a
-container needs), ``HW5_WORKERS`` (see ``capacity``), ``HW5_THREADS``, ``HW5_LOG_LEVEL``, ``HW5_LOG_FORMAT``.
+container needs), ``HW5_WORKERS`` (see ``capacity``), ``HW5_THREADS``, ``HW5_LOG_LEVEL``,
+``HW5_LOG_FORMAT``.
 """
 
 import logging
@@ -35,7 +36,6 @@ import os
 import shutil
 import tempfile
 
-from hw5kit.serving import capacity
 from hw5kit.serving.http.logs import log_format, logging_config
 from hw5kit.serving.instance import ENV as INSTANCE_ENV
 from hw5kit.serving.instance import Instance

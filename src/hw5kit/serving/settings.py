@@ -93,9 +93,10 @@ def default_instance_workers(environ: Mapping[str, str] | None = None) -> int:
     models = parse_model_list(named) if named else list(OFFLINE_MODELS)
     max_pixels = int(reader.number("HW5_MAX_PIXELS", 40_000_000))
     decode = reader.megabytes("HW5_DECODE_MEMORY_MB", 0, allow_zero=True)
-    reserved = (decode or default_decode_budget(max_pixels)) + reader.megabytes(
-        "HW5_FRONT_BUFFER_MB", 128
-    )
+    # shared by the workers: the decode budget; the front buffer and the app's parsed copies
+    # of the uploads (up to twice the buffer); the master
+    front = reader.megabytes("HW5_FRONT_BUFFER_MB", 128)
+    reserved = (decode or default_decode_budget(max_pixels)) + 3 * front + capacity.MASTER_BYTES
     return capacity.worker_count(cpu_count(), models, capacity.memory_limit_bytes(), reserved)
 
 

@@ -139,10 +139,11 @@ def test_gunicorn_settings_suit_cloud_run(monkeypatch):
     conf = importlib.import_module("hw5kit.serving.gunicorn_conf")
     try:
         assert conf.bind == ["0.0.0.0:9123"]
-        # the worker count is capacity's, told to the workers; the 12 threads are the instance's
+        # the worker count is capacity's, told to the workers; the 12 threads are the
+        # instance's, sized to its 11 admitted, which any one worker may hold (per_worker)
         assert conf.workers == default_instance_workers() >= 1
         assert os.environ["HW5_WORKERS"] == str(conf.workers)
-        assert conf.threads * conf.workers <= 12
+        assert conf.threads == (12 if conf.workers == 1 else 11 + 1)
         assert os.stat(os.environ["HW5_INSTANCE_DIR"]).st_mode & 0o077 == 0  # private
         assert conf.worker_connections >= 1000  # arriving connections hold no thread
         assert conf.graceful_timeout < 10  # inside Cloud Run's SIGTERM-to-SIGKILL window

@@ -110,9 +110,7 @@ def create_app(
         queue_length=settings.queue_length,
         timeout=settings.queue_timeout,
     )
-    app.extensions["hw5kit"] = ServingState(
-        settings, registry, service, metrics, limiter, instance
-    )
+    app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter, instance)
     observability.install(app, metrics)
     app.register_blueprint(routes.common)
     if settings.version == "v2":
