@@ -39,7 +39,8 @@ QUEUE_TIMEOUT = 10.0  # seconds a request may wait for a slot, from its arrival
 
 # Resident memory of one worker process with the model loaded and serving (OpenVINO bf16,
 # measured on the reference machine: RSS under load at c16, rounded up; two lite0 workers held
-# about 250 MiB each, one resnet50 worker about 900 MiB). A model not listed counts as UNKNOWN_WORKER_MIB: a larger torchvision model keeps one
+# about 250 MiB each, one resnet50 worker about 900 MiB). A model not listed counts as
+# UNKNOWN_WORKER_MIB: a larger torchvision model keeps one
 # worker unless the memory is plainly there.
 WORKER_MIB = {
     "efficientnet_lite0": 300,

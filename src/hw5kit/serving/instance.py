@@ -22,18 +22,10 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 
+from ..procs import pid_alive
+
 ENV = "HW5_INSTANCE_DIR"
 _POLL = 0.005  # seconds between attempts at a busy lock
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Instance:
@@ -65,7 +57,7 @@ class Instance:
         except OSError:
             return 0
         pids = [name.removeprefix("ready.") for name in names if name.startswith("ready.")]
-        return sum(1 for pid in pids if pid.isdigit() and _alive(int(pid)))
+        return sum(1 for pid in pids if pid.isdigit() and pid_alive(int(pid)))
 
     def all_ready(self) -> bool:
         return self.ready_workers() >= self.workers
