@@ -48,7 +48,12 @@ def post_url(base: str, url: str, results: list, **headers) -> None:
 
 def test_past_the_limit_requests_wait_and_only_a_full_queue_gets_a_quick_503(backend_factory):
     backend = backend_factory(
-        "backend_v1", HW5_MAX_INFLIGHT="2", HW5_QUEUE_LENGTH="1", HW5_THREADS="8"
+        # one worker: the queue's order and occupancy are a process's (test_workers: several)
+        "backend_v1",
+        HW5_MAX_INFLIGHT="2",
+        HW5_QUEUE_LENGTH="1",
+        HW5_THREADS="8",
+        HW5_WORKERS="1",
     )
     held = HeldImages()
     with hs.serve(held.routes) as images:
@@ -97,7 +102,11 @@ def test_past_the_limit_requests_wait_and_only_a_full_queue_gets_a_quick_503(bac
 
 def test_a_queued_request_gets_503_at_its_deadline(backend_factory):
     backend = backend_factory(
-        "backend_v1", HW5_MAX_INFLIGHT="1", HW5_QUEUE_LENGTH="4", HW5_QUEUE_TIMEOUT="1.5"
+        "backend_v1",
+        HW5_MAX_INFLIGHT="1",
+        HW5_QUEUE_LENGTH="4",
+        HW5_QUEUE_TIMEOUT="1.5",
+        HW5_WORKERS="1",
     )
     held = HeldImages()
     with hs.serve(held.routes) as images:
