@@ -31,10 +31,11 @@ import base64
 import re
 import sys
 
-from ..confined import TooLarge, Unreadable
-from .cli import Call, GcloudError, Result
-from .commands import _describe_output, _need_api, _project, add_binding
-from .state import now
+from ...confined import TooLarge, Unreadable
+from ..call import Call, GcloudError, Result
+from ..iam import add_binding
+from ..state import now
+from .common import describe_output, need_api, project_of
 
 API = "secretmanager.googleapis.com"
 ACCESSOR = "roles/secretmanager.secretAccessor"
@@ -112,8 +113,8 @@ def _b64(payload: bytes) -> str:
 
 
 def secrets_create(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     if secret in _secrets(data):
         raise GcloudError(
@@ -154,8 +155,8 @@ def secrets_create(call: Call, state: dict) -> Result:
 
 
 def secrets_describe(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     entry = _existing(call, data, secret)
     resource = {
@@ -164,12 +165,12 @@ def secrets_describe(call: Call, state: dict) -> Result:
         "name": _name(data, secret),
         "replication": entry["replication"],
     }
-    return Result(stdout=_describe_output(call, resource))
+    return Result(stdout=describe_output(call, resource))
 
 
 def secrets_versions_add(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     entry = _existing(call, data, secret)
     if call.flag("--data-file") is None:
@@ -181,8 +182,8 @@ def secrets_versions_add(call: Call, state: dict) -> Result:
 
 
 def secrets_add_iam_policy_binding(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     entry = _existing(call, data, secret)
     member, role = call.flag("--member"), call.flag("--role")
@@ -197,7 +198,7 @@ def secrets_add_iam_policy_binding(call: Call, state: dict) -> Result:
     policy = {"bindings": entry["bindings"]}
     add_binding(policy, str(role), str(member))
     entry["bindings"] = policy["bindings"]
-    out = _describe_output(call, {"bindings": entry["bindings"], "etag": "BwY=", "version": 1})
+    out = describe_output(call, {"bindings": entry["bindings"], "etag": "BwY=", "version": 1})
     return Result(stdout=out, stderr=f"Updated IAM policy for secret [{secret}].\n")
 
 
