@@ -26,6 +26,7 @@ from pathlib import Path, PurePath
 
 from .. import naming
 from ..gcloud_fake import cloudbuild as cb
+from ..gcloud_fake import docker
 from . import buildconfig as bc
 from .builds import BuildUnit, parse_key_values, resolve_app_from
 from .cloud import Call
@@ -1059,7 +1060,7 @@ def deploy_image(ctx: Context, app: str, call: Call) -> Outcome:
 
     if not image:
         return fail("no --image: deploy the image Cloud Build pushed")
-    ref = cb.parse_reference(image)
+    ref = docker.parse_reference(image)
     if ref is None:
         return fail(f"--image={image} is not an image reference")
     if ref.repository != expected_repo:

@@ -1,5 +1,5 @@
 """``gcloud builds submit / describe / log / get-default-service-account``: the upload, the
-config read as gcloud reads it, the build simulated (``cloudbuild.py``) as the project's Cloud
+config read as gcloud reads it, the build simulated (``simulation.py``) as the project's Cloud
 Build service account (``iam.py``), and what gcloud prints meanwhile."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from ...confined import Folder, Unreadable
-from .. import cloudbuild, formats, gcloudignore, iam
+from .. import cloudbuild, docker, formats, gcloudignore, iam, simulation
 from ..call import Call, GcloudError, Result
 from ..state import now
 from .common import (
@@ -91,7 +91,7 @@ def builds_submit(call: Call, state: dict) -> Result:
         return _run_build(call, state, project, data, region, build_id, upload, resolved, user)
 
 
-def _upload(call: Call, state: dict, folder: Folder) -> cloudbuild.Upload:
+def _upload(call: Call, state: dict, folder: Folder) -> simulation.Upload:
     """What gcloud uploads from the source folder: every file its ignore files keep
     (https://cloud.google.com/sdk/gcloud/reference/topic/gcloudignore; see gcloudignore.py)."""
     enabled = str(
@@ -100,7 +100,7 @@ def _upload(call: Call, state: dict, folder: Folder) -> cloudbuild.Upload:
         or "true"
     ).lower() not in ("false", "0", "no", "off")
     chooser = gcloudignore.chooser_for(folder, enabled=enabled)
-    return cloudbuild.Upload(folder, folder.listing(chooser))
+    return simulation.Upload(folder, folder.listing(chooser))
 
 
 def _size(n: int) -> str:
@@ -121,7 +121,7 @@ def _run_build(
     data: dict,
     region: str,
     build_id: str,
-    upload: cloudbuild.Upload,
+    upload: simulation.Upload,
     resolved: dict,
     user: dict,
 ) -> Result:
@@ -172,8 +172,8 @@ def _run_build(
         for key in data["repositories"]
         if iam.granted(data, member, iam.PUSH, key)
     }
-    sim = cloudbuild.Simulation(
-        build_id, upload, cloudbuild.Registry(project, repositories, images, writable)
+    sim = simulation.Simulation(
+        build_id, upload, simulation.Registry(project, repositories, images, writable)
     )
     storage = build["source"]["storageSource"]
     sim.log += [
@@ -198,7 +198,7 @@ def _run_build(
         try:
             sim.run_step(index, step)
             build["steps"][index]["status"] = "SUCCESS"
-        except cloudbuild.StepFailed as exc:
+        except simulation.StepFailed as exc:
             sim.log.append(f"Step #{index}: {exc}")
             build["steps"][index]["status"] = "FAILURE"
             build["steps"][index]["exitCode"] = 1
@@ -214,12 +214,12 @@ def _run_build(
             break
     if failure is None:
         for image in resolved.get("images", []):
-            ref = cloudbuild.parse_reference(image)
+            ref = docker.parse_reference(image)
             try:
                 if ref is None:
-                    raise cloudbuild.StepFailed(f"invalid image name {image!r}")
+                    raise simulation.StepFailed(f"invalid image name {image!r}")
                 sim.push(ref, "PUSH")
-            except cloudbuild.StepFailed as exc:
+            except simulation.StepFailed as exc:
                 sim.log.append(f"PUSH: {exc}")
                 failure = f"failed to push images: {exc}"
                 break
@@ -248,7 +248,7 @@ def _run_build(
                 {"name": tagged, "digest": digest, "pushTiming": {"startTime": finished}}
                 for tagged, digest in pushed.items()
             ],
-            "buildStepImages": [cloudbuild.digest_of(s["name"]) for s in resolved["steps"]],
+            "buildStepImages": [docker.digest_of(s["name"]) for s in resolved["steps"]],
         }
         for tagged, digest in pushed.items():
             repo = tagged.rsplit(":", 1)[0]

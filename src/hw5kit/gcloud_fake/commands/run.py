@@ -8,7 +8,7 @@ import hashlib
 import re
 
 from ... import naming
-from .. import cloudbuild, formats, iam
+from .. import docker, formats, iam, simulation
 from ..call import Call, GcloudError, Result
 from ..state import now
 from .common import (
@@ -108,7 +108,7 @@ def run_deploy(call: Call, state: dict) -> Result:
             1,
             call.command.dotted,
         )
-    ref = cloudbuild.parse_reference(str(image))
+    ref = docker.parse_reference(str(image))
     if ref is None:
         raise GcloudError(
             f"Invalid image reference [{image}]: expected REGISTRY/PATH[:TAG|@DIGEST]",
@@ -178,7 +178,7 @@ def run_deploy(call: Call, state: dict) -> Result:
         owner = state["projects"].get(parts[0]) if parts else None
         digest = None
         if owner is not None:
-            digest = cloudbuild.Registry(parts[0], set(), owner["images"]).lookup(ref)
+            digest = simulation.Registry(parts[0], set(), owner["images"]).lookup(ref)
         if digest is None:
             raise GcloudError(
                 f"Revision '{service}-00000' is not ready and cannot serve traffic. Image "
