@@ -15,9 +15,9 @@ from __future__ import annotations
 from .. import lazy
 
 _EXPORTS = {
-    "Context": "grader",
+    "Context": "context",
     "Grading": "grader",
-    "Options": "grader",
+    "Options": "context",
     "grade": "grader",
     "Limits": "sandbox",
     "Sandbox": "sandbox",

@@ -34,7 +34,7 @@ from .submission import FileProblem, load_yaml
 
 if TYPE_CHECKING:
     from .cloud import Call
-    from .grader import Context
+    from .context import Context
 
 SHOWN = {
     bc.BASE: "${_BASE_IMAGE_URI}",
