@@ -16,7 +16,10 @@ import pytest
 from hw5kit.grading import runas
 from hw5kit.grading import sandbox as sb
 from hw5kit.grading.cloud import FakeCloud
-from hw5kit.grading.sandbox import GcloudRelay, Sandbox, SandboxUnavailable, grading_folder
+from hw5kit.grading.folders import grading_folder
+from hw5kit.grading.limits import SandboxUnavailable
+from hw5kit.grading.relay import GcloudRelay
+from hw5kit.grading.sandbox import Sandbox
 
 from .conftest import TEST_LIMITS, sandbox_for
 

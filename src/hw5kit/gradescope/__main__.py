@@ -63,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from ..grading.sandbox import Sandbox, SandboxUnavailable
+    from ..grading.limits import SandboxUnavailable
+    from ..grading.sandbox import Sandbox
 
     try:
         config = config_mod.load(args.config)

@@ -19,9 +19,9 @@ _EXPORTS = {
     "Grading": "grader",
     "Options": "context",
     "grade": "grader",
-    "Limits": "sandbox",
+    "Limits": "limits",
     "Sandbox": "sandbox",
-    "SandboxUnavailable": "sandbox",
+    "SandboxUnavailable": "limits",
 }
 __all__ = sorted(_EXPORTS)
 

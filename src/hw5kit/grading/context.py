@@ -13,9 +13,10 @@ from .. import naming
 from ..pipeline import deliverables as dl
 from . import answers as answers_mod
 from . import buildconfig, builds
+from .limits import Limits
 from .rubric import Rubric
 from .runs import Runs
-from .sandbox import Limits, Sandbox
+from .sandbox import Sandbox
 from .submission import Snapshot
 
 SLOTS = {

@@ -19,9 +19,11 @@ from . import answers as answers_mod
 from . import buildconfig, builds, checks, layout
 from .cloud import CallLimits, FakeCloud
 from .context import Context, Options
+from .folders import grading_folder
+from .relay import GcloudRelay
 from .rubric import load
 from .runs import Runner, ScriptRun, deploy_script_name
-from .sandbox import GcloudRelay, Sandbox, grading_folder
+from .sandbox import Sandbox
 from .submission import FileProblem, Snapshot, load_yaml
 
 PROJECT_RE = re.compile(r"\bhw5-([0-9a-z][0-9a-z-]*[0-9a-z]|[0-9a-z])\b")
