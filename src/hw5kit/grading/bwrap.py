@@ -2,6 +2,13 @@
 namespaces, a read-only view of ``/usr`` and a few files of ``/etc`` only, a private
 size-limited ``/tmp`` and ``/dev/shm``, read-only ``/``, the workspace the only writable folder
 on disk, the gcloud relay's client and socket, and any real gcloud hidden behind the relay.
+
+The private ``/tmp`` and ``/dev/shm`` are tmpfs mounts bubblewrap makes of ``--size`` bytes.
+``--size`` came with bubblewrap 0.7.0 (containers/bubblewrap#509, merged October 2022); an older
+bubblewrap (Ubuntu 22.04, Gradescope's default image, ships 0.6.1) stops at "Unknown option
+--size", and a set-uid one refuses it too ("The --size option is not permitted in setuid
+mode"). With those, ``/tmp`` and ``/dev/shm`` are two folders of the run's own bound in their
+place (``private``), which the grader bounds itself (``sandbox.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,25 @@ ETC_ALLOWED = (
 )
 TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 SANDBOX_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+# what the kernel or a container says when it refuses bubblewrap the namespaces it needs
+# (seccomp: "Creating new namespace failed: Operation not permitted"; a kernel setting: "No
+# permissions to creating new namespace"; AppArmor: "setting up uid map: Permission denied")
+USERNS_REFUSED = ("namespace", "operation not permitted", "permission denied", "uid map")
+
+
+def lacks_size(error: str) -> bool:
+    """Whether bubblewrap refused ``--size`` (older than 0.7.0, or set-uid)."""
+    return "--size" in error
+
+
+def why_it_fails(error: str) -> str:
+    """What a failed probe of bubblewrap means for whoever installs the grader."""
+    if any(word in error.lower() for word in USERNS_REFUSED):
+        return (
+            f"bubblewrap is installed, but user namespaces are refused here ({error}): a "
+            "container started without them, or a kernel setting; allow them for full isolation"
+        )
+    return f"bubblewrap is installed but does not run here ({error})"
 
 
 def command(
@@ -51,9 +77,12 @@ def command(
     cmd: list[str],
     bin_dir: Path | None,
     identity: Identity | None,
+    private: tuple[Path, Path] | None = None,
 ) -> list[str]:
     """``cmd`` run by ``bwrap`` in ``workspace`` (under ``base``, where the run's own
-    ``/etc/passwd`` and ``/etc/group`` are written), as ``identity`` (None: the grader's uid)."""
+    ``/etc/passwd`` and ``/etc/group`` are written), as ``identity`` (None: the grader's uid).
+    ``private``: the folders to bind as ``/tmp`` and ``/dev/shm`` (a bubblewrap without
+    ``--size``), else tmpfs mounts of ``limits.tmpfs`` bytes."""
     lim = limits
     out = [
         bwrap,
@@ -87,9 +116,15 @@ def command(
         out += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     out += ["--ro-bind", str(etc / "passwd"), "/etc/passwd"]
     out += ["--ro-bind", str(etc / "group"), "/etc/group"]
-    out += ["--dev", "/dev", "--size", str(lim.tmpfs), "--tmpfs", SANDBOX_SHM]
-    out += ["--remount-ro", "/dev", "--proc", "/proc"]
-    out += ["--size", str(lim.tmpfs), "--tmpfs", SANDBOX_TMP, "--dir", SANDBOX_HOME]
+    if private is None:
+        shm = ["--size", str(lim.tmpfs), "--tmpfs", SANDBOX_SHM]
+        tmp = ["--size", str(lim.tmpfs), "--tmpfs", SANDBOX_TMP]
+    else:
+        shm = ["--bind", str(private[1]), SANDBOX_SHM]
+        tmp = ["--bind", str(private[0]), SANDBOX_TMP]
+    out += ["--dev", "/dev", *shm]
+    out += ["--remount-ro", "/dev", "--proc", "/proc"]  # /dev only: /dev/shm stays writable
+    out += [*tmp, "--dir", SANDBOX_HOME]
     if bin_dir is not None:
         out += ["--ro-bind", str(bin_dir), str(bin_dir)]
         socket_dir = bin_dir.parent / "relay"

@@ -45,15 +45,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import bwrap as bwrap_cmd
 from . import runas
 from .bwrap import SANDBOX_HOME, SANDBOX_PATH, SANDBOX_TMP
+from .capture import Capture
 from .folders import tree_size
 from .limits import Limits, RunResult, SandboxUnavailable
 from .relay import GcloudRelay, relay_python
@@ -61,47 +61,6 @@ from .runas import Identity
 
 MODES = ("bwrap", "user", "none")
 CHECK_EVERY = 0.01  # seconds between two checks of a running script (output, time, bytes)
-
-
-# --- output capture ------------------------------------------------------------------------
-
-
-class _Capture:
-    """Reads a pipe to the end, keeping its head and tail; reports the total byte count."""
-
-    def __init__(self, stream, keep: int, on_bytes: Callable[[int], None]):
-        self.stream = stream
-        self.keep = keep
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-        self.on_bytes = on_bytes
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while True:
-                chunk = self.stream.read1(65536) if hasattr(self.stream, "read1") else b""
-                if not chunk:
-                    break
-                self.total += len(chunk)
-                room = self.keep - len(self.head)
-                if room > 0:
-                    self.head += chunk[:room]
-                    chunk = chunk[room:]
-                if chunk:
-                    self.tail = (self.tail + chunk)[-self.keep :]
-                self.on_bytes(len(chunk))
-
-    def text(self) -> str:
-        out = bytes(self.head)
-        if self.tail:
-            skipped = self.total - len(self.head) - len(self.tail)
-            if skipped > 0:
-                out += f"\n[... {skipped} bytes of output left out ...]\n".encode()
-            out += bytes(self.tail)
-        return out.decode("utf-8", errors="replace")
 
 
 # --- the sandbox ----------------------------------------------------------------------------
@@ -113,6 +72,11 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
     bwrap: str | None = None
     python: str | None = None  # the relay client's interpreter
+    # bubblewrap takes --size (0.7.0 and later); False: an older one, whose /tmp and /dev/shm
+    # are folders the grader bounds itself (``_private_folders``, bwrap.py)
+    tmpfs_size: bool = True
+    # why bubblewrap is not used (user mode): what ``describe`` says is missing
+    without_bwrap: str = ""
 
     # -- choosing a mode -- #
     @classmethod
@@ -122,22 +86,29 @@ class Sandbox:
         bwrap = shutil.which("bwrap")
         is_root = os.geteuid() == 0
         problems = []
+        missing = "--sandbox user was asked for"
         if requested in ("auto", "bwrap"):
             if bwrap is None:
                 problems.append("bubblewrap (bwrap) is not installed")
+                missing = "bubblewrap is not installed: install it for full isolation"
             elif python is None:
                 problems.append("no /usr/bin/python3 for the gcloud relay inside bubblewrap")
+                missing = problems[-1]
             else:
                 box = cls("bwrap", limits, bwrap, python)
                 error = box.probe()
+                if error is not None and bwrap_cmd.lacks_size(error):
+                    box.tmpfs_size = False  # bubblewrap before 0.7.0: the grader bounds /tmp
+                    error = box.probe()
                 if error is None:
                     return box
                 problems.append(f"bubblewrap does not work here: {error}")
+                missing = bwrap_cmd.why_it_fails(error)
             if requested == "bwrap":
                 raise SandboxUnavailable("; ".join(problems))
         if requested in ("auto", "user"):
             if is_root and python is not None:
-                return cls("user", limits, None, python)
+                return cls("user", limits, None, python, without_bwrap=missing)
             if requested == "user":
                 raise SandboxUnavailable(
                     "--sandbox user needs the grader to run as root (it runs each script as a "
@@ -160,15 +131,22 @@ class Sandbox:
         own = os.geteuid() == 0
         if self.mode == "bwrap":
             who = "as a uid of its own per script" if own else f"as uid {os.getuid()}"
+            tmp = ""
+            if not self.tmpfs_size:
+                tmp = (
+                    f" (this bubblewrap has no --size: /tmp and /dev/shm are folders the grader "
+                    f"holds to {self.limits.tmpfs // 2**20} MiB)"
+                )
             return (
-                f"bubblewrap {who}: no network, private /tmp, read-only system, only the "
+                f"bubblewrap {who}: no network, private /tmp{tmp}, read-only system, only the "
                 "workspace writable"
             )
         if self.mode == "user":
             return (
                 "a uid of its own per script, without bubblewrap: the grader's files are "
-                "protected by ownership only, and the network is not cut off (install "
-                "bubblewrap for full isolation)"
+                "protected by ownership only, and the network is not cut off ("
+                + (self.without_bwrap or "install bubblewrap for full isolation")
+                + ")"
             )
         return (
             "NO ISOLATION (--sandbox none): scripts run as the grader's own user with limits "
@@ -190,7 +168,9 @@ class Sandbox:
             workspace = base / "ws"
             workspace.mkdir()
             self.prepare_workspace(workspace, identity)
-            cmd = self._bwrap_command(base, workspace, ["/bin/sh", "-c", "exit 0"], None, identity)
+            private = self._private_folders(base, "probe", identity)
+            true = ["/bin/sh", "-c", "exit 0"]
+            cmd = self._bwrap_command(base, workspace, true, None, identity, private)
             try:
                 done = subprocess.run(
                     self._limited(cmd, identity),
@@ -204,6 +184,7 @@ class Sandbox:
             finally:
                 if identity:
                     runas.end_all(identity)
+                self._release_private(private)
             if done.returncode != 0:
                 return (done.stderr or done.stdout).decode(errors="replace").strip()[:300] or (
                     f"exit status {done.returncode}"
@@ -223,6 +204,30 @@ class Sandbox:
     def release_workspace(self, workspace: Path) -> None:
         if runas.is_mounted(workspace):
             runas.unmount(workspace)
+
+    def _private_folders(
+        self, parent: Path, token: str, identity: Identity | None
+    ) -> tuple[Path, Path] | None:
+        """``/tmp`` and ``/dev/shm`` for a bubblewrap without ``--size`` (None with one): two
+        folders of the run's own in ``parent``, each a tmpfs of ``limits.tmpfs`` bytes where
+        the grader may mount, and counted with the workspace every check (``_execute``)."""
+        if self.mode != "bwrap" or self.tmpfs_size:
+            return None
+        folders = []
+        for name in ("tmp", "shm"):
+            path = parent / f"{name}-{token}"
+            path.mkdir(mode=0o700)
+            runas.mount_workspace(path, self.limits.tmpfs, self.limits.workspace_files)
+            if identity is not None:
+                os.chown(path, identity.uid, identity.gid)
+            folders.append(path)
+        return folders[0], folders[1]
+
+    def _release_private(self, private: tuple[Path, Path] | None) -> None:
+        for path in private or ():
+            if runas.is_mounted(path):
+                runas.unmount(path)
+            shutil.rmtree(path, ignore_errors=True)  # what is left: with the grading folder
 
     def prepare_workspace(self, workspace: Path, identity: Identity | None) -> None:
         """Hand the workspace to the run's identity (nothing to do without one)."""
@@ -261,9 +266,12 @@ class Sandbox:
         cmd: list[str],
         bin_dir: Path | None,
         identity: Identity | None,
+        private: tuple[Path, Path] | None = None,
     ) -> list[str]:
         assert self.bwrap is not None
-        return bwrap_cmd.command(self.bwrap, self.limits, base, workspace, cmd, bin_dir, identity)
+        return bwrap_cmd.command(
+            self.bwrap, self.limits, base, workspace, cmd, bin_dir, identity, private
+        )
 
     def environment(self, home: str, tmp: str, bin_dir: Path, token: str) -> dict[str, str]:
         return {
@@ -297,8 +305,10 @@ class Sandbox:
         token = secrets.token_hex(8)
         self.prepare_workspace(workspace, identity)
         homes: list[Path] = []
+        private = None
         if self.mode == "bwrap":
             environ = self.environment(SANDBOX_HOME, SANDBOX_TMP, relay.bin_dir, token)
+            private = self._private_folders(workspace.parent, token, identity)
         else:
             home = workspace.parent / f"home-{token}"
             home.mkdir(mode=0o700)
@@ -309,38 +319,49 @@ class Sandbox:
         environ.update(env or {})
         inner = ["/bin/bash", str(script), *args]
         if self.mode == "bwrap":
-            cmd = self._bwrap_command(base, workspace, inner, relay.bin_dir, identity)
+            cmd = self._bwrap_command(base, workspace, inner, relay.bin_dir, identity, private)
         else:
             cmd = inner
         relay.reset_count()
         relay.allow(identity)
         try:
             return self._execute(
-                self._limited(cmd, identity), workspace, environ, token, identity, homes
+                self._limited(cmd, identity), workspace, environ, token, identity, homes, private
             )
         finally:
             relay.allow(None)
             if identity is not None:
                 runas.remove_owned(identity)
+            self._release_private(private)
 
     def _used(
-        self, cwd: Path, homes: list[Path], tracker: runas.Tracker | None, shared: bool
-    ) -> tuple[int, int, int]:
-        """(bytes, entries, hidden processes) the run holds: its workspace and home, the
-        deleted files its processes keep open, and (``shared``) its files in the machine's
-        world-writable folders."""
+        self,
+        cwd: Path,
+        homes: list[Path],
+        tracker: runas.Tracker | None,
+        shared: bool,
+        private: tuple[Path, Path] | None = None,
+    ) -> tuple[int, int, int, int]:
+        """(bytes, entries, hidden processes, bytes in /tmp and /dev/shm) the run holds: its
+        workspace and home, the deleted files its processes keep open, (``shared``) its files in
+        the machine's world-writable folders, and (``private``) the folders a bubblewrap
+        without ``--size`` has as /tmp and /dev/shm (their entries count with the workspace's)."""
         size, entries = tree_size(cwd, self.limits.workspace_files)
         for home in homes:
             more, count = tree_size(home, self.limits.workspace_files)
             size, entries = size + more, entries + count
+        private_bytes = 0
+        for folder in private or ():
+            more, count = tree_size(folder, self.limits.workspace_files)
+            private_bytes, entries = private_bytes + more, entries + count
         if tracker is None:
-            return size, entries, 0
+            return size, entries, 0, private_bytes
         identity = tracker.identity
         held = tracker.held()
         size += held.deleted
         if shared and self.mode == "user":
             size += runas.owned_bytes(identity, tree_size)
-        return size, entries, held.hidden
+        return size, entries, held.hidden, private_bytes
 
     def _execute(
         self,
@@ -350,6 +371,7 @@ class Sandbox:
         token: str,
         identity: Identity | None,
         homes: list[Path] | None = None,
+        private: tuple[Path, Path] | None = None,
     ) -> RunResult:
         lim = self.limits
         start = time.monotonic()
@@ -372,8 +394,8 @@ class Sandbox:
         def count(n: int) -> None:
             state["bytes"] += n
 
-        out = _Capture(proc.stdout, lim.output_kept, count)
-        err = _Capture(proc.stderr, lim.output_kept, count)
+        out = Capture(proc.stdout, lim.output_kept, count)
+        err = Capture(proc.stderr, lim.output_kept, count)
         next_shared_check = 0.0
         tracker = runas.Tracker(identity) if identity else None
         while True:
@@ -391,12 +413,15 @@ class Sandbox:
                 shared = now >= next_shared_check
                 if shared:
                     next_shared_check = now + 0.5
-                size, entries, hidden = self._used(cwd, homes or [], tracker, shared)
+                used = self._used(cwd, homes or [], tracker, shared, private)
+                size, entries, hidden, private_bytes = used
                 if size > lim.workspace:
                     killed = (
                         f"it wrote more than {lim.workspace // 2**20} MiB (its workspace, "
                         "temporary files and deleted files it kept open)"
                     )
+                elif private_bytes > lim.tmpfs:
+                    killed = f"it wrote more than {lim.tmpfs // 2**20} MiB into /tmp and /dev/shm"
                 elif entries > lim.workspace_files:
                     killed = f"it created more than {lim.workspace_files} files in the workspace"
                 elif hidden:
