@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hw5kit import loadtest
-from hw5kit.serving.badinputs import cases
+from hw5kit.testkit.badinputs import cases
 
 from .conftest import subprocess_env
 

@@ -5,4 +5,4 @@ Serve it with ``gunicorn --chdir apps/backend_v1 app:app`` (the WSGI object is `
 
 from hw5kit.serving.http import create_app
 
-app = create_app(flavor="v1")
+app = create_app(version="v1")

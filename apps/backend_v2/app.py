@@ -7,4 +7,4 @@ Serve it with ``gunicorn --chdir apps/backend_v2 app:app``.
 
 from hw5kit.serving.http import create_app
 
-app = create_app(flavor="v2")
+app = create_app(version="v2")

@@ -8,4 +8,4 @@ Serve it with ``gunicorn --chdir apps/backend_v3 app:app``.
 
 from hw5kit.serving.http import create_app
 
-app = create_app(flavor="v3")
+app = create_app(version="v3")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bench import procstats
+from .paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ANSWERS = "SHORT_ANSWER_TEMPLATE.md"
 MiB = 2**20
 BLOCK_RE = re.compile(

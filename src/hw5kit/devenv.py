@@ -37,7 +37,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from .paths import ROOT
+
 LOCK = Path("requirements") / "lock.txt"
 STAMP = ".hw5kit-stamp.json"
 CONFIG_NAME = "deployment.yaml"

@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from .paths import ROOT
+
 # Broken on purpose: the grader's corpus of bad submissions.
 EXCLUDED_PREFIXES = ("tests/fixtures/submissions/",)
 

@@ -33,10 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import procs
+from .paths import ROOT
 from .photos import CORE_PHOTOS, photo
-from .serving.badinputs import BACKEND_ENV, Case, HostileServer, cases
+from .testkit.badinputs import BACKEND_ENV, Case, cases
+from .testkit.hostile import HostileServer
 
-ROOT = procs.ROOT
 DELIBERATE_503 = {"overloaded", "not_ready"}
 
 
@@ -47,11 +48,11 @@ class Planned:
     photo: str | None = None
 
 
-def plan(total: int, *, bad_fraction: float, seed: int, flavor: str = "v1") -> list[Planned]:
+def plan(total: int, *, bad_fraction: float, seed: int, version: str = "v1") -> list[Planned]:
     """A reproducible mix: ``bad_fraction`` catalog cases, the rest uploads and URL fetches of
     the labelled photos, shuffled."""
     rng = random.Random(seed)  # noqa: S311  (a reproducible mix, not a secret)
-    bad_cases = [c for c in cases(flavor) if c.in_load_mix]
+    bad_cases = [c for c in cases(version) if c.in_load_mix]
     out: list[Planned] = []
     for i in range(total):
         if rng.random() < bad_fraction:

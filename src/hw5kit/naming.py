@@ -24,6 +24,24 @@ Each rule says where it comes from:
   ``LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE[:TAG|@DIGEST]``; a repository ID is
   lowercase letters, digits and hyphens, starting with a letter, at most 63 characters; an
   image name is lowercase path components separated by ``.``, ``_`` or ``-``.
+* **Cloud Run settings**: environment variable names are letters, digits and underscores,
+  not starting with a digit, and Cloud Run sets ``PORT``, ``K_SERVICE``, ``K_REVISION``,
+  ``K_CONFIGURATION`` itself (https://cloud.google.com/run/docs/container-contract#env-vars);
+  ``--memory`` takes a size such as ``512Mi`` or ``2Gi``
+  (https://cloud.google.com/run/docs/configuring/services/memory-limits) and ``--cpu`` 1, 2, 4,
+  8, a fraction below 1 or millicpu (https://cloud.google.com/run/docs/configuring/services/cpu).
+* **API Gateway IDs** (API, API config, gateway;
+  https://cloud.google.com/api-gateway/docs/creating-api): lowercase letters, digits and
+  hyphens, starting with a letter, at most 63 characters. An API config cannot change once
+  made, so its ID names the document's content (``api_config_id``).
+* **Service accounts** (IAM, https://cloud.google.com/iam/docs/service-accounts-create): a
+  user-managed account is ``ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com``, the account ID 6 to
+  30 lowercase letters, digits and hyphens, starting with a letter.
+* **The kit's own names** (``deployment.yaml``): a service key names ``apps/<name>``,
+  ``Dockerfile.<name>`` and the image ``<name>``, so it is lowercase letters, digits and single
+  underscores; its Cloud Run service is the key without underscores unless
+  ``cloud_run_name`` says otherwise, and a v3 group's model ``m`` runs as
+  ``<cloud_run_name>-m`` (underscores become hyphens) in the service ``<key>_m``.
 * **Cloud Run URLs** (https://cloud.google.com/run/docs/triggering/https-request): every
   service has the hash-based URL ``https://SERVICE-HASH-REGIONCODE.a.run.app`` and, when "the
   DNS segment" (service name, project number, traffic tag) has at most 63 characters, the
@@ -51,6 +69,10 @@ from dataclasses import dataclass, field
 from .gcp_regions import REGION_CODES
 
 PROJECT_PREFIX = "hw5-"
+# The course's service accounts: the autograder's test account (the default) and its production
+# one, given read access to the repository by `nox -s setup`.
+COURSE_TEST_AUTOGRADER = "ift6758-ta-hw5-gcp-autograder@hw5-12345.iam.gserviceaccount.com"
+COURSE_AUTOGRADER = "ta-autograder@ift6758-hw5-gcp-24.iam.gserviceaccount.com"
 
 # --- projects and students -----------------------------------------------------------------
 
@@ -181,6 +203,54 @@ def cloud_run_name_problem(name: str) -> str | None:
     if len(name) > CLOUD_RUN_NAME_MAX:
         return f"{name!r} has {len(name)} characters: expected {CLOUD_RUN_NAME_RULE}"
     return f"{name!r}: expected {CLOUD_RUN_NAME_RULE}"
+
+
+# --- Cloud Run settings, API Gateway, IAM ---------------------------------------------------
+
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CLOUD_RUN_RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+CLOUD_RUN_MEMORY_RE = re.compile(r"^[1-9][0-9]*(Mi|Gi)$")
+CLOUD_RUN_CPU_RE = re.compile(r"^([1248]|0\.[0-9]*[1-9]|[1-9][0-9]{1,2}m)$")
+GATEWAY_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+SERVICE_ACCOUNT_RE = re.compile(
+    r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
+)
+
+
+def api_config_id(api_id: str, spec_text: str) -> str:
+    """An API config ID naming the OpenAPI document's content (configs cannot be changed)."""
+    return f"{api_id}-{hashlib.sha256(spec_text.encode()).hexdigest()[:10]}"[:63]
+
+
+def compute_service_account(project_number: str) -> str:
+    """The Compute Engine default service account: Cloud Run's runtime identity by default."""
+    return f"{project_number}-compute@developer.gserviceaccount.com"
+
+
+# --- deployment.yaml's own names ------------------------------------------------------------
+
+SERVICE_NAME_RE = re.compile(r"^(?!.*__)[a-z][a-z0-9_]{0,48}$")
+SERVICE_NAME_RULE = (
+    "lowercase letters, digits and single underscores, starting with a letter (it names "
+    "apps/<name>, Dockerfile.<name> and the image)"
+)
+IMAGE_COMPONENT_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")  # one path component
+MODEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def default_cloud_run_name(service: str) -> str:
+    """A service's Cloud Run name when ``cloud_run_name`` is not set: the key without ``_``."""
+    return service.replace("_", "")
+
+
+def model_service_name(group: str, model: str) -> str:
+    """The service of one model of a v3 group (``backend_v3`` + ``efficientnet_lite0``)."""
+    return f"{group}_{model}"
+
+
+def model_cloud_run_name(group_run_name: str, model: str) -> str:
+    """Its Cloud Run service: the group's name, a hyphen, the model with hyphens."""
+    return f"{group_run_name}-{model.replace('_', '-')}"
 
 
 # --- Cloud Run URLs ------------------------------------------------------------------------

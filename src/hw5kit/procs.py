@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+# bench/run.py reads procs.ROOT (helper peers17 is rewriting it): kept until it imports paths
+from .paths import ROOT as ROOT
 
 
 class ServiceFailed(RuntimeError):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from hw5kit.bench import quant, quant_report
+from hw5kit.bench import quant_eval, quant_report
 from hw5kit.bench.__main__ import main
 from hw5kit.serving.models import get_spec, quantization
 
@@ -24,7 +24,7 @@ def softmax_rows(logits):
 
 def test_identical_probabilities_agree_completely():
     p = softmax_rows(np.random.default_rng(0).standard_normal((6, 20)))
-    a = quant.agreement(p, p.copy())
+    a = quant_eval.agreement(p, p.copy())
     assert a["n"] == 6 and a["top1"] == a["topk_overlap"] == a["topk_same_set"] == 1.0
     assert a["top1_in_topk"] == 1.0 and a["max_abs_diff"] == 0.0 == a["mean_top1_prob_diff"]
 
@@ -37,7 +37,7 @@ def test_agreement_counts_flips_and_partial_top5_overlap():
     other[1, [0, 1]] = [0.2, 0.4]
     other[2] = 0
     other[2, [0, 1, 2, 7, 8]] = [0.5, 0.2, 0.1, 0.1, 0.1]
-    a = quant.agreement(ref, other, k=5)
+    a = quant_eval.agreement(ref, other, k=5)
     assert a["top1"] == pytest.approx(2 / 3) and a["top1_count"] == 2
     assert a["topk_overlap"] == pytest.approx((5 + 5 + 3) / 15)
     assert a["topk_same_set"] == pytest.approx(2 / 3)
@@ -50,18 +50,18 @@ def test_agreement_counts_flips_and_partial_top5_overlap():
 
 def test_agreement_refuses_mismatched_or_empty_arrays():
     with pytest.raises(ValueError):
-        quant.agreement(np.ones((2, 5)), np.ones((3, 5)))
+        quant_eval.agreement(np.ones((2, 5)), np.ones((3, 5)))
     with pytest.raises(ValueError):
-        quant.agreement(np.ones((0, 5)), np.ones((0, 5)))
+        quant_eval.agreement(np.ones((0, 5)), np.ones((0, 5)))
 
 
 def test_tied_top5_counts_rows_with_equal_top_probabilities():
     distinct = softmax_rows(np.arange(10.0)[None])
     tied = np.array([[0.3, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05, 0, 0, 0]])
     tie_below_top5 = np.array([[0.3, 0.25, 0.2, 0.1, 0.07, 0.04, 0.04, 0, 0, 0]])
-    assert quant.tied_topk(distinct) == 0.0
-    assert quant.tied_topk(np.concatenate([distinct, tied])) == 0.5
-    assert quant.tied_topk(tie_below_top5) == 0.0
+    assert quant_eval.tied_topk(distinct) == 0.0
+    assert quant_eval.tied_topk(np.concatenate([distinct, tied])) == 0.5
+    assert quant_eval.tied_topk(tie_below_top5) == 0.0
 
 
 def test_accuracy_counts_only_photos_with_an_expected_label():
@@ -70,7 +70,7 @@ def test_accuracy_counts_only_photos_with_an_expected_label():
     probs[0, 285] = 1  # Egyptian cat: right
     probs[1, 968] = 1  # cup: wrong (espresso expected)
     probs[2, 0] = 1  # astronaut has no expected label: not judged
-    assert quant.accuracy_on_photos(names, probs) == {
+    assert quant_eval.accuracy_on_photos(names, probs) == {
         "correct": 1,
         "of": 2,
         "correct_photos": ["chelsea.png"],
@@ -79,10 +79,10 @@ def test_accuracy_counts_only_photos_with_an_expected_label():
 
 # ---- evaluation crops -----------------------------------------------------------------------
 def test_evaluation_crops_are_seeded_and_not_the_calibration_inputs():
-    photos = quant.labelled_photos()
-    first = quant.evaluation_crops(photos, 12, seed=7)
-    again = quant.evaluation_crops(photos, 12, seed=7)
-    other = quant.evaluation_crops(photos, 12, seed=8)
+    photos = quant_eval.labelled_photos()
+    first = quant_eval.evaluation_crops(photos, 12, seed=7)
+    again = quant_eval.evaluation_crops(photos, 12, seed=7)
+    other = quant_eval.evaluation_crops(photos, 12, seed=8)
     assert [n for n, _ in first] == [list(photos)[i % len(photos)] for i in range(12)]
     assert all(
         np.array_equal(np.asarray(a), np.asarray(b))

@@ -76,7 +76,7 @@ def serve_app(app) -> Iterator[LiveApp]:
 
 @pytest.fixture(scope="session")
 def app_v1() -> Iterator[LiveApp]:
-    settings = ServingSettings(flavor="v1", load="sync", fetch=FetchLimits(allow_loopback=True))
+    settings = ServingSettings(version="v1", load="sync", fetch=FetchLimits(allow_loopback=True))
     with serve_app(create_app(settings)) as live:
         yield live
 
@@ -84,7 +84,7 @@ def app_v1() -> Iterator[LiveApp]:
 @pytest.fixture(scope="session")
 def app_v2() -> Iterator[LiveApp]:
     settings = ServingSettings(
-        flavor="v2",
+        version="v2",
         models=LITE,
         default_model=LITE[0],
         load="sync",
@@ -103,7 +103,7 @@ def app_loading() -> Iterator[LiveApp]:
         gate.wait(60)
         return load_classifier(name)
 
-    settings = ServingSettings(flavor="v1", load="background")
+    settings = ServingSettings(version="v1", load="background")
     app = create_app(settings, registry=ModelRegistry(settings.models, loader=slow_loader))
     with serve_app(app) as live:
         yield live

@@ -154,7 +154,7 @@ def test_a_success_that_breaks_the_contract_is_a_bad_response():
 def test_the_gateway_client_names_the_model_in_the_path():
     """A v3 backend serves the gateway's routes (GET /models, POST /model/<name>/predict)."""
     settings = ServingSettings(
-        flavor="v3",
+        version="v3",
         models=("efficientnet_lite1",),
         default_model="efficientnet_lite1",
         all_models=LITE,

@@ -17,15 +17,15 @@ def test_defaults_are_french_and_the_local_backend():
     assert config.lang == "fr"
     assert config.base_url == DEFAULT_BASE_URL and config.url_is_default
     assert config.problems == ()
-    assert config.flavor.url_var == "SERVING_URL" and not config.flavor.pick_model
+    assert config.version.url_var == "SERVING_URL" and not config.version.pick_model
 
 
-def test_each_flavor_reads_its_own_variable():
+def test_each_version_reads_its_own_variable():
     env = {"SERVING_URL": "https://backend-abc.a.run.app/", "API_GATEWAY": "https://gw.dev/api"}
     assert FrontendConfig.from_env("v2", env).base_url == "https://backend-abc.a.run.app"
     v3 = FrontendConfig.from_env("v3", env)
-    assert v3.base_url == "https://gw.dev/api" and v3.flavor.gateway
-    with pytest.raises(ValueError, match="unknown frontend flavor"):
+    assert v3.base_url == "https://gw.dev/api" and v3.version.gateway
+    with pytest.raises(ValueError, match="unknown frontend version"):
         FrontendConfig.from_env("v4", env)
 
 

@@ -289,3 +289,105 @@ def test_every_command_stops_on_an_unserved_gateway_region_before_any_cloud_call
         done = pipeline(command, "--target", "gcp", root=repo, env=subprocess_env(tmp_path))
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert "API Gateway does not serve 'northamerica-northeast1'" in done.stderr
+
+
+# --- one validation method: deployment.schema.json (issue 20) ---------------------------------
+
+
+def test_the_schema_is_valid_json_schema_and_follows_the_naming_rules():
+    import jsonschema
+
+    from hw5kit import naming
+    from hw5kit.gcp_regions import API_GATEWAY_LOCATIONS
+
+    schema = config.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    top, defs = schema["properties"], schema["$defs"]
+    service, resources = defs["service"]["properties"], defs["resources"]["properties"]
+    gateway = defs["gateway"]["properties"]
+    same = [
+        (top["region"], naming.REGION_RE),
+        (top["repository"], naming.REPOSITORY_RE),
+        (top["base_image"], naming.IMAGE_COMPONENT_RE),
+        (top["autograder_service_account"], naming.SERVICE_ACCOUNT_RE),
+        (top["services"]["propertyNames"], naming.SERVICE_NAME_RE),
+        (service["cloud_run_name"], naming.CLOUD_RUN_NAME_RE),
+        (service["backend"], naming.SERVICE_NAME_RE),
+        (service["env"]["propertyNames"], naming.ENV_NAME_RE),
+        (resources["memory"], naming.CLOUD_RUN_MEMORY_RE),
+        (resources["cpu"], naming.CLOUD_RUN_CPU_RE),
+        (gateway["api_id"], naming.GATEWAY_ID_RE),
+        (gateway["gateway_id"], naming.GATEWAY_ID_RE),
+    ]
+    for node, rule in same:
+        assert node["pattern"] == rule.pattern
+    assert set(service["env"]["propertyNames"]["not"]["enum"]) == naming.CLOUD_RUN_RESERVED_ENV
+    assert top["autograder_service_account"]["default"] == config.DEFAULT_AUTOGRADER
+    assert gateway["location"]["description"].endswith(", ".join(API_GATEWAY_LOCATIONS))
+    assert top["target"]["enum"] == list(config.TARGETS)
+
+
+def test_every_schema_problem_is_reported_at_once_in_file_order():
+    data = reference()
+    data["region"] = "us_central1"
+    data["services"]["backend_v1"]["resources"]["memory"] = "2GB"
+    data["services"]["frontend_v1"]["colour"] = "blue"
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(data, Path("deployment.yaml"))
+    assert str(info.value).splitlines() == [
+        "deployment.yaml: region: expected a region like us-central1, got 'us_central1'",
+        "deployment.yaml: services.backend_v1.resources.memory: expected a size such as 512Mi "
+        "or 2Gi, got '2GB'",
+        "deployment.yaml: services.frontend_v1.colour: unknown key; expected one of: kind "
+        "(backend | frontend); version (v1 | v2 | v3); cloud_run_name (the Cloud Run service "
+        "name, e.g. backendv1); backend (frontends: the backend service they call, e.g. "
+        "backend_v1 (v3: backend_v3, reached through the API gateway)); resources (memory, "
+        "cpu, min_instances, max_instances, concurrency); env (environment variables set on "
+        "the service (strings))",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "read"),
+    [
+        ("services.backend_v1.resources.cpu", 2, "2"),  # YAML's number for "2"
+        ("services.backend_v1.resources.cpu", 0.5, "0.5"),
+        ("services.backend_v1.resources.cpu", " 500m ", "500m"),
+        ("services.backend_v1.resources.max_instances", "3", 3),
+        ("serving_port", " 8080 ", 8080),
+        ("region", " us-east1 ", "us-east1"),
+        ("services.backend_v1.env.HW5_THREADS", 4, "4"),
+    ],
+)
+def test_a_value_written_in_another_yaml_type_is_read_as_the_schema_says(path, value, read):
+    cfg = config.parse(change(path, value))
+    backend = cfg.service("backend_v1")
+    found = {
+        "services.backend_v1.resources.cpu": lambda: backend.resources.cpu,
+        "services.backend_v1.resources.max_instances": lambda: backend.resources.max_instances,
+        "serving_port": lambda: cfg.serving_port,
+        "region": lambda: cfg.region,
+        "services.backend_v1.env.HW5_THREADS": lambda: backend.env_dict()["HW5_THREADS"],
+    }[path]()
+    assert found == read
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("student_id", None, "student_id: missing; expected your student ID"),
+        ("student_id", "", "student_id: missing; expected your student ID"),
+        ("services", None, "services: expected a mapping of services"),
+        ("services.backend_v1", "x", "services.backend_v1: expected a mapping (kind, version"),
+        ("services.backend_v1.env.1BAD", "x", "env.1BAD: not a valid environment variable name"),
+        ("services.backend_v1.env.X", True, "env.X: expected a string value, got True"),
+        ("services.backend_v1.resources.cpu", 2.0, "resources.cpu: expected 1, 2, 4, 8"),
+        ("serving_port", "eighty", "serving_port: expected 1 to 65535, got 'eighty'"),
+        ("gateway.deadline", "30", "gateway.deadline: expected seconds a backend may take"),
+        ("autograder_service_account", None, "e-mail such as the course's test account"),
+    ],
+)
+def test_more_mistakes_name_their_key(path, value, expected):
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(change(path, value), Path("deployment.yaml"))
+    assert expected in str(info.value), str(info.value)

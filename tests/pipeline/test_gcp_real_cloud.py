@@ -319,8 +319,8 @@ def test_verify_gives_a_403_from_cloud_run_the_same_remedy(repo, tmp_path):
         project = Project.load(repo, target="gcp", env=subprocess_env(tmp_path), log=lines.append)
         verifier = Verifier(project, gcloud=False)
         config = project.config
-        verifier._backend_http(config.service("backend_v1"), url)
-        verifier._frontend_http(config.service("frontend_v1"), url)
+        verifier.backend_http(config.service("backend_v1"), url)
+        verifier.frontend_http(config.service("frontend_v1"), url)
     finally:
         server.shutdown()
     backend, frontend = verifier.checks

@@ -20,8 +20,7 @@ from hw5kit.gcloud_fake import (
     GATEWAY_APIS,
     FakeGcloud,
 )
-from hw5kit.pipeline import config
-from hw5kit.pipeline import setup as setup_mod
+from hw5kit.pipeline import config, setup_plan
 
 from ..conftest import ROOT, subprocess_env
 from ..support.pipeline import PROJECT, make_repo, pipeline
@@ -504,22 +503,22 @@ def config_for(*, v3: bool = False, **changes):
 
 def test_plan_orders_the_changes_and_skips_what_is_there():
     cfg = config_for()
-    fresh_plan = setup_mod.plan(cfg, setup_mod.State.fresh())
+    fresh_plan = setup_plan.plan(cfg, setup_plan.State.fresh())
     assert [s.kind for s in fresh_plan] == ["project", "apis", "repository", "reader"]
-    ready = setup_mod.State(
+    ready = setup_plan.State(
         configured_project=PROJECT,
         enabled={AR, RUN, CB, "iam.googleapis.com"},
         repository_format="DOCKER",
         repository_known=True,
         can_read=True,
     )
-    assert setup_mod.plan(cfg, ready) == []
+    assert setup_plan.plan(cfg, ready) == []
     ready.enabled = {CB}
     ready.can_read = False
-    steps = setup_mod.plan(cfg, ready)
+    steps = setup_plan.plan(cfg, ready)
     assert [list(s.argv) for s in steps] == [["gcloud", *enable(AR, RUN)], ["gcloud", *grant()]]
     other = config_for(region="europe-west1", repository="images", student_id="abc123")
-    create = setup_mod.create_repository(other)
+    create = setup_plan.create_repository(other)
     assert create.argv[4:] == (
         "images",
         "--repository-format=docker",
@@ -549,7 +548,7 @@ def test_plan_orders_the_changes_and_skips_what_is_there():
     ],
 )
 def test_read_access_is_an_unconditional_role_that_includes_reading(bindings, expected):
-    assert setup_mod.can_read({"bindings": bindings, "etag": "x"}, SA) is expected
+    assert setup_plan.can_read({"bindings": bindings, "etag": "x"}, SA) is expected
 
 
 # --- v3: the APIs API Gateway needs ------------------------------------------------------------
@@ -637,10 +636,10 @@ def test_the_dry_run_with_v3_prints_the_gateway_apis(scenario_v3):
 
 
 def test_the_required_apis_follow_the_config():
-    assert setup_mod.required_apis(config_for()) == (AR, RUN, CB)
-    assert setup_mod.required_apis(config_for(v3=True)) == (AR, RUN, CB, AG, SM, SC)
+    assert setup_plan.required_apis(config_for()) == (AR, RUN, CB)
+    assert setup_plan.required_apis(config_for(v3=True)) == (AR, RUN, CB, AG, SM, SC)
     keyed = config_for(v3=True, gateway={"api_id": "hw5-api", "api_key": True})
-    assert setup_mod.required_apis(keyed) == (AR, RUN, CB, AG, SM, SC, KEYS)
+    assert setup_plan.required_apis(keyed) == (AR, RUN, CB, AG, SM, SC, KEYS)
 
 
 # --- Cloud Build's service account (issue 19) -------------------------------------------------

@@ -17,7 +17,7 @@ LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 @pytest.fixture(scope="module")
 def v2_app():
     settings = ServingSettings(
-        flavor="v2",
+        version="v2",
         models=LITE,
         default_model=LITE[0],
         load="sync",
@@ -28,7 +28,7 @@ def v2_app():
 
 @pytest.fixture(scope="module")
 def v1_app():
-    return create_app(ServingSettings(flavor="v1", load="sync", max_upload_bytes=3_000_000))
+    return create_app(ServingSettings(version="v1", load="sync", max_upload_bytes=3_000_000))
 
 
 def upload(name="chelsea.png", **fields):
@@ -174,7 +174,7 @@ def test_readyz_is_503_until_models_are_loaded():
         gate.wait(10)
         return load_classifier(name)
 
-    settings = ServingSettings(flavor="v1", load="background")
+    settings = ServingSettings(version="v1", load="background")
     registry = ModelRegistry(settings.models, loader=slow_loader)
     app = create_app(settings, registry=registry)
     c = app.test_client()
@@ -194,7 +194,7 @@ def test_a_failed_background_load_is_reported():
     def broken(name):
         raise RuntimeError("disk on fire")
 
-    settings = ServingSettings(flavor="v1", load="background")
+    settings = ServingSettings(version="v1", load="background")
     registry = ModelRegistry(settings.models, loader=broken)
     app = create_app(settings, registry=registry)
     registry._thread.join(10)
@@ -233,7 +233,7 @@ def test_the_session_cookie_is_secure_over_https_only(v2_app):
 def test_two_instances_with_the_same_key_accept_each_others_sessions():
     def instance(key: str):
         settings = ServingSettings(
-            flavor="v2",
+            version="v2",
             models=("efficientnet_lite0", "efficientnet_lite1"),
             default_model="efficientnet_lite0",
             secret_key=key,
@@ -248,3 +248,21 @@ def test_two_instances_with_the_same_key_accept_each_others_sessions():
         client = app.test_client()
         client.set_cookie("hw5_session", value)
         assert client.get("/model").json["source"] == source
+
+
+def test_the_version_names_the_routes_and_the_old_keyword_flavor_still_works(monkeypatch):
+    """v1/v2/v3 are "versions" everywhere (deployment.yaml's word); ``create_app(flavor=...)``,
+    the name apps used before, keeps working."""
+    for key in ("MODEL_NAME", "MODELS", "DEFAULT_MODEL"):
+        monkeypatch.delenv(key, raising=False)
+    old = create_app(flavor="v2", start=False)
+    assert old.extensions["hw5kit"].settings.version == "v2"
+    choose = "/model/efficientnet_lite1"
+    assert old.test_client().put(choose).status_code == 200  # v2's route: a model per caller
+    new = create_app(version="v1", start=False)
+    assert new.extensions["hw5kit"].settings.version == "v1"
+    assert new.test_client().put(choose).status_code == 404  # v1 has no such route
+    with pytest.raises(ValueError, match="contradicts"):
+        create_app(version="v1", flavor="v2", start=False)
+    with pytest.raises(ValueError, match=r"contradicts settings\.version"):
+        create_app(ServingSettings(version="v1"), version="v2", start=False)

@@ -7,7 +7,8 @@ import pytest
 
 from hw5kit.photos import photo
 from hw5kit.serving import errors
-from hw5kit.serving.fetch import Fetcher, address_problem, check_destination, parse_url
+from hw5kit.serving.destinations import address_problem, check_destination, parse_url
+from hw5kit.serving.fetch import Fetcher
 from hw5kit.serving.settings import FetchLimits
 
 from ..support import httpserver as hs

@@ -14,7 +14,8 @@ import pytest
 
 from hw5kit.photos import server_class
 from hw5kit.serving import errors
-from hw5kit.serving.fetch import Fetcher, check_destination, parse_url, resolve
+from hw5kit.serving.destinations import check_destination, parse_url, resolve
+from hw5kit.serving.fetch import Fetcher
 from hw5kit.serving.settings import FetchLimits
 
 from ..conftest import need

@@ -18,6 +18,7 @@ from hw5kit.serving.models import (
     known_models,
     load_classifier,
     quantization,
+    recipe,
     runtime,
 )
 from hw5kit.serving.models.weights import bake, main, weights_path
@@ -112,15 +113,15 @@ def test_the_recipe_id_follows_the_settings_and_the_calibration_files(tmp_path, 
     assert quantization.recipe_id(quantization.Recipe(per_channel=False)) != served
     for p in quantization.CALIBRATION_PHOTOS:
         (tmp_path / p.file).write_bytes(quantization.calibration_file(p).read_bytes())
-    monkeypatch.setattr(quantization, "CALIBRATION_DIR", tmp_path)
-    quantization._calibration_digest.cache_clear()
+    monkeypatch.setattr(recipe, "CALIBRATION_DIR", tmp_path)
+    recipe.calibration_digest.cache_clear()
     try:
         assert quantization.recipe_id() == served  # same bytes, same id
         (tmp_path / "china.jpg").write_bytes((tmp_path / "flower.jpg").read_bytes())
-        quantization._calibration_digest.cache_clear()
+        recipe.calibration_digest.cache_clear()
         assert quantization.recipe_id() != served
     finally:
-        quantization._calibration_digest.cache_clear()
+        recipe.calibration_digest.cache_clear()
 
 
 # ---- missing or unusable --------------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_model_variables():
 
 
 @pytest.mark.parametrize(
-    ("flavor", "env", "message"),
+    ("version", "env", "message"),
     [
         (
             "v1",
@@ -64,9 +64,9 @@ def test_model_variables():
         ("v1", {"HW5_TORCH_THREADS": "0"}, "HW5_TORCH_THREADS must be a whole number"),
     ],
 )
-def test_bad_values_name_the_variable(flavor, env, message):
+def test_bad_values_name_the_variable(version, env, message):
     with pytest.raises(SettingsError, match=message):
-        ServingSettings.from_env(flavor, env)
+        ServingSettings.from_env(version, env)
 
 
 def test_limits_and_flags():

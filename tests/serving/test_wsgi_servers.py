@@ -16,7 +16,7 @@ from hw5kit.serving.settings import ServingSettings
 
 @pytest.fixture(scope="module")
 def werkzeug_backend():
-    app = create_app(ServingSettings(flavor="v1", load="sync"))
+    app = create_app(ServingSettings(version="v1", load="sync"))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

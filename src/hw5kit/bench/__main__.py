@@ -306,7 +306,7 @@ def cmd_quant(args) -> int:
 def cmd_hop(args) -> int:
     from ..serving.errors import ServingError
     from ..serving.models import get_spec
-    from . import hop
+    from . import hop, hop_report
 
     values = dict(hop.SMOKE) if args.smoke else {}
     for key in ("model", "rounds", "page_rounds"):
@@ -329,14 +329,14 @@ def cmd_hop(args) -> int:
 
     command = "python -m hw5kit.bench " + shlex.join(args.argv)
     results = hop.run(plan, command=command, log=log)
-    path = hop.write_report(results, args.out or (HOP_SMOKE_OUT if args.smoke else HOP_OUT))
+    path = hop_report.write_report(results, args.out or (HOP_SMOKE_OUT if args.smoke else HOP_OUT))
     log(f"report written to {path}")
     if results["meta"]["page_skipped"] and plan.browser:
         print(f"note: page path skipped: {results['meta']['page_skipped']}", file=sys.stderr)
     print()
-    print(hop.memory_table(results))
+    print(hop_report.memory_table(results))
     print()
-    print(hop.hop_table(results))
+    print(hop_report.hop_table(results))
     return 0
 
 

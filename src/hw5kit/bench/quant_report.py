@@ -4,10 +4,10 @@ and its summary in the repository README between ``<!-- quant:begin -->`` and
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from .. import markdown
 from . import procstats
 from .quant import VARIANT_TITLES, ratio
 
@@ -79,69 +79,87 @@ def header(results: dict) -> str:
 
 def speed_table(results: dict) -> str:
     batch = results["meta"].get("batch_max", 8)
-    lines = [
-        "| model | ONNX file (MiB) fp32 → int8 | forward p50 (ms) fp32 / int8 "
-        "| in-process p50 (ms) fp32 / int8 | forward img/s, batch 1 "
-        f"| forward img/s, batch {batch} | in-process img/s, {batch} callers |",
-        "|---|---|---|---|---|---|---|",
+    header = [
+        "model",
+        "ONNX file (MiB) fp32 → int8",
+        "forward p50 (ms) fp32 / int8",
+        "in-process p50 (ms) fp32 / int8",
+        "forward img/s, batch 1",
+        f"forward img/s, batch {batch}",
+        f"in-process img/s, {batch} callers",
     ]
+    rows = []
     for model, entry in results["models"].items():
         s32, s8 = entry["speed"]["fp32"], entry["speed"]["int8"]
         size32, size8 = entry["fp32_onnx_bytes"], entry["int8_onnx_bytes"]
         b1 = (s32["forward_throughput"]["1"], s8["forward_throughput"]["1"])
         bn = (s32["forward_throughput"][str(batch)], s8["forward_throughput"][str(batch)])
         pipe = (s32["pipeline"]["throughput"], s8["pipeline"]["throughput"])
-        lines.append(
-            f"| {model} | {size32 / MiB:.1f} → {size8 / MiB:.1f} ({_x(size32, size8)} smaller) "
-            f"| {_f(s32['forward_p50_ms'], 2)} / {_f(s8['forward_p50_ms'], 2)} "
-            f"({_x(s32['forward_p50_ms'], s8['forward_p50_ms'])} faster) "
-            f"| {_f(s32['e2e_p50_ms'], 2)} / {_f(s8['e2e_p50_ms'], 2)} "
-            f"({_x(s32['e2e_p50_ms'], s8['e2e_p50_ms'])}) "
-            f"| {b1[0]:.0f} / {b1[1]:.0f} ({_x(b1[1], b1[0])}) "
-            f"| {bn[0]:.0f} / {bn[1]:.0f} ({_x(bn[1], bn[0])}) "
-            f"| {pipe[0]:.0f} / {pipe[1]:.0f} ({_x(pipe[1], pipe[0])}) |"
+        rows.append(
+            [
+                model,
+                f"{size32 / MiB:.1f} → {size8 / MiB:.1f} ({_x(size32, size8)} smaller)",
+                f"{_f(s32['forward_p50_ms'], 2)} / {_f(s8['forward_p50_ms'], 2)} "
+                f"({_x(s32['forward_p50_ms'], s8['forward_p50_ms'])} faster)",
+                f"{_f(s32['e2e_p50_ms'], 2)} / {_f(s8['e2e_p50_ms'], 2)} "
+                f"({_x(s32['e2e_p50_ms'], s8['e2e_p50_ms'])})",
+                f"{b1[0]:.0f} / {b1[1]:.0f} ({_x(b1[1], b1[0])})",
+                f"{bn[0]:.0f} / {bn[1]:.0f} ({_x(bn[1], bn[0])})",
+                f"{pipe[0]:.0f} / {pipe[1]:.0f} ({_x(pipe[1], pipe[0])})",
+            ]
         )
-    return "\n".join(lines)
+    return markdown.table(header, rows)
 
 
 def agreement_table(results: dict) -> str:
-    lines = [
-        "| model | top-1 same: photos | top-1 same: crops (held-out photos) | top-1 same: "
-        "confident crops | top-5 overlap: crops | fp32 top-1 in int8 top-5 | largest probability "
-        "change | mean change of fp32 top-1's probability | correct on labelled photos: "
-        "fp32 / int8 |",
-        "|---|---|---|---|---|---|---|---|---|",
+    header = [
+        "model",
+        "top-1 same: photos",
+        "top-1 same: crops (held-out photos)",
+        "top-1 same: confident crops",
+        "top-5 overlap: crops",
+        "fp32 top-1 in int8 top-5",
+        "largest probability change",
+        "mean change of fp32 top-1's probability",
+        "correct on labelled photos: fp32 / int8",
     ]
+    rows = []
     for model, e in results["models"].items():
         ph, cr, ho, co = e["photos"], e["crops"], e["crops_held_out"], e["crops_confident"]
         acc32, acc8 = e["accuracy"]["fp32"], e["accuracy"]["int8"]
         largest = max(ph["max_abs_diff"], cr["max_abs_diff"])
-        lines.append(
-            f"| {model} | {ph['top1_count']}/{ph['n']} "
-            f"| {_pct(cr['top1'])} of {cr['n']} ({_pct(ho['top1'] if ho else None)} of "
-            f"{ho['n'] if ho else 0}) "
-            f"| {_pct(co['top1'] if co else None)} of {co['n'] if co else 0} "
-            f"| {_pct(cr['topk_overlap'])} | {_pct(cr['top1_in_topk'])} "
-            f"| {largest:.3f} | {cr['mean_top1_prob_diff']:.3f} "
-            f"| {acc32['correct']}/{acc32['of']} / {acc8['correct']}/{acc8['of']} |"
+        rows.append(
+            [
+                model,
+                f"{ph['top1_count']}/{ph['n']}",
+                f"{_pct(cr['top1'])} of {cr['n']} ({_pct(ho['top1'] if ho else None)} of "
+                f"{ho['n'] if ho else 0})",
+                f"{_pct(co['top1'] if co else None)} of {co['n'] if co else 0}",
+                _pct(cr["topk_overlap"]),
+                _pct(cr["top1_in_topk"]),
+                f"{largest:.3f}",
+                f"{cr['mean_top1_prob_diff']:.3f}",
+                f"{acc32['correct']}/{acc32['of']} / {acc8['correct']}/{acc8['of']}",
+            ]
         )
-    return "\n".join(lines)
+    return markdown.table(header, rows)
 
 
 def per_photo_table(entry: dict) -> str:
-    lines = [
-        "| photo | expected | fp32 top-1 (p) | int8 top-1 (p) | int8 p of fp32's top-1 |",
-        "|---|---|---|---|---|",
-    ]
-    for row in entry["per_photo"]:
-        expected = ", ".join(row["expected"]) or "(none)"
-        mark = "" if row["calibrated_on"] else " (held out)"
-        lines.append(
-            f"| {row['photo']}{mark} | {expected} | {row['fp32']['label']} "
-            f"({row['fp32']['probability']:.3f}) | {row['int8']['label']} "
-            f"({row['int8']['probability']:.3f}) | {row['int8_probability_of_fp32_top1']:.3f} |"
+    header = ["photo", "expected", "fp32 top-1 (p)", "int8 top-1 (p)", "int8 p of fp32's top-1"]
+    rows = []
+    for r in entry["per_photo"]:
+        mark = "" if r["calibrated_on"] else " (held out)"
+        rows.append(
+            [
+                f"{r['photo']}{mark}",
+                ", ".join(r["expected"]) or "(none)",
+                f"{r['fp32']['label']} ({r['fp32']['probability']:.3f})",
+                f"{r['int8']['label']} ({r['int8']['probability']:.3f})",
+                f"{r['int8_probability_of_fp32_top1']:.3f}",
+            ]
         )
-    return "\n".join(lines)
+    return markdown.table(header, rows)
 
 
 def variants_table(results: dict) -> str:
@@ -149,26 +167,34 @@ def variants_table(results: dict) -> str:
     if not variants:
         return ""
     model = variants["_model"]
-    lines = [
-        f"Recipe variants on {model} (fp32 forward p50 in the same rounds: "
-        f"{_f(variants['_fp32_forward_p50_ms'], 2)} ms):",
-        "",
-        "| recipe | file (MiB) | forward p50 (ms) | top-1 same: photos | top-1 same: crops | "
-        "top-5 overlap: crops | largest probability change | images with tied top-5 "
-        "probabilities |",
-        "|---|---|---|---|---|---|---|---|",
+    header = [
+        "recipe",
+        "file (MiB)",
+        "forward p50 (ms)",
+        "top-1 same: photos",
+        "top-1 same: crops",
+        "top-5 overlap: crops",
+        "largest probability change",
+        "images with tied top-5 probabilities",
     ]
-    for name, v in variants.items():
-        if name.startswith("_"):
-            continue
-        lines.append(
-            f"| {VARIANT_TITLES.get(name, name)} | {v['size_bytes'] / MiB:.1f} "
-            f"| {_f(v['forward_p50_ms'], 2)} | {v['photos']['top1_count']}/{v['photos']['n']} "
-            f"| {_pct(v['crops']['top1'])} | {_pct(v['crops']['topk_overlap'])} "
-            f"| {max(v['photos']['max_abs_diff'], v['crops']['max_abs_diff']):.3f} "
-            f"| {_pct(v['tied_top5'])} |"
-        )
-    return "\n".join(lines)
+    rows = [
+        [
+            VARIANT_TITLES.get(name, name),
+            f"{v['size_bytes'] / MiB:.1f}",
+            _f(v["forward_p50_ms"], 2),
+            f"{v['photos']['top1_count']}/{v['photos']['n']}",
+            _pct(v["crops"]["top1"]),
+            _pct(v["crops"]["topk_overlap"]),
+            f"{max(v['photos']['max_abs_diff'], v['crops']['max_abs_diff']):.3f}",
+            _pct(v["tied_top5"]),
+        ]
+        for name, v in variants.items()
+        if not name.startswith("_")
+    ]
+    return (
+        f"Recipe variants on {model} (fp32 forward p50 in the same rounds: "
+        f"{_f(variants['_fp32_forward_p50_ms'], 2)} ms):\n\n" + markdown.table(header, rows)
+    )
 
 
 def summary_markdown(results: dict) -> str:
@@ -224,11 +250,7 @@ def report_markdown(results: dict) -> str:
 
 
 def write_report(results: dict, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    path = out / "README.md"
-    path.write_text(report_markdown(results))
-    return path
+    return markdown.write_report(out, results, report_markdown(results))
 
 
 def update_readme(readme: Path, results: dict) -> bool:

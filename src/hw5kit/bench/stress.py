@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import procs
+from ..paths import ROOT
 from ..photos import PHOTOS
 from . import procstats
 from .load import HttpClient, Request, percentile, upload_requests
 
-ROOT = procs.ROOT
 # variables that tune the server: a measurement "as users run it" starts without any of them
 TUNING_PREFIXES = ("HW5_", "GUNICORN_", "WEB_CONCURRENCY")
 KEEP = ("HW5_LOG_FORMAT",)

@@ -8,9 +8,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..paths import ROOT
 from . import measure as measure_mod
 from . import pybase
-from .engine import ROOT, ContainerError, detect, say
+from .engine import ContainerError, detect, say
 from .images import Builder, profile_of, services
 from .run import Container, leftover, remove_leftovers, run, up
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import devenv
+from ..paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PODMAN_TOOLS = ("podman", "buildah", "runc", "debootstrap")
 

@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import ROOT
 from . import pybase, wheelhouse
-from .engine import ROOT, STEP_RE, ContainerError, Engine
+from .engine import STEP_RE, ContainerError, Engine
 
 FINGERPRINT_LABEL = "hw5kit.base-fingerprint"
 SERVICE_LABEL = "hw5kit.service"

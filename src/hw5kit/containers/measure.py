@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..paths import ROOT
 from . import pybase
-from .engine import ROOT, Engine
+from .engine import Engine
 from .images import Builder, profile_of
 
 CONTEXT_PARTS = ("apps", "src/hw5kit", "requirements", ".dockerignore")

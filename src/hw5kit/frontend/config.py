@@ -24,7 +24,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
-class Flavor:
+class VersionSpec:
     """What one frontend version offers and where it finds its backend."""
 
     name: str
@@ -34,10 +34,10 @@ class Flavor:
     gateway: bool  # POST /model/<name>/predict (v3) instead of POST /predict with a body model
 
 
-FLAVORS: dict[str, Flavor] = {
-    "v1": Flavor("v1", "SERVING_URL", pick_model=False, compare=False, gateway=False),
-    "v2": Flavor("v2", "SERVING_URL", pick_model=True, compare=True, gateway=False),
-    "v3": Flavor("v3", "API_GATEWAY", pick_model=True, compare=True, gateway=True),
+VERSIONS: dict[str, VersionSpec] = {
+    "v1": VersionSpec("v1", "SERVING_URL", pick_model=False, compare=False, gateway=False),
+    "v2": VersionSpec("v2", "SERVING_URL", pick_model=True, compare=True, gateway=False),
+    "v3": VersionSpec("v3", "API_GATEWAY", pick_model=True, compare=True, gateway=True),
 }
 
 
@@ -52,18 +52,20 @@ class Problem:
 
 @dataclass(frozen=True)
 class FrontendConfig:
-    flavor: Flavor
+    version: VersionSpec
     base_url: str | None  # None when the variable is unusable (see problems)
     lang: str
     url_is_default: bool = False
     problems: tuple[Problem, ...] = ()
 
     @classmethod
-    def from_env(cls, flavor: str, environ: Mapping[str, str] | None = None) -> FrontendConfig:
+    def from_env(cls, version: str, environ: Mapping[str, str] | None = None) -> FrontendConfig:
         env = os.environ if environ is None else environ
-        if flavor not in FLAVORS:
-            raise ValueError(f"unknown frontend flavor {flavor!r}; expected one of {list(FLAVORS)}")
-        spec = FLAVORS[flavor]
+        if version not in VERSIONS:
+            raise ValueError(
+                f"unknown frontend version {version!r}; expected one of {list(VERSIONS)}"
+            )
+        spec = VERSIONS[version]
         problems: list[Problem] = []
 
         lang, lang_problem = parse_lang(env.get("UI_LANG", ""))

@@ -84,8 +84,8 @@ def predict(client: ServingClient, source: Source, model: str | None, top_k: int
 
 
 # ---- entry point ---------------------------------------------------------------------------
-def run(flavor: str) -> None:
-    config = FrontendConfig.from_env(flavor)
+def run(version: str) -> None:
+    config = FrontendConfig.from_env(version)
     tr = Translator(config.lang)
     # visitors see messages, never tracebacks, and no developer menu (rerun, deploy...)
     st.set_option("client.showErrorDetails", "none")
@@ -94,7 +94,7 @@ def run(flavor: str) -> None:
     try:
         Page(config, tr).render()
     except Exception:  # a bug: say so in words, keep the traceback for the logs
-        log.exception("the %s frontend page failed", flavor)
+        log.exception("the %s frontend page failed", version)
         show_message(unexpected(tr))
 
 
@@ -111,14 +111,14 @@ def show_message(message: UserMessage) -> None:
 class Page:
     def __init__(self, config: FrontendConfig, tr: Translator):
         self.config = config
-        self.flavor = config.flavor
+        self.version = config.version
         self.tr = tr
         self.state = st.session_state
         self.state.setdefault("seq", 0)
         self.state.setdefault("source", None)
 
     def describe(self, exc: BaseException) -> UserMessage:
-        return describe(exc, self.tr, url_var=self.flavor.url_var)
+        return describe(exc, self.tr, url_var=self.version.url_var)
 
     # ---- the page, top to bottom ------------------------------------------------------------
     def render(self) -> None:
@@ -129,11 +129,11 @@ class Page:
             (st.error if problem.fatal else st.warning)(md(tr(problem.key, **problem.params)))
         if config.base_url is None:
             return
-        client = _client(config.base_url, self.flavor.gateway)
+        client = _client(config.base_url, self.version.gateway)
 
         models: list[str] | None = None
         try:
-            models = _models(config.base_url, self.flavor.gateway)
+            models = _models(config.base_url, self.version.gateway)
         except FrontendError as exc:
             message = self.describe(exc)
             show_message(UserMessage(tr("err_models"), message.text, message.hint, "warning"))
@@ -146,7 +146,7 @@ class Page:
         if source is None:
             st.info(tr("start_hint"), icon=":material/arrow_upward:")
             return
-        if self.flavor.gateway and model is None:
+        if self.version.gateway and model is None:
             return  # the gateway needs a model name and none is known: the warning says why
         outcome = self.classify(client, source, model, top_k)
         self.result(source, outcome)
@@ -159,33 +159,33 @@ class Page:
         compare = False
         with st.sidebar:
             st.header(tr("settings"))
-            if self.flavor.pick_model and models:
+            if self.version.pick_model and models:
                 if state.get("chosen_model") in models and "model_picker" not in state:
                     state.model_picker = state.chosen_model  # the picker was away: restore
                 model = st.selectbox(
                     tr("model_label"), models, key="model_picker", help=tr("model_help")
                 )
                 state.chosen_model = model  # survives runs where the picker cannot be shown
-            elif self.flavor.pick_model:
+            elif self.version.pick_model:
                 model = state.get("chosen_model")
             elif models:
                 st.markdown(tr("model_fixed", model=md(models[0])))
-            shown = model or (models[0] if models and not self.flavor.pick_model else None)
+            shown = model or (models[0] if models and not self.version.pick_model else None)
             if shown:
                 self.model_info(shown)
             top_k = st.slider(tr("top_k_label"), 1, TOP_K_MAX, TOP_K_DEFAULT, key="top_k")
-            if self.flavor.compare:
+            if self.version.compare:
                 compare = st.toggle(
                     tr("compare_label"), key="compare", help=tr("compare_help"), disabled=not models
                 )
             st.divider()
             key = "service_default" if self.config.url_is_default else "service"
-            st.caption(tr(key, url=self.config.base_url, var=self.flavor.url_var))
-            st.caption(tr("version", flavor=self.flavor.name))
+            st.caption(tr(key, url=self.config.base_url, var=self.version.url_var))
+            st.caption(tr("version", version=self.version.name))
         return model, top_k, compare
 
     def model_info(self, name: str) -> None:
-        info = _model_info(self.config.base_url, self.flavor.gateway, name)
+        info = _model_info(self.config.base_url, self.version.gateway, name)
         if not info:
             return
         size = (info.get("preprocessing") or {}).get("input_size")

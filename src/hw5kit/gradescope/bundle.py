@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import __version__, devenv
+from ..paths import ROOT
 from . import config as config_mod
 
-ROOT = devenv.ROOT
 FILES = Path(__file__).resolve().parent / "files"
 FAILURE = Path(__file__).resolve().parent / "failure.py"
 EXECUTABLE = ("setup.sh", "run_autograder")

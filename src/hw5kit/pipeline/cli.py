@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "build":
             return target.build(names, verbose=args.verbose)
         if args.no_invoker_iam_check:
-            if project.target != "gcp":
+            if "invoker_iam_check" not in target.deploy_options:
                 print("error: --no-invoker-iam-check is for the gcp target", file=sys.stderr)
                 return 2
             return target.deploy(names, verbose=args.verbose, invoker_iam_check=False)

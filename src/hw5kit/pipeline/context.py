@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass
 
 from ..gateway.spec import PLACEHOLDER_MARK
-from .config import Config, Gateway, Service
+from .deployment import Config, Gateway, Service
 
 # v2 backends sign their session cookies with this Secret Manager secret on gcp
 # (targets/session.py makes it; the deploy script passes it as SECRET_KEY)

@@ -1,4 +1,5 @@
-"""``deliverables.yaml``: reading, checking against ``deliverables.schema.json``, and rewriting.
+"""``deliverables.yaml``: reading, checking against ``deliverables.schema.json`` (the way
+``deployment.yaml`` is checked: ``yamlschema``), and rewriting.
 
 The course's layout is kept exactly (``services`` -> ``v1``/``v2`` -> ``back_end``/``front_end``
 -> ``build_id``/``service_url``, with the course's "Paste ..." comments on empty values), so an
@@ -24,7 +25,6 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ import jsonschema
 import yaml
 
 from .. import naming
+from . import rerun, yamlschema
 
-SCHEMA_PATH = Path(__file__).with_name("deliverables.schema.json")
+SCHEMA = "deliverables.schema.json"
+SCHEMA_PATH = yamlschema.HERE / SCHEMA
 FILES = {
     "gcp": "deliverables.yaml",
     "local": "deliverables.local.yaml",
@@ -72,9 +74,8 @@ def path_for(root: Path, target: str) -> Path:
     return root / FILES[target]
 
 
-@cache
 def schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
+    return yamlschema.load(SCHEMA)
 
 
 def empty(versions: tuple[str, ...] = ("v1", "v2")) -> Data:
@@ -143,32 +144,32 @@ RESTORE = (
 
 
 def _dotted(parts) -> str:
-    return ".".join(str(p) for p in parts) or "(top level)"
+    return yamlschema.dotted(parts) or "(top level)"
 
 
 def _hint(field: str, target: str) -> str:
-    flag = "" if target == "local" else f" -- --target {target}"
+    build, deploy = (rerun.command(target, session) for session in ("build", "deploy"))
     if field == GATEWAY_URL:
         if target == "gcp":
             return (
-                f"run `nox -s deploy{flag} backend_v3` (it creates the gateway and records its "
-                "URL), or paste https:// and the defaultHostname `gcloud api-gateway gateways "
-                "describe GATEWAY --location=REGION` prints"
+                f"run `{rerun.command(target, 'deploy', 'backend_v3')}` (it creates the gateway "
+                "and records its URL), or paste https:// and the defaultHostname `gcloud "
+                "api-gateway gateways describe GATEWAY --location=REGION` prints"
             )
-        return f"run `nox -s deploy{flag}`"
+        return f"run `{deploy}`"
     if field == "build_id":
         if target == "gcp":
             return (
-                f"run `nox -s build{flag}` (it records each build's ID here), or paste the ID "
+                f"run `{build}` (it records each build's ID here), or paste the ID "
                 "that `deployment/submit_build.sh` printed (Created [.../builds/BUILD_ID])"
             )
-        return f"run `nox -s build{flag}`"
+        return f"run `{build}`"
     if target == "gcp":
         return (
-            f"run `nox -s deploy{flag}`, or paste the URL that `gcloud run services describe "
+            f"run `{deploy}`, or paste the URL that `gcloud run services describe "
             "SERVICE --region=REGION --format='value(status.url)'` prints"
         )
-    return f"run `nox -s deploy{flag}`"
+    return f"run `{deploy}`"
 
 
 def _describe(error: jsonschema.ValidationError, target: str) -> Problem:
@@ -225,9 +226,7 @@ def _describe(error: jsonschema.ValidationError, target: str) -> Problem:
 
 def problems(data: Any, target: str = "gcp") -> list[Problem]:
     """Every schema violation, as actionable problems, in file order."""
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    found = [_describe(e, target) for e in errors]
+    found = [_describe(e, target) for e in yamlschema.errors(schema(), data)]
     if target == "gcp" and isinstance(data, Mapping):
         found += _gcp_problems(data)
     if target != "gcp":

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import ROOT
 from . import config as config_mod
 from . import deliverables, render
 
-ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = "templates"
 STATE_DIR = ".hw5"
 

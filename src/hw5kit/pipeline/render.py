@@ -27,7 +27,7 @@ from pathlib import Path
 import jinja2
 
 from . import context
-from .config import Config
+from .deployment import Config
 
 OUTPUT_DIR = "deployment"
 CLOUDBUILD = context.CLOUDBUILD

@@ -42,7 +42,8 @@ from .errors import ServingError
 from .models.catalog import DEFAULT_MODEL, OFFLINE_MODELS, get_spec, parse_model_list
 from .models.runtime import RUNTIMES, usable_cpus
 
-FLAVORS = ("v1", "v2", "v3")
+# the assignment's versions (deployment.yaml's `version`, the apps' create_app(version=...))
+VERSIONS = ("v1", "v2", "v3")
 
 
 class SettingsError(ValueError):
@@ -103,7 +104,7 @@ class FetchLimits:
 
 @dataclass(frozen=True)
 class ServingSettings:
-    flavor: str = "v1"
+    version: str = "v1"  # v1 one model, v2 chosen per caller, v3 one per service
     models: tuple[str, ...] = (DEFAULT_MODEL,)
     default_model: str = DEFAULT_MODEL
     port: int = 8000
@@ -127,8 +128,10 @@ class ServingSettings:
         return self.decode_budget or default_decode_budget(self.max_pixels)
 
     def __post_init__(self) -> None:
-        if self.flavor not in FLAVORS:
-            raise SettingsError(f"flavor must be one of {', '.join(FLAVORS)}, got {self.flavor!r}")
+        if self.version not in VERSIONS:
+            raise SettingsError(
+                f"version must be one of {', '.join(VERSIONS)}, got {self.version!r}"
+            )
         if not self.models:
             raise SettingsError("at least one model must be configured")
         if self.default_model not in self.models:
@@ -149,10 +152,10 @@ class ServingSettings:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, flavor: str, environ: Mapping[str, str] | None = None) -> ServingSettings:
+    def from_env(cls, version: str, environ: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
-        if flavor == "v2":
+        if version == "v2":
             models = tuple(reader.models("MODELS", ",".join(OFFLINE_MODELS)))
             default = env.get("DEFAULT_MODEL", "").strip() or models[0]
             if default not in models:
@@ -162,7 +165,7 @@ class ServingSettings:
         else:
             models = tuple(reader.models("MODEL_NAME", DEFAULT_MODEL, single=True))
             default = models[0]
-        all_models = tuple(reader.models("MODELS", ",".join(models))) if flavor == "v3" else ()
+        all_models = tuple(reader.models("MODELS", ",".join(models))) if version == "v3" else ()
         plan = serving_capacity(env)
         limits = FetchLimits(
             max_bytes=reader.megabytes("HW5_MAX_DOWNLOAD_MB", 20),
@@ -172,7 +175,7 @@ class ServingSettings:
             allow_loopback=reader.flag("HW5_ALLOW_LOOPBACK"),
         )
         return cls(
-            flavor=flavor,
+            version=version,
             models=models,
             default_model=default,
             port=serving_port(env),

@@ -4,7 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hw5kit.serving.badinputs import BACKEND_ENV, HostileServer
+from hw5kit.testkit.badinputs import BACKEND_ENV
+from hw5kit.testkit.hostile import HostileServer
 
 from ...conftest import Backend, start_backend
 

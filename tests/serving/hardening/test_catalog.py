@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from hw5kit.serving import badinputs
 from hw5kit.serving.errors import ERROR_CODES
+from hw5kit.testkit import badinputs
 
 from ...conftest import ROOT
 
@@ -44,7 +44,7 @@ def test_every_code_the_package_can_answer_is_documented():
 def test_the_readme_tables_are_generated_from_the_catalog():
     readme = (ROOT / "README.md").read_text()
     assert badinputs.render_readme(readme) == readme, (
-        "README.md is stale: run python -m hw5kit.serving.badinputs readme"
+        "README.md is stale: run python -m hw5kit.testkit.badinputs readme"
     )
     for case in badinputs.CATALOG:
         assert f"`{case.name}`" in readme

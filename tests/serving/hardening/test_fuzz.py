@@ -71,7 +71,7 @@ bodies = st.one_of(
 @pytest.fixture(scope="module")
 def client():
     settings_ = ServingSettings(
-        flavor="v2",
+        version="v2",
         models=("efficientnet_lite0",),
         default_model="efficientnet_lite0",
         load="sync",

@@ -17,7 +17,7 @@ from hw5kit.serving.settings import ServingSettings
 
 @pytest.fixture(scope="module")
 def app():
-    return create_app(ServingSettings(flavor="v1", load="sync"))
+    return create_app(ServingSettings(version="v1", load="sync"))
 
 
 def upload():

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import procs
-from .. import deliverables
-from ..config import GATEWAY_SERVICE, Service
+from .. import deliverables, rerun
+from ..deployment import GATEWAY_SERVICE, Service
 from ..project import PipelineError, Project
 
 
@@ -154,8 +154,8 @@ def deploy_in_order(
             wired = f" ({s.url_var}={urls[s.backend]})" if s.kind == "frontend" else ""
             log(f"  ok     {s.name}: {urls[s.name]}{wired}")
     if not failed:
-        flag = "" if project.target == "local" else f" -- --target {project.target}"
-        log(f"stop them with `nox -s stop{flag}`; check them with `nox -s verify{flag}`")
+        stop, verify = (rerun.command(project.target, cmd) for cmd in ("stop", "verify"))
+        log(f"stop them with `{stop}`; check them with `{verify}`")
     return failed
 
 

@@ -28,6 +28,10 @@
 
 * stop / status: the containers this target started (labelled with this repository), their
   relays, and the gateway.
+* verify (``check_service``, in ``container_checks.py``): every build ID names a recorded image
+  build and the image still has that ID; each service's container runs that image; a photo is
+  classified from inside the backend's container; a frontend's container has ``SERVING_URL`` =
+  its backend's URL and reaches it from inside; and start-up made no network call.
 
 Environment: ``HW5_CONTAINER_STORE`` (podman's storage, default ``.hw5/containers``),
 ``HW5_CONTAINER_ENGINE`` (docker|podman), ``HW5_CONTAINER_NETWORK`` (isolated|host),
@@ -40,13 +44,17 @@ import hashlib
 import os
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import procs
 from .. import deliverables
-from ..config import GATEWAY_SERVICE, Service
+from ..deployment import GATEWAY_SERVICE, Service
 from ..project import PipelineError, Project
+from ..report import Report
+from . import container_checks
+from .base import Target
 from .common import (
     HostGateway,
     Recorder,
@@ -56,6 +64,9 @@ from .common import (
     reuse_port,
 )
 from .session import local_key
+
+if TYPE_CHECKING:
+    from ...photos import Photo
 
 READY_TIMEOUT = 240.0
 NETWORKS = ("isolated", "host")
@@ -90,8 +101,9 @@ def network_mode(env) -> str:
     return wanted
 
 
-class ContainerTarget(StateRecords):
+class ContainerTarget(StateRecords, Target):
     name = "container"
+    build_id_of = staticmethod(build_id_of)  # the build ID an image ID stands for
 
     def __init__(self, project: Project, engine=None):
         self.project = project
@@ -198,16 +210,16 @@ class ContainerTarget(StateRecords):
     def _image_for(self, s: Service, current) -> tuple[str, dict]:
         build_id = deliverables.entry(current, *s.deliverable_key).get("build_id")
         record = self.builds().get(str(build_id)) if build_id else None
-        flag = "-- --target container"
+        build = self.command("build")
         if not record or record.get("service") != s.name:
-            raise PipelineError(f"no container build of {s.name}: run `nox -s build {flag}` first")
+            raise PipelineError(f"no container build of {s.name}: run `{build}` first")
         image = record["image"]
         if not self.engine.image_exists(image):
-            raise PipelineError(f"{s.name}: image {image} is gone: run `nox -s build {flag}`")
+            raise PipelineError(f"{s.name}: image {image} is gone: run `{build}`")
         if build_id_of(self.engine.image_id(image)) != build_id:
             raise PipelineError(
                 f"{s.name}: {image} was rebuilt since build {build_id} was recorded: run "
-                f"`nox -s build {flag}` (it records the current image)"
+                f"`{build}` (it records the current image)"
             )
         return str(build_id), record
 
@@ -322,6 +334,17 @@ class ContainerTarget(StateRecords):
         self.project.log(f"[{s.name}] ready in {seconds:.1f} s")
         entry["url"] = url
         return url
+
+    # -- v3's gateway (targets.common.HostGateway) and verify -- #
+    def gateway_key(self) -> str | None:
+        """The gateway's API key (``.hw5/container/gateway.key``), or None when the config
+        does not ask for keys."""
+        return self.gateway.key()
+
+    def check_service(
+        self, service: Service, entry: Mapping[str, Any], data: Any, report: Report, photo: Photo
+    ) -> None:
+        container_checks.check_service(self, service, entry, data, report, photo)
 
     # -- stop / status -- #
     def _running(self, entry: dict[str, Any]) -> bool:

@@ -15,6 +15,10 @@
   when ``gateway.api_key`` is on; then ``frontend_v3`` with ``API_GATEWAY`` (and
   ``API_GATEWAY_KEY``). The gateway's URL goes into ``services.v3.gateway_url``.
 * stop: stops what deploy started (checking each PID is still that service first).
+* verify (``check_service``): every build ID is a recorded local build, each running process
+  was started from that build, and each frontend process has ``SERVING_URL`` = its backend's URL
+  (v3: ``API_GATEWAY`` = the gateway's). The backends here may fetch from 127.0.0.1, so verify
+  also sends them the photo by URL.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ import importlib.util
 import sys
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import procs
 from .. import deliverables
-from ..config import GATEWAY_SERVICE, ConfigError, Service
 from ..deliverables import DeliverablesError
+from ..deployment import GATEWAY_SERVICE, ConfigError, Service
 from ..project import PipelineError, Project
+from ..report import Report
+from .base import Target
 from .common import (
     GATEWAY_KEYS_ENV,
     HostGateway,
@@ -44,6 +51,9 @@ from .common import (
 )
 from .common import now as _now
 from .session import local_key
+
+if TYPE_CHECKING:
+    from ...photos import Photo
 
 WEIGHTS_DIR = "weights"
 REQUIRED_MODULES = ("gunicorn", "streamlit", "flask", "torch", "requests")
@@ -75,8 +85,9 @@ def process_environ(pid: int) -> dict[str, str] | None:
     return out
 
 
-class LocalTarget(StateRecords):
+class LocalTarget(StateRecords, Target):
     name = "local"
+    fetches_loopback = True  # its backends run with HW5_ALLOW_LOOPBACK=1
 
     def __init__(self, project: Project):
         self.project = project
@@ -316,6 +327,38 @@ class LocalTarget(StateRecords):
                 f"{entry['url']}  health {status or '-'}  log {entry.get('log')}"
             )
         return 0
+
+    # -- verify -- #
+    def check_service(
+        self, service: Service, entry: Mapping[str, Any], data: Any, report: Report, photo: Photo
+    ) -> None:
+        """The build is a recorded local build of this service; its process runs, was started
+        from that build, and (a frontend) has its backend's URL."""
+        where = report.where(service)
+        build_id = str(entry["build_id"])
+        record = self.builds().get(build_id)
+        if not report.add(
+            where,
+            f"build {build_id}",
+            bool(record and record.get("service") == service.name),
+            "a local build of this service" if record else "no such local build",
+            f"run `{self.command('build')}`",
+        ):
+            return
+        running = self.deployment()["services"].get(service.name)
+        env = env_of_running(running) if running else None
+        if env is None:
+            report.add(where, "process", False, "not running", f"run `{self.command('deploy')}`")
+            return
+        report.add(
+            where,
+            f"process {running['pid']}",
+            env.get("HW5_BUILD_ID") == build_id,
+            f"started from build {env.get('HW5_BUILD_ID')}",
+            f"the running process comes from another build: run `{self.command('deploy')}`",
+        )
+        if service.kind == "frontend":
+            self.check_wiring(report, service, env, data)
 
 
 def env_of_running(entry: dict[str, Any]) -> dict[str, str] | None:

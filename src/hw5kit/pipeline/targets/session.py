@@ -22,8 +22,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import Service
+from ... import naming
 from ..context import SESSION_SECRET as SECRET_NAME
+from ..deployment import Service
 from ..project import PipelineError, Project
 
 KEY_FILE = "session.key"
@@ -122,7 +123,7 @@ class CloudSessionSecret:
             )  # fmt: skip
             if number.returncode != 0 or not number.stdout.strip():
                 raise self._fail("reading the project number", number)
-            account = f"{number.stdout.strip()}-compute@developer.gserviceaccount.com"
+            account = naming.compute_service_account(number.stdout.strip())
             granted = self._gcloud(
                 "secrets",
                 "add-iam-policy-binding",

@@ -1,6 +1,6 @@
-"""The Flask application factory for every backend flavour (v1, v2, v3).
+"""The Flask application factory for every backend version (v1, v2, v3).
 
-``apps/<service>/app.py`` is one line over this: ``app = create_app(flavor="v2")``.
+``apps/<service>/app.py`` is one line over this: ``app = create_app(version="v2")``.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ class ServingState:
 def create_app(
     settings: ServingSettings | None = None,
     *,
-    flavor: str | None = None,
+    version: str | None = None,
     registry: ModelRegistry | None = None,
     start: bool = True,
+    flavor: str | None = None,
 ) -> Flask:
     """Build a backend. ``settings`` default to the environment (see ``settings.py``).
 
@@ -58,10 +59,14 @@ def create_app(
     naming it and how to provide it) and the models load, in the background unless
     ``HW5_LOAD=sync``: ``/readyz`` answers 503 until they are all loaded.
     """
+    if flavor is not None:  # the name before "version" (apps written against it keep working)
+        if version is not None and version != flavor:
+            raise ValueError(f"flavor {flavor!r} (the old name of version) contradicts {version!r}")
+        version = flavor
     if settings is None:
-        settings = ServingSettings.from_env(flavor or "v1")
-    elif flavor is not None and flavor != settings.flavor:
-        raise ValueError(f"flavor {flavor!r} contradicts settings.flavor {settings.flavor!r}")
+        settings = ServingSettings.from_env(version or "v1")
+    elif version is not None and version != settings.version:
+        raise ValueError(f"version {version!r} contradicts settings.version {settings.version!r}")
     registry = registry or ModelRegistry(settings.models, loader=settings_loader(settings))
     service = PredictionService(settings, registry)
 
@@ -86,9 +91,9 @@ def create_app(
     app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter)
     observability.install(app, metrics)
     app.register_blueprint(routes.common)
-    if settings.flavor == "v2":
+    if settings.version == "v2":
         app.register_blueprint(routes.v2)
-    if settings.flavor == "v3":
+    if settings.version == "v3":
         app.register_blueprint(routes.v3)
     handlers.register(app)
 

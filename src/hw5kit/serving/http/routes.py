@@ -1,6 +1,6 @@
 """Thin route handlers: parse, call the service, return JSON.
 
-* ``common`` (every flavour): ``/``, ``/hello``, ``/healthz``, ``/readyz``, ``/metrics``,
+* ``common`` (every version): ``/``, ``/hello``, ``/healthz``, ``/readyz``, ``/metrics``,
   ``POST /predict``, ``GET /models``, ``GET /models/<name>``.
 * ``v2``: ``PUT /model/<name>`` and ``GET /model``: the caller's choice lives in the caller's
   own signed session cookie, never in process state.
@@ -38,7 +38,7 @@ def _predict(model: str, url, data, top_k: int):
     return jsonify(answer)
 
 
-# ---- every flavour ------------------------------------------------------------------------
+# ---- every version ------------------------------------------------------------------------
 @common.get("/")
 def index():
     st = state()
@@ -51,12 +51,12 @@ def index():
         "POST /predict",
         "GET /metrics",
     ]
-    if st.settings.flavor == "v2":
+    if st.settings.version == "v2":
         endpoints += ["GET /model", "PUT /model/<name>"]
-    if st.settings.flavor == "v3":
+    if st.settings.version == "v3":
         endpoints += ["POST /model/<name>/predict"]
     return jsonify(
-        service=f"backend_{st.settings.flavor}",
+        service=f"backend_{st.settings.version}",
         models=list(st.registry.names),
         default_model=st.settings.default_model,
         ready=st.registry.ready,
@@ -98,7 +98,7 @@ def metrics():
 @common.get("/models")
 def list_models():
     st = state()
-    if st.settings.flavor == "v3" and st.settings.all_models:
+    if st.settings.version == "v3" and st.settings.all_models:
         return jsonify(list(st.settings.all_models))
     return jsonify(list(st.registry.names))
 
@@ -120,7 +120,7 @@ def predict():
     if model is not None:
         st.registry.check(model, error=UnknownModelInBody)
     else:
-        chosen = session.get(SESSION_KEY) if st.settings.flavor == "v2" else None
+        chosen = session.get(SESSION_KEY) if st.settings.version == "v2" else None
         model = chosen if chosen in st.registry.names else st.settings.default_model
     return _predict(model, url, data, top_k)
 

@@ -22,6 +22,7 @@ from functools import cache
 
 from ..errors import UnknownModel
 from . import preprocessing as pp
+from .recipe import RECIPE, recipe_id
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -57,8 +58,6 @@ class ModelSpec:
             "precision": self.precision,
         }
         if self.quantized_from:
-            from .quantization import RECIPE, recipe_id
-
             meta["quantization"] = {
                 "quantized_from": self.quantized_from,
                 "recipe_id": recipe_id(),

@@ -2,10 +2,10 @@
 
 ``efficientnet_liteN_int8`` is ``efficientnet_liteN``'s ONNX export (``runtime.py``) quantized
 by ONNX Runtime's own tool, ``onnxruntime.quantization.quantize_static``, with the settings its
-documentation recommends for x86-64 CPUs with VNNI (``RECIPE``): QDQ format, weights int8
-symmetric per output channel, activations uint8 per tensor with ranges calibrated (MinMax) on
-real photos; the logits (the classifier's output) and the softmax stay float32 so that
-probabilities stay fine-grained.
+documentation recommends for x86-64 CPUs with VNNI (``RECIPE``, defined with the calibration set
+in ``recipe.py``): QDQ format, weights int8 symmetric per output channel, activations uint8 per
+tensor with ranges calibrated (MinMax) on real photos; the logits (the classifier's output) and
+the softmax stay float32 so that probabilities stay fine-grained.
 
 Calibration never downloads anything: it runs on ``CALIBRATION_PHOTOS``, small copies of
 labelled photos whose licences allow redistribution, shipped in this package
@@ -29,119 +29,42 @@ measures how far it moves from fp32 otherwise (reports/quantization/).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from functools import cache
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from . import runtime
+from .onnxfiles import INPUT_NAME, onnx_cache_dir, weights_digest, write_atomically
+from .recipe import (
+    CALIBRATION_DIR,
+    CALIBRATION_PHOTOS,
+    RECIPE,
+    CalibrationPhoto,
+    Recipe,
+    calibration_file,
+    recipe_id,
+)
+
 if TYPE_CHECKING:
     from .catalog import ModelSpec
 
 INT8_SUFFIX = "_int8"
-CALIBRATION_DIR = Path(__file__).with_name("calibration")
 # Shorter side of the shipped copies: more than any model's resize (292 for Lite2).
 CALIBRATION_SIDE = 320
 CALIBRATION_QUALITY = 90
 
 
-@dataclass(frozen=True)
-class CalibrationPhoto:
-    file: str  # in CALIBRATION_DIR
-    photo: str  # the hw5kit.photos name it is a copy of
-    licence: str
-    credit: str
-
-
-# Only photos whose package states a licence that allows redistribution (the Middlebury
-# motorcycle and matplotlib's Grace Hopper photo state none; they stay out, and so serve as
-# held-out photos in the quantization report).
-CALIBRATION_PHOTOS = (
-    CalibrationPhoto("chelsea.jpg", "chelsea.png", "CC0", "Stefan van der Walt (scikit-image)"),
-    CalibrationPhoto("coffee.jpg", "coffee.png", "CC0", "Rachel Michetti (scikit-image)"),
-    CalibrationPhoto("camera.jpg", "camera.png", "CC0", "Lav Varshney (scikit-image)"),
-    CalibrationPhoto("rocket.jpg", "rocket.jpg", "public domain", "SpaceX (scikit-image)"),
-    CalibrationPhoto("astronaut.jpg", "astronaut.png", "public domain", "NASA (scikit-image)"),
-    CalibrationPhoto("china.jpg", "china.jpg", "CC BY 2.0", "danielbuechele (scikit-learn)"),
-    CalibrationPhoto("flower.jpg", "flower.jpg", "CC BY 2.0", "vultilion (scikit-learn)"),
-)
 # The labelled photos every int8 artefact must classify as fp32 does before it is written.
 GATE_PHOTOS = ("chelsea.jpg", "coffee.jpg", "china.jpg", "camera.jpg")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The quantization settings; ``RECIPE`` is what the served int8 models use."""
-
-    quant_format: str = "QDQ"  # or "QOperator"
-    per_channel: bool = True  # weights: one scale per output channel
-    activation_type: str = "QUInt8"
-    weight_type: str = "QInt8"
-    reduce_range: bool = False  # 7-bit weights: only useful on CPUs without VNNI
-    calibrate_method: str = "MinMax"
-    augmentations_per_photo: int = 8
-    seed: int = 20240610
-    keep_float: tuple[str, ...] = ("Softmax",)  # op types left in float32
-    # op types computed in int8 whose output stays float32: the classifier's logits, which
-    # quantized would take only 256 values (tied probabilities, a top-1 decided by the tie order)
-    float_outputs: tuple[str, ...] = ("Gemm",)
-
-    def describe(self) -> dict:
-        channel = "per output channel" if self.per_channel else "per tensor"
-        bits = "7-bit range" if self.reduce_range else "full 8-bit range"
-        return {
-            "tool": "ONNX Runtime static quantization (onnxruntime.quantization.quantize_static)",
-            "format": self.quant_format,
-            "weights": f"{self.weight_type} symmetric, {channel}, {bits}",
-            "activations": f"{self.activation_type} asymmetric, per tensor, "
-            f"ranges calibrated with {self.calibrate_method}",
-            "kept_in_float32": list(self.keep_float),
-            "int8_with_float32_output": list(self.float_outputs),
-            "calibration": {
-                "images": len(CALIBRATION_PHOTOS) * (1 + self.augmentations_per_photo),
-                "photos": [f"{p.file} ({p.licence}, {p.credit})" for p in CALIBRATION_PHOTOS],
-                "augmentations": f"{self.augmentations_per_photo} per photo besides the photo "
-                "itself: random crop (30-100% of the area, aspect 3:4 to 4:3), horizontal flip "
-                f"(p=0.5), brightness, contrast and saturation x0.7-1.3; seed {self.seed}",
-                "source": "photos shipped in hw5kit (serving/models/calibration), never downloaded",
-            },
-        }
-
-
-RECIPE = Recipe()
-
-
-# ---- the calibration set ------------------------------------------------------------------
-def calibration_file(photo: CalibrationPhoto) -> Path:
-    return CALIBRATION_DIR / photo.file
-
-
-@cache
-def _calibration_digest() -> str:
-    h = hashlib.sha256()
-    for photo in CALIBRATION_PHOTOS:
-        path = calibration_file(photo)
-        h.update(photo.file.encode())
-        try:
-            h.update(hashlib.sha256(path.read_bytes()).digest())
-        except OSError:
-            h.update(b"missing")
-    return h.hexdigest()
-
-
-def recipe_id(recipe: Recipe = RECIPE) -> str:
-    """A short digest of the settings and the calibration files: part of the artefact name."""
-    text = json.dumps(asdict(recipe), sort_keys=True) + _calibration_digest()
-    return "q" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def load_calibration_photos() -> list[tuple[CalibrationPhoto, Image.Image]]:
@@ -208,10 +131,8 @@ def make_calibration_set(out: Path, log: Callable[[str], None] = print) -> list[
 # ---- quantizing ---------------------------------------------------------------------------
 def artefact_path(spec: ModelSpec, source_weights: Path, cache_dir: Path | None = None) -> Path:
     """Where the int8 model made from these fp32 weights with ``RECIPE`` lives."""
-    from . import runtime
-
-    folder = cache_dir or runtime.onnx_cache_dir()
-    digest = runtime.weights_digest(source_weights)[:16]
+    folder = cache_dir or onnx_cache_dir()
+    digest = weights_digest(source_weights)[:16]
     return folder / f"{spec.name}-{digest}-{recipe_id()}.onnx"
 
 
@@ -243,8 +164,6 @@ def quantize(
     import onnx
     import onnxruntime
     from onnxruntime import quantization as oq
-
-    from .runtime import INPUT_NAME
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hw5-quant-") as tmp:
@@ -306,13 +225,11 @@ def bake_int8(
 
     ``RuntimeError`` if the result disagrees with fp32 on a gate photo (nothing is written).
     """
-    from . import runtime
-
     target = artefact_path(spec, source_weights, cache_dir)
     if target.is_file():
         log(f"{spec.name}: int8 model already made ({target})")
         return target
-    digest = runtime.weights_digest(source_weights)
+    digest = weights_digest(source_weights)
     data = quantize(spec, fp32_onnx, source_digest=digest, log=log)
     int8 = runtime.OnnxEngine(data, 1, source="quantized in memory")
     fp32 = runtime.OnnxEngine(fp32_onnx, 1, source=str(fp32_onnx))
@@ -322,7 +239,7 @@ def bake_int8(
             f"the int8 model differs from {spec.quantized_from} (fp32) in its top-1 class on "
             f"{', '.join(wrong)}; not written"
         )
-    runtime._write_atomically(target, data)
+    write_atomically(target, data)
     log(f"{spec.name}: int8 model ready ({target}, {len(data) / 2**20:.1f} MiB)")
     return target
 

@@ -22,12 +22,9 @@ multi-threaded forward passes on two cores at once (the oversubscription trap).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
 import logging
 import os
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -36,6 +33,13 @@ import numpy as np
 
 from ..errors import ModelUnavailable
 from .catalog import ModelSpec
+from .onnxfiles import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    onnx_cache_dir,
+    weights_digest,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +47,6 @@ RUNTIMES = ("auto", "onnx", "torch")
 ONNX_OPSET = 17
 # Bump when the exported graph changes (wrapper, opset, names): old cache files are then ignored.
 EXPORT_VERSION = "v1"
-INPUT_NAME = "pixels"
-OUTPUT_NAME = "probabilities"
 # An export is used only if it reproduces torch's probabilities this closely on the probe batch.
 EXPORT_TOLERANCE = 1e-3
 
@@ -82,23 +84,6 @@ def resolve_runtime(runtime: str) -> str:
 
 
 # ---- the ONNX cache -----------------------------------------------------------------------
-def onnx_cache_dir(torch_home: Path | None = None) -> Path:
-    """``<TORCH_HOME>/hw5kit/onnx``: next to the baked weights, filled by ``weights bake``."""
-    if torch_home is None:
-        env_home = os.environ.get("TORCH_HOME")
-        if env_home:
-            torch_home = Path(env_home)
-        else:
-            xdg = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
-            torch_home = Path(xdg) / "torch"
-    return torch_home / "hw5kit" / "onnx"
-
-
-def weights_digest(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def onnx_cache_path(spec: ModelSpec, weights: Path, cache_dir: Path | None = None) -> Path:
     """Where the export of these exact weights lives: name, weights hash, export version."""
     folder = cache_dir or onnx_cache_dir()
@@ -234,20 +219,6 @@ def export_onnx(spec: ModelSpec, module) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a non-root server must read it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def cached_onnx_engine(spec: ModelSpec, weights: Path, threads: int) -> OnnxEngine | None:
     """The engine from the cache, or None when there is no usable cached export."""
     cached = onnx_cache_path(spec, weights)
@@ -275,7 +246,7 @@ def exported_onnx_engine(
         )
     cached = onnx_cache_path(spec, weights, cache_dir)
     try:
-        _write_atomically(cached, data)
+        write_atomically(cached, data)
         engine.source = str(cached)
     except OSError as exc:  # a read-only image: serve from memory, export again next start
         log.warning("could not cache the ONNX export in %s: %s", cached.parent, exc)

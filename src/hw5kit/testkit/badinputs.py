@@ -3,34 +3,32 @@
 One list, ``CATALOG``, feeds three things: the live tests (each case sent to a real gunicorn
 backend, answered by its documented 4xx JSON error, the server still serving after it), the load
 session (``hw5kit.loadtest`` mixes these cases with good requests) and the README's tables
-(``python -m hw5kit.serving.badinputs readme`` writes them; a test checks they match).
+(``python -m hw5kit.testkit.badinputs readme`` writes them; a test checks they match).
 
 Cases that need a misbehaving remote server (redirect loops, slow or huge answers, HTML instead
-of an image) use ``HostileServer``, a loopback HTTP server whose routes misbehave on purpose.
-The backend must then allow loopback fetches (``HW5_ALLOW_LOOPBACK=1``, as the local target and
-the tests set) and run with ``BACKEND_ENV``: small limits so that "too large" and "too slow"
-cost little. Blocked destinations are refused before any connection, so those cases send
-nothing off the machine.
+of an image) send their URLs to ``hostile.HostileServer``, a loopback HTTP server whose routes
+misbehave on purpose (``{remote}`` in a case). The backend must then allow loopback fetches
+(``HW5_ALLOW_LOOPBACK=1``, as the local target and the tests set) and run with ``BACKEND_ENV``:
+small limits so that "too large" and "too slow" cost little. Blocked destinations are refused
+before any connection, so those cases send nothing off the machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import gzip
-import http.server
 import io
 import struct
 import sys
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ERROR_CODES
+from .. import markdown
+from ..paths import README
+from ..serving.errors import ERROR_CODES
 
 # The limits the catalog's backend runs with (documented in the README's table).
 BACKEND_ENV = {
@@ -89,122 +87,6 @@ def small_png() -> bytes:
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>'
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 HTML = b"<!DOCTYPE html><html><body><img src=cat.jpg></body></html>"
-
-
-# ---- the hostile loopback server -----------------------------------------------------------------
-def _send(h, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-    h.send_response(status)
-    headers = dict(headers or {})
-    headers.setdefault("Content-Length", str(len(body)))
-    for key, value in headers.items():
-        h.send_header(key, value)
-    h.end_headers()
-    if body:
-        h.wfile.write(body)
-
-
-def _truncated(h) -> None:
-    h.send_response(200)
-    h.send_header("Content-Length", "100000")
-    h.send_header("Connection", "close")
-    h.end_headers()
-    h.wfile.write(small_png()[:50])
-    h.close_connection = True
-
-
-def _huge(h) -> None:  # announces 3 MiB (over BACKEND_ENV's 2 MB) and sends none of it
-    h.send_response(200)
-    h.send_header("Content-Length", str(3 * 1024 * 1024))
-    h.send_header("Connection", "close")
-    h.end_headers()
-    h.close_connection = True
-
-
-def _slow(h) -> None:
-    h.server.stopping.wait(SLOW_SECONDS)
-    _send(h, 200, small_png(), {"Content-Type": "image/png"})
-
-
-def _garbage(h) -> None:
-    h.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-    h.close_connection = True
-
-
-def _photo(h) -> None:
-    from hw5kit.photos import photo
-
-    name = h.path.split("?", 1)[0].rsplit("/", 1)[-1]
-    try:
-        data = photo(name).path.read_bytes()
-    except (KeyError, FileNotFoundError, ValueError):
-        _send(h, 404, b"no such photo")
-        return
-    _send(h, 200, data, {"Content-Type": "application/octet-stream"})
-
-
-HOSTILE_ROUTES: dict[str, Callable] = {
-    "/status/404": lambda h: _send(h, 404, b"not found"),
-    "/status/500": lambda h: _send(h, 500, b"oops"),
-    "/page.html": lambda h: _send(h, 200, HTML, {"Content-Type": "image/jpeg"}),
-    "/loop": lambda h: _send(h, 302, headers={"Location": "/loop"}),
-    "/to-metadata": lambda h: _send(
-        h, 302, headers={"Location": "http://169.254.169.254/computeMetadata/v1/"}
-    ),
-    "/to-file": lambda h: _send(h, 302, headers={"Location": "file:///etc/passwd"}),
-    "/slow": _slow,
-    "/huge": _huge,
-    "/gzip": lambda h: _send(
-        h, 200, gzip.compress(b"\0" * 2_000_000), {"Content-Encoding": "gzip"}
-    ),
-    "/truncated": _truncated,
-    "/garbage": _garbage,
-}
-
-
-class HostileServer:
-    """A loopback HTTP server: ``HOSTILE_ROUTES`` plus ``/photos/<name>`` (the labelled photos
-    of ``hw5kit.photos``, for good requests). ``closed_port`` is a port nothing listens on."""
-
-    def __init__(self) -> None:
-        from hw5kit.photos import server_class
-        from hw5kit.procs import free_port
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self.server.requests += 1
-                path = self.path.split("?", 1)[0]
-                handler = _photo if path.startswith("/photos/") else HOSTILE_ROUTES.get(path)
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    if handler is None:
-                        _send(self, 404, b"not found")
-                    else:
-                        handler(self)
-
-            def log_message(self, format, *args):
-                pass
-
-        self.server = server_class("127.0.0.1")(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.stopping = threading.Event()
-        self.server.requests = 0
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.closed_port = free_port()
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def requests(self) -> int:
-        return self.server.requests
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---- the cases -------------------------------------------------------------------------------
@@ -393,29 +275,34 @@ CATALOG: tuple[Case, ...] = (
 )  # fmt: skip
 
 
-def cases(flavor: str = "v2") -> tuple[Case, ...]:
-    return tuple(c for c in CATALOG if flavor == "v2" or not c.v2_only)
+def cases(version: str = "v2") -> tuple[Case, ...]:
+    """The cases a backend of ``version`` answers (v2 has the model-choice routes)."""
+    return tuple(c for c in CATALOG if version == "v2" or not c.v2_only)
 
 
 # ---- README tables ----------------------------------------------------------------------
-README = Path(__file__).resolve().parents[3] / "README.md"
-BEGIN = "<!-- BEGIN generated by `python -m hw5kit.serving.badinputs readme`: {} -->"
+BEGIN = "<!-- BEGIN generated by `python -m hw5kit.testkit.badinputs readme`: {} -->"
 END = "<!-- END generated: {} -->"
 
 
 def codes_table() -> str:
-    lines = ["| code | status | meaning, and what to do |", "|---|---|---|"]
-    for code, (statuses, meaning) in ERROR_CODES.items():
-        lines.append(f"| `{code}` | {' / '.join(map(str, statuses))} | {meaning} |")
-    return "\n".join(lines)
+    return markdown.table(
+        ["code", "status", "meaning, and what to do"],
+        [
+            [f"`{code}`", " / ".join(map(str, statuses)), meaning]
+            for code, (statuses, meaning) in ERROR_CODES.items()
+        ],
+    )
 
 
 def catalog_table() -> str:
-    lines = ["| # | case | what is sent | status | code |", "|---|---|---|---|---|"]
-    for i, case in enumerate(CATALOG, 1):
-        sends = case.sends.replace("|", "\\|")
-        lines.append(f"| {i} | `{case.name}` | {sends} | {case.status} | `{case.code}` |")
-    return "\n".join(lines)
+    return markdown.table(
+        ["#", "case", "what is sent", "status", "code"],
+        [
+            [i, f"`{case.name}`", case.sends, case.status, f"`{case.code}`"]
+            for i, case in enumerate(CATALOG, 1)
+        ],
+    )
 
 
 TABLES = {"error codes": codes_table, "bad-input catalog": catalog_table}
@@ -435,15 +322,13 @@ def render_readme(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hw5kit.serving.badinputs",
+        prog="python -m hw5kit.testkit.badinputs",
         description="The bad-input catalog: list it, or write/check the README's error tables.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     readme = sub.add_parser("readme", help="rewrite the README's generated error tables")
     readme.add_argument("--check", action="store_true", help="fail if the README is stale")
-    readme.add_argument(
-        "--path", type=Path, default=Path(__file__).resolve().parents[3] / "README.md"
-    )
+    readme.add_argument("--path", type=Path, default=README, help="default: %(default)s")
     sub.add_parser("list", help="print the catalog")
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -454,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     new = render_readme(text)
     if args.check:
         if new != text:
-            print(f"{args.path} is stale: run python -m hw5kit.serving.badinputs readme")
+            print(f"{args.path} is stale: run python -m hw5kit.testkit.badinputs readme")
             return 1
         print(f"{args.path}: the error tables are current")
         return 0
