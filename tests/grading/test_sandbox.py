@@ -220,6 +220,7 @@ def fake_bwrap(monkeypatch):
 # bubblewrap 0.6.1 (Ubuntu 22.04, Gradescope's default image) as the grader meets it: --size
 # (bubblewrap 0.7.0, containers/bubblewrap#509) is an unknown option, the rest works
 OLD_BWRAP = """\
+    if [ "$1" = --version ]; then echo "bubblewrap 0.6.1"; exit 0; fi
     for arg in "$@"; do
         if [ "$arg" = --size ]; then echo "bwrap: Unknown option --size" >&2; exit 1; fi
     done
@@ -277,7 +278,28 @@ def test_a_bubblewrap_without_size_is_still_used_and_its_tmp_still_bounded(
             assert done.killed == "it wrote more than 8 MiB into /tmp and /dev/shm", folder
 
 
-def test_a_bubblewrap_refused_its_namespaces_is_named_not_said_missing(fake_bwrap):
+def _doctor() -> str:
+    """What the Gradescope bundle's ``doctor`` prints here (the environment's PATH)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hw5kit.gradescope", "doctor"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_doctor_names_an_old_bubblewrap_and_still_uses_it(fake_bwrap):
+    fake_bwrap(OLD_BWRAP)
+    said = _doctor()
+    assert "(bubblewrap 0.6.1); uid" in said
+    assert "sandbox here and now: bwrap (" in said and "this bubblewrap has no --size" in said
+    assert "install bubblewrap" not in said.lower()
+
+
+def test_a_bubblewrap_refused_its_namespaces_is_named_not_said_missing(fake_bwrap, monkeypatch):
     """Installed, but refused user namespaces (Docker's default seccomp profile): the grader
     falls back on `user` and says why, not "install bubblewrap"; so does the bundle's doctor."""
     fake_bwrap(
@@ -288,18 +310,18 @@ def test_a_bubblewrap_refused_its_namespaces_is_named_not_said_missing(fake_bwra
     )
     with pytest.raises(SandboxUnavailable, match="Creating new namespace failed"):
         Sandbox.detect("bwrap")
+    with monkeypatch.context() as patched:  # not root either: no sandbox at all, and why
+        patched.setattr(sb.os, "geteuid", lambda: 1000)
+        with pytest.raises(SandboxUnavailable) as caught:
+            Sandbox.detect("auto")
+    said = str(caught.value)
+    assert "user namespaces are refused here" in said and "Make bubblewrap work here" in said
+    assert "install bubblewrap" not in said.lower()
     need(os.geteuid() == 0, "the user sandbox needs root")
     box = Sandbox.detect("auto")
     described = box.describe()
     assert box.mode == "user" and "install bubblewrap" not in described
     assert "bubblewrap is installed, but user namespaces are refused here" in described
-    doctor = subprocess.run(
-        [sys.executable, "-m", "hw5kit.gradescope", "doctor"],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=120,
-    )
-    assert doctor.returncode == 0, doctor.stderr
-    assert "bubblewrap is installed, but user namespaces are refused here" in doctor.stdout
-    assert "install bubblewrap" not in doctor.stdout
+    said = _doctor()
+    assert "bubblewrap is installed, but user namespaces are refused here" in said
+    assert "install bubblewrap" not in said.lower()

@@ -28,10 +28,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from .cli import STATE_ENV
 from .state import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, GATEWAY_APIS, HW5_APIS, Store
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[1].parent  # the folder holding hw5kit/
+PACKAGE_PARENT = paths.PACKAGE.parent  # the folder holding hw5kit/ (src/ in a checkout)
 
 __all__ = [
     "COURSE_AUTOGRADER",

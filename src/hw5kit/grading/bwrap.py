@@ -14,6 +14,7 @@ place (``private``), which the grader bounds itself (``sandbox.py``).
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from .limits import Limits
@@ -57,6 +58,18 @@ USERNS_REFUSED = ("namespace", "operation not permitted", "permission denied", "
 def lacks_size(error: str) -> bool:
     """Whether bubblewrap refused ``--size`` (older than 0.7.0, or set-uid)."""
     return "--size" in error
+
+
+def version(bwrap: str) -> str:
+    """What ``bwrap --version`` says ("bubblewrap 0.6.1"), or why it says nothing."""
+    try:
+        done = subprocess.run(
+            [bwrap, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"no version ({exc})"
+    said = (done.stdout or done.stderr).strip().splitlines()
+    return said[0][:80] if said else f"no version, exit status {done.returncode}"
 
 
 def why_it_fails(error: str) -> str:

@@ -102,8 +102,8 @@ class Sandbox:
                     error = box.probe()
                 if error is None:
                     return box
-                problems.append(f"bubblewrap does not work here: {error}")
                 missing = bwrap_cmd.why_it_fails(error)
+                problems.append(missing)
             if requested == "bwrap":
                 raise SandboxUnavailable("; ".join(problems))
         if requested in ("auto", "user"):
@@ -122,9 +122,15 @@ class Sandbox:
         raise SandboxUnavailable(
             "no sandbox for the submission's scripts: "
             + "; ".join(problems)
-            + ". Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; `nox -s grade` "
-            "does it when run as root), run the grader as root, or pass --sandbox none to run "
-            "the scripts as yourself (only for your own submission)."
+            + ". "
+            + (
+                "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; `nox -s grade` "
+                "does it when run as root), run"
+                if bwrap is None
+                else "Make bubblewrap work here (above), run"
+            )
+            + " the grader as root, or pass --sandbox none to run the scripts as yourself (only "
+            "for your own submission)."
         )
 
     def describe(self) -> str:
