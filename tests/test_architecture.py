@@ -33,6 +33,7 @@ from .conftest import ROOT
 
 SRC = ROOT / "src"
 
+
 def modules(src: Path) -> dict[str, tuple[Path, bool]]:
     """``{dotted name: (file, is a package)}`` of every module under ``src``."""
     found = {}
