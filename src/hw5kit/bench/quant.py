@@ -41,6 +41,7 @@ from ..serving.models import quantization as q
 from ..serving.models import runtime as rt
 from ..serving.models.weights import weights_path
 from . import procstats
+from .harness import run_meta
 from .inprocess import ServiceClient, payloads
 from .load import percentile, run_load
 from .quant_eval import (
@@ -51,7 +52,6 @@ from .quant_eval import (
     probabilities,
     tied_topk,
 )
-from .run import run_meta
 
 Log = Callable[[str], None]
 
