@@ -16,12 +16,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import procs
+from .. import paths, procs
+from ..paths import ROOT
 from ..serving.models import get_spec
 from ..serving.models.weights import bake
 from . import procstats
 
-ROOT = procs.ROOT
 # the course's serving setup: each of 2 workers loads its own model, 2 threads each
 REFERENCE_GUNICORN_ARGS = ("--workers", "2", "--threads", "2")
 Log = Callable[[str], None]
@@ -83,9 +83,7 @@ def subject_env(torch_home: Path, **extra: str) -> dict[str, str]:
         if not k.startswith(("GUNICORN_", "REFERENCE_"))
         and k not in ("PORT", "SERVING_PORT", "MODEL_NAME", "MODELS", "DEFAULT_MODEL")
     }
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = paths.pythonpath()
     env["TORCH_HOME"] = str(torch_home)
     env["HW5_ALLOW_LOOPBACK"] = "1"
     env.update(extra)

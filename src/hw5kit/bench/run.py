@@ -48,7 +48,6 @@ from .harness import (
 )
 from .load import HttpClient, percentile, run_load, upload_requests, url_requests
 
-ROOT = procs.ROOT
 SUBJECTS = ("reference", "ours", "inprocess")
 
 
