@@ -41,6 +41,11 @@ class Call:
     def flag(self, name: str, default=None):
         return self.flags.get(name, default)
 
+    def error(self, message: str, code: int = 1) -> GcloudError:
+        """The failure this command reports (``raise call.error(...)``): gcloud exits 1 for a
+        refused request, 2 for a command line it cannot parse."""
+        return GcloudError(message, code, self.command.dotted)
+
 
 @dataclass
 class Result:

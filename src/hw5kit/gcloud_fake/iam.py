@@ -38,7 +38,7 @@ import json
 import re
 from typing import Any
 
-from .call import Call, GcloudError
+from .call import Call
 
 ALL = "*"
 # The permissions the fake checks, per role (a subset of each role's; basic roles hold them all).
@@ -148,39 +148,33 @@ def add_binding(policy: dict, role: str, member: str) -> bool:
 def refuse_public(call: Call, data: dict, member: str) -> None:
     """Domain-restricted sharing: a policy may not name allUsers / allAuthenticatedUsers."""
     if member in PUBLIC_MEMBERS and data.get("domain_restricted_sharing"):
-        raise GcloudError(DRS_REFUSAL, 1, call.command.dotted)
+        raise call.error(DRS_REFUSAL)
 
 
 def binding_flags(call: Call) -> tuple[str, str]:
     for flag in ("--member", "--role"):
         if not call.flag(flag):
-            raise GcloudError(f"argument {flag}: Must be specified.", 2, call.command.dotted)
+            raise call.error(f"argument {flag}: Must be specified.", 2)
     return str(call.flag("--member")), str(call.flag("--role"))
 
 
 def check_member(call: Call, state: dict, member: str) -> None:
     if not MEMBER_RE.match(member):
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: Invalid member: {member}. (fake gcloud: a principal is "
             "user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, allUsers or "
-            "allAuthenticatedUsers)",
-            1,
-            call.command.dotted,
+            "allAuthenticatedUsers)"
         )
     kind, _, email = member.partition(":")
     if kind == "serviceAccount" and email not in state.get("service_accounts", []):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Service account {email} does not exist.", 1, call.command.dotted
-        )
+        raise call.error(f"INVALID_ARGUMENT: Service account {email} does not exist.")
 
 
 def check_role(call: Call, role: str) -> None:
     if role not in ROLE_PERMISSIONS:
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: Role {role} is not supported for this resource. (fake gcloud: "
             f"it knows {', '.join(sorted(ROLE_PERMISSIONS))})",
-            1,
-            call.command.dotted,
         )
 
 

@@ -176,7 +176,10 @@ class Sandbox:
             self.prepare_workspace(workspace, identity)
             private = self._private_folders(base, "probe", identity)
             true = ["/bin/sh", "-c", "exit 0"]
-            cmd = self._bwrap_command(base, workspace, true, None, identity, private)
+            assert self.bwrap is not None
+            cmd = bwrap_cmd.command(
+                self.bwrap, self.limits, base, workspace, true, None, identity, private
+            )
             try:
                 done = subprocess.run(
                     self._limited(cmd, identity),
@@ -265,20 +268,6 @@ class Sandbox:
             prefix = [setpriv, "--no-new-privs", "--"]
         return [*prefix, "/bin/bash", "-c", script, "hw5-limits", *cmd]
 
-    def _bwrap_command(
-        self,
-        base: Path,
-        workspace: Path,
-        cmd: list[str],
-        bin_dir: Path | None,
-        identity: Identity | None,
-        private: tuple[Path, Path] | None = None,
-    ) -> list[str]:
-        assert self.bwrap is not None
-        return bwrap_cmd.command(
-            self.bwrap, self.limits, base, workspace, cmd, bin_dir, identity, private
-        )
-
     def environment(self, home: str, tmp: str, bin_dir: Path, token: str) -> dict[str, str]:
         return {
             "PATH": os.pathsep.join([str(bin_dir), *SANDBOX_PATH]),
@@ -325,7 +314,10 @@ class Sandbox:
         environ.update(env or {})
         inner = ["/bin/bash", str(script), *args]
         if self.mode == "bwrap":
-            cmd = self._bwrap_command(base, workspace, inner, relay.bin_dir, identity, private)
+            assert self.bwrap is not None
+            cmd = bwrap_cmd.command(
+                self.bwrap, self.limits, base, workspace, inner, relay.bin_dir, identity, private
+            )
         else:
             cmd = inner
         relay.reset_count()

@@ -30,7 +30,7 @@ def _apigateway(call: Call, project: str, data: dict) -> dict:
 
 def _not_found(call: Call, resource: str) -> GcloudError:
     """API Gateway's answer for a resource that does not exist (``projects/.../...``)."""
-    return GcloudError(f"NOT_FOUND: Resource '{resource}' was not found", 1, call.command.dotted)
+    return call.error(f"NOT_FOUND: Resource '{resource}' was not found")
 
 
 def _config_name(project: str, api: str, config_id: str) -> str:
@@ -39,11 +39,9 @@ def _config_name(project: str, api: str, config_id: str) -> str:
 
 def _gateway_id(call: Call, value: str, what: str) -> str:
     if not GATEWAY_ID_RE.match(value):
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: {what} ID [{value}] must have at most 63 characters: lowercase "
-            "letters, numbers or dashes, starting with a letter, without underscores",
-            1,
-            call.command.dotted,
+            "letters, numbers or dashes, starting with a letter, without underscores"
         )
     return value
 
@@ -55,36 +53,26 @@ def api_configs_create(call: Call, state: dict) -> Result:
     api = _gateway_id(call, call.flag("--api") or "", "API")
     spec_path = call.flag("--openapi-spec")
     if not spec_path:
-        raise GcloudError(
-            "Exactly one of (--grpc-files | --openapi-spec) must be specified.",
-            2,
-            call.command.dotted,
-        )
+        raise call.error("Exactly one of (--grpc-files | --openapi-spec) must be specified.", 2)
     try:
         text = call.files.read(str(spec_path), call.cwd, flag="--openapi-spec").decode(
             "utf-8", errors="replace"
         )
     except Unreadable as exc:
-        raise GcloudError(
-            f"Unable to read file [{spec_path}]: {exc.reason}", 1, call.command.dotted
-        ) from None
+        raise call.error(f"Unable to read file [{spec_path}]: {exc.reason}") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
         doc = None
     if not isinstance(doc, dict) or str(doc.get("swagger")) != "2.0":
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: Cannot convert to service config. [{spec_path}] is not an "
-            'OpenAPI 2.0 document (swagger: "2.0")',
-            1,
-            call.command.dotted,
+            'OpenAPI 2.0 document (swagger: "2.0")'
         )
     key = f"{api}/{config_id}"
     if key in gw["configs"]:
-        raise GcloudError(
-            f"ALREADY_EXISTS: Resource '{_config_name(project, api, config_id)}' already exists",
-            1,
-            call.command.dotted,
+        raise call.error(
+            f"ALREADY_EXISTS: Resource '{_config_name(project, api, config_id)}' already exists"
         )
     stderr = ""
     if api not in gw["apis"]:
@@ -133,11 +121,9 @@ def _gateway_resource(call: Call, project: str, gw: dict) -> tuple[str, str, str
     gateway = _gateway_id(call, call.positionals[0], "Gateway")
     location = call.flag("--location")
     if not location:
-        raise GcloudError(
+        raise call.error(
             "Error parsing [gateway]. The [gateway] resource is not properly specified. "
-            "Failed to find attribute [location].",
-            1,
-            call.command.dotted,
+            "Failed to find attribute [location]."
         )
     return gateway, location, f"{location}/{gateway}"
 
@@ -157,18 +143,14 @@ def gateways_create(call: Call, state: dict) -> Result:
     if location not in API_GATEWAY_LOCATIONS:
         # the regions of https://cloud.google.com/api-gateway/docs/deployment-model (the
         # wording of Google's refusal is the fake's own)
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: Location [{location}] is not supported by API Gateway (fake "
             f"gcloud: it serves {', '.join(API_GATEWAY_LOCATIONS)})",
-            1,
-            call.command.dotted,
         )
     if key in gw["gateways"]:
-        raise GcloudError(
+        raise call.error(
             f"ALREADY_EXISTS: Resource 'projects/{project}/locations/{location}/gateways/"
-            f"{gateway}' already exists",
-            1,
-            call.command.dotted,
+            f"{gateway}' already exists"
         )
     config = _gateway_config(call, project, gw)
     digest = hashlib.sha256(f"{project}/{key}".encode()).hexdigest()[:8]

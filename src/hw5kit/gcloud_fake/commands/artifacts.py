@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from .. import iam
-from ..call import Call, GcloudError, Result
+from ..call import Call, Result
 from ..state import now
 from .common import describe_output, need_api, project_of
 
@@ -52,13 +52,11 @@ def repository_resource(
 def _ar_location(call: Call, state: dict) -> str:
     location = call.flag("--location") or state["config"].get("artifacts/location")
     if not location:
-        raise GcloudError(
+        raise call.error(
             "Error parsing [repository].\nThe [repository] resource is not properly specified."
             "\nFailed to find attribute [location]. The attribute can be set in the following "
             "ways:\n- provide the argument `--location` on the command line\n- set the "
-            "property `artifacts/location`",
-            1,
-            call.command.dotted,
+            "property `artifacts/location`"
         )
     return str(location)
 
@@ -71,7 +69,7 @@ def _repository(call: Call, state: dict) -> tuple[dict, str, str]:
     name = call.positionals[0]
     key = f"{location}/{name}"
     if key not in data["repositories"]:
-        raise GcloudError("NOT_FOUND: Requested entity was not found.", 1, call.command.dotted)
+        raise call.error("NOT_FOUND: Requested entity was not found.")
     return data, key, name
 
 
@@ -90,22 +88,18 @@ def artifacts_repositories_create(call: Call, state: dict) -> Result:
     location = _ar_location(call, state)
     repository_format = call.flag("--repository-format")
     if not repository_format:
-        raise GcloudError(
-            "argument --repository-format: Must be specified.", 2, call.command.dotted
-        )
+        raise call.error("argument --repository-format: Must be specified.", 2)
     need_api(call, project, data, "artifactregistry.googleapis.com")
     name = call.positionals[0]
     if not REPOSITORY_ID_RE.match(name):
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: invalid repository ID [{name}] (fake gcloud: lowercase letters, "
             "digits and hyphens, starting with a letter and ending with a letter or digit, at "
-            "most 63 characters)",
-            1,
-            call.command.dotted,
+            "most 63 characters)"
         )
     key = f"{location}/{name}"
     if key in data["repositories"]:
-        raise GcloudError("ALREADY_EXISTS: the repository already exists", 1, call.command.dotted)
+        raise call.error("ALREADY_EXISTS: the repository already exists")
     data["repositories"][key] = repository_resource(
         project,
         location,
@@ -137,11 +131,7 @@ def artifacts_repositories_add_iam_policy_binding(call: Call, state: dict) -> Re
     iam.check_member(call, state, member)
     iam.refuse_public(call, data, member)
     if role not in REPOSITORY_ROLES:
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Role {role} is not supported for this resource.",
-            1,
-            call.command.dotted,
-        )
+        raise call.error(f"INVALID_ARGUMENT: Role {role} is not supported for this resource.")
     policy = repository_policy(data, key)
     changed = iam.add_binding(policy, role, member)
     return Result(

@@ -10,7 +10,7 @@ from typing import Any
 
 from ...confined import Folder, Unreadable
 from .. import cloudbuild, docker, formats, gcloudignore, iam, simulation
-from ..call import Call, GcloudError, Result
+from ..call import Call, Result
 from ..state import now
 from .common import (
     describe_output,
@@ -32,12 +32,11 @@ def _parse_substitutions(call: Call, raw: str | None) -> dict[str, str]:
     for item in pairs:
         key, eq, value = item.partition("=")
         if not eq:
-            raise GcloudError(
+            raise call.error(
                 f"argument --substitutions: Bad syntax for dict arg: [{item}]. Please see "
                 "`gcloud topic flags-file` or `gcloud topic escaping` for information on "
                 "providing list or dictionary flag values with special characters.",
                 2,
-                call.command.dotted,
             )
         out[key] = value
     return out
@@ -49,10 +48,8 @@ def builds_submit(call: Call, state: dict) -> Result:
     need_api(call, project, data, "cloudbuild.googleapis.com")
     source_arg = call.positionals[0] if call.positionals else "."
     if source_arg.startswith("gs://"):
-        raise GcloudError(
-            f"could not find source [{source_arg}] (fake gcloud: SOURCE must be a local directory)",
-            1,
-            call.command.dotted,
+        raise call.error(
+            f"could not find source [{source_arg}] (fake gcloud: SOURCE must be a local directory)"
         )
     config_arg = call.flag("--config") or "cloudbuild.yaml"
     config_path = call.files.describe(str(config_arg), call.cwd)
@@ -69,25 +66,21 @@ def builds_submit(call: Call, state: dict) -> Result:
     try:
         folder = call.files.folder(source_arg, call.cwd, flag="SOURCE")
     except Unreadable as exc:
-        raise GcloudError(
-            f"could not find source [{source_arg}]: {exc.reason}", 1, call.command.dotted
-        ) from None
+        raise call.error(f"could not find source [{source_arg}]: {exc.reason}") from None
     with folder:
         try:
             raw = call.files.read(str(config_arg), call.cwd, flag="--config")
         except Unreadable as exc:
-            raise GcloudError(
-                f"Unable to read file [{config_arg}]: {exc.reason}", 1, call.command.dotted
-            ) from None
+            raise call.error(f"Unable to read file [{config_arg}]: {exc.reason}") from None
         try:
             config = cloudbuild.parse_config(raw, config_path)
             resolved, user = cloudbuild.apply_substitutions(config, given, builtins)
         except cloudbuild.ConfigProblem as exc:
-            raise GcloudError(str(exc), 1, call.command.dotted) from None
+            raise call.error(str(exc)) from None
         try:
             upload = _upload(call, state, folder)
         except gcloudignore.IgnoreFileError as exc:
-            raise GcloudError(str(exc), 1, call.command.dotted) from None
+            raise call.error(str(exc)) from None
         return _run_build(call, state, project, data, region, build_id, upload, resolved, user)
 
 
@@ -344,7 +337,7 @@ def _build(call: Call, state: dict) -> dict:
     need_api(call, project, data, "cloudbuild.googleapis.com")
     build = data["builds"].get(call.positionals[0])
     if build is None or f"/locations/{region}/" not in build["name"]:
-        raise GcloudError("NOT_FOUND: Requested entity was not found.", 1, call.command.dotted)
+        raise call.error("NOT_FOUND: Requested entity was not found.")
     return build
 
 

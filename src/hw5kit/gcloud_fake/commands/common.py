@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .. import formats, iam
-from ..call import Call, GcloudError
+from ..call import Call
 from ..state import API_TITLES, new_project
 
 
@@ -17,7 +17,7 @@ def output_format(call: Call) -> tuple[str, list[str]]:
     try:
         return formats.parse(call.flag("--format"))
     except formats.FormatError as exc:
-        raise GcloudError(str(exc), 1, call.command.dotted) from None
+        raise call.error(str(exc)) from None
 
 
 def project_of(call: Call, state: dict) -> tuple[str, dict]:
@@ -27,21 +27,17 @@ def project_of(call: Call, state: dict) -> tuple[str, dict]:
         or state["config"].get("core/project")
     )
     if not project:
-        raise GcloudError(
+        raise call.error(
             "The required property [project] is not currently set.\nIt can be set on a "
             "per-command basis by re-running your command with the [--project] flag.\n\n"
             "You may set it for your current workspace by running:\n\n"
-            "  $ gcloud config set project VALUE",
-            1,
-            call.command.dotted,
+            "  $ gcloud config set project VALUE"
         )
     data = state["projects"].get(project)
     if data is None:
-        raise GcloudError(
+        raise call.error(
             f"PERMISSION_DENIED: Permission denied on resource project {project}. (The fake "
             f"gcloud knows the projects: {', '.join(sorted(state['projects'])) or 'none'}.)",
-            1,
-            call.command.dotted,
         )
     return project, data
 
@@ -49,14 +45,12 @@ def project_of(call: Call, state: dict) -> tuple[str, dict]:
 def need_api(call: Call, project: str, data: dict, api: str) -> None:
     if api not in data["apis"]:
         title = API_TITLES.get(api, api)
-        raise GcloudError(
+        raise call.error(
             f"PERMISSION_DENIED: {title} has not been used in project {data['number']} before "
             f"or it is disabled. Enable it by visiting https://console.developers.google.com/"
             f"apis/api/{api}/overview?project={data['number']} then retry. If you enabled this "
             "API recently, wait a few minutes for the action to propagate to our systems and "
-            f"retry. (fake gcloud: gcloud services enable {api} --project={project})",
-            1,
-            call.command.dotted,
+            f"retry. (fake gcloud: gcloud services enable {api} --project={project})"
         )
 
 
@@ -68,11 +62,9 @@ def region_of(call: Call, state: dict, prop: str, *, default: str | None = None)
         or default
     )
     if not region:
-        raise GcloudError(
+        raise call.error(
             "Missing required argument [--region]: You must specify a region. Either use the "
-            f"`--region` flag or set the {prop} property.",
-            1,
-            call.command.dotted,
+            f"`--region` flag or set the {prop} property."
         )
     return region
 

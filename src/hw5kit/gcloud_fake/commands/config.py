@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ..call import Call, GcloudError, Result
+from ..call import Call, Result
 
 PROPERTIES = {
     "project": "core/project",
@@ -25,11 +25,9 @@ def _property(call: Call) -> str:
     prop = PROPERTIES.get(name)
     if prop is None:
         section, _, key = name.rpartition("/")
-        raise GcloudError(
+        raise call.error(
             f"Section [{section or 'core'}] has no property [{key}]. (fake gcloud: known "
             f"properties: {', '.join(sorted(set(PROPERTIES.values())))})",
-            1,
-            call.command.dotted,
         )
     return prop
 

@@ -4,7 +4,7 @@ and setup/check_prereq.sh look at), a project named by its ID or its number."""
 from __future__ import annotations
 
 from .. import iam
-from ..call import Call, GcloudError, Result
+from ..call import Call, Result
 from .common import active_account, describe_output
 
 
@@ -26,7 +26,7 @@ def _named_project(call: Call, state: dict, *, detail: bool = False) -> tuple[st
             f". This command is authenticated as {account} which is the active account "
             "specified by the [core/account] property"
         )
-    raise GcloudError(message, 1, call.command.dotted)
+    raise call.error(message)
 
 
 def projects_describe(call: Call, state: dict) -> Result:
@@ -51,11 +51,10 @@ def projects_add_iam_policy_binding(call: Call, state: dict) -> Result:
     project_id, data = _named_project(call, state)
     condition = call.flag("--condition")
     if condition not in (None, "None"):
-        raise GcloudError(
+        raise call.error(
             "argument --condition: the fake gcloud models unconditional bindings only "
             "(--condition=None)",
             2,
-            call.command.dotted,
         )
     iam.check_member(call, state, member)
     iam.check_role(call, role)

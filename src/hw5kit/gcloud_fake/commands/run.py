@@ -9,7 +9,7 @@ import re
 
 from ... import naming
 from .. import docker, formats, iam, simulation
-from ..call import Call, GcloudError, Result
+from ..call import Call, Result
 from ..state import now
 from .common import (
     describe_output,
@@ -40,21 +40,18 @@ def _env_vars(call: Call, flag: str = "--set-env-vars") -> dict[str, str]:
     for item in split_list(str(raw)):
         key, eq, value = item.partition("=")
         if not eq or not ENV_KEY_RE.match(key):
-            raise GcloudError(
+            raise call.error(
                 f"argument {flag}: Bad syntax for dict arg: [{item}]. Please see "
                 "`gcloud topic flags-file` or `gcloud topic escaping` for information on "
                 "providing list or dictionary flag values with special characters.",
                 2,
-                call.command.dotted,
             )
         out[key] = value
     reserved = [k for k in out if k in RESERVED_ENV]
     if reserved:
-        raise GcloudError(
+        raise call.error(
             f"Invalid value for [{flag}]: The following reserved env names were "
-            f"provided: {', '.join(reserved)}. These values are automatically set by the system.",
-            1,
-            call.command.dotted,
+            f"provided: {', '.join(reserved)}. These values are automatically set by the system."
         )
     return out
 
@@ -79,53 +76,42 @@ def _cpu_value(value: str) -> float:
 def run_deploy(call: Call, state: dict) -> Result:
     service = call.positionals[0]
     if not SERVICE_NAME_RE.match(service):
-        raise GcloudError(
+        raise call.error(
             f"Invalid resource name [{service}]. The name must use only lowercase alphanumeric "
             "characters and dashes, cannot begin or end with a dash, and cannot be longer than "
-            "63 characters.",
-            1,
-            call.command.dotted,
+            "63 characters."
         )
     if not naming.CLOUD_RUN_NAME_RE.match(service):
         # the API's own rule, stricter than gcloud's check above (Cloud Run Admin API,
         # projects.locations.services.create: "must begin with letter, and cannot end with
         # hyphen; must contain fewer than 50 characters"); the wording is the API's answer
-        raise GcloudError(
+        raise call.error(
             "INVALID_ARGUMENT: Violation in CreateServiceRequest.service_id: only lowercase, "
             "digits, and hyphens; must begin with letter, and cannot end with hyphen; must be "
-            "less than 50 characters.",
-            1,
-            call.command.dotted,
+            "less than 50 characters."
         )
     project, data = project_of(call, state)
     region = region_of(call, state, "run/region")
     need_api(call, project, data, "run.googleapis.com")
     image = call.flag("--image")
     if not image:
-        raise GcloudError(
+        raise call.error(
             "Missing required argument [--image] (fake gcloud: deploying from source is not "
-            "part of the HW5 workflow; deploy the image Cloud Build pushed)",
-            1,
-            call.command.dotted,
+            "part of the HW5 workflow; deploy the image Cloud Build pushed)"
         )
     ref = docker.parse_reference(str(image))
     if ref is None:
-        raise GcloudError(
-            f"Invalid image reference [{image}]: expected REGISTRY/PATH[:TAG|@DIGEST]",
-            1,
-            call.command.dotted,
-        )
+        raise call.error(f"Invalid image reference [{image}]: expected REGISTRY/PATH[:TAG|@DIGEST]")
     env = _env_vars(call)
     key = f"{region}/{service}"
     existing = data["run"].get(key)
     old_container = existing["spec"]["template"]["spec"]["containers"][0] if existing else {}
     if call.flag("--update-env-vars") is not None:
         if call.flag("--set-env-vars") is not None:
-            raise GcloudError(
+            raise call.error(
                 "argument --update-env-vars: At most one of --set-env-vars | --update-env-vars "
                 "can be specified.",
                 2,
-                call.command.dotted,
             )
         env = {e["name"]: e["value"] for e in old_container.get("env", []) if "value" in e}
         env.update(_env_vars(call, "--update-env-vars"))
@@ -137,23 +123,15 @@ def run_deploy(call: Call, state: dict) -> Result:
     )
     mem_bytes, cpu_count = _memory_bytes(str(memory)), _cpu_value(str(cpu))
     if not 128 * 2**20 <= mem_bytes <= 32 * 2**30:
-        raise GcloudError(
-            f"Invalid value for [--memory]: {memory} is outside 128Mi-32Gi", 1, call.command.dotted
-        )
+        raise call.error(f"Invalid value for [--memory]: {memory} is outside 128Mi-32Gi")
     for needs_cpu, above in ((2, 4 * 2**30), (4, 8 * 2**30), (6, 16 * 2**30), (8, 24 * 2**30)):
         if mem_bytes > above and cpu_count < needs_cpu:
-            raise GcloudError(
+            raise call.error(
                 f"Invalid value for [--memory]: more than {above // 2**30}Gi of memory requires "
-                f"at least {needs_cpu} CPUs (--cpu)",
-                1,
-                call.command.dotted,
+                f"at least {needs_cpu} CPUs (--cpu)"
             )
     if cpu_count >= 4 and mem_bytes < 2 * 2**30:
-        raise GcloudError(
-            f"Invalid value for [--cpu]: {cpu} CPUs requires at least 2Gi of memory",
-            1,
-            call.command.dotted,
-        )
+        raise call.error(f"Invalid value for [--cpu]: {cpu} CPUs requires at least 2Gi of memory")
     annotations = dict(existing["spec"]["template"]["metadata"]["annotations"]) if existing else {}
     low = call.flag("--min-instances")
     high = call.flag("--max-instances")
@@ -168,11 +146,7 @@ def run_deploy(call: Call, state: dict) -> Result:
     low_n = int(annotations.get("autoscaling.knative.dev/minScale", "0"))
     high_n = int(annotations.get("autoscaling.knative.dev/maxScale", "100"))
     if low_n > high_n:
-        raise GcloudError(
-            f"min-instances ({low_n}) cannot be greater than max-instances ({high_n})",
-            1,
-            call.command.dotted,
-        )
+        raise call.error(f"min-instances ({low_n}) cannot be greater than max-instances ({high_n})")
     if ref.ar_location is not None and state["settings"].get("require_built_images", True):
         parts = ref.ar_parts()
         owner = state["projects"].get(parts[0]) if parts else None
@@ -180,11 +154,9 @@ def run_deploy(call: Call, state: dict) -> Result:
         if owner is not None:
             digest = simulation.Registry(parts[0], set(), owner["images"]).lookup(ref)
         if digest is None:
-            raise GcloudError(
+            raise call.error(
                 f"Revision '{service}-00000' is not ready and cannot serve traffic. Image "
-                f"'{image}' not found.",
-                1,
-                call.command.dotted,
+                f"'{image}' not found."
             )
     port = call.flag("--port") or (
         str(old_container["ports"][0]["containerPort"]) if old_container else "8080"
@@ -291,7 +263,7 @@ def run_services_describe(call: Call, state: dict) -> Result:
     service = call.positionals[0]
     resource = data["run"].get(f"{region}/{service}")
     if resource is None:
-        raise GcloudError(f"Cannot find service [{service}]", 1, call.command.dotted)
+        raise call.error(f"Cannot find service [{service}]")
     public = public_view(resource)
     spec = output_format(call)
     if spec[0] != "default":
@@ -322,7 +294,7 @@ def _service_key(call: Call, state: dict) -> tuple[str, dict, str, str, str]:
     service = call.positionals[0]
     key = f"{region}/{service}"
     if key not in data["run"]:
-        raise GcloudError(f"Cannot find service [{service}]", 1, call.command.dotted)
+        raise call.error(f"Cannot find service [{service}]")
     return project, data, region, service, key
 
 
@@ -351,12 +323,10 @@ def run_services_update(call: Call, state: dict) -> Result:
     project, data, region, service, key = _service_key(call, state)
     check = call.flag("--invoker-iam-check")
     if check is None:
-        raise GcloudError(
+        raise call.error(
             "No configuration change requested. Did you mean to include the flags "
             "`--update-env-vars`, `--image`...? (fake gcloud: it models only "
-            "--[no-]invoker-iam-check)",
-            1,
-            call.command.dotted,
+            "--[no-]invoker-iam-check)"
         )
     resource = data["run"][key]
     annotations = resource["metadata"].setdefault("annotations", {})

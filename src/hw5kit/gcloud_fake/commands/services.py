@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from .. import formats
-from ..call import Call, GcloudError, Result
+from ..call import Call, Result
 from ..state import API_TITLES, BILLED_APIS
 from .common import output_format, project_of
 
@@ -33,26 +33,22 @@ def services_enable(call: Call, state: dict) -> Result:
     _project_id, data = project_of(call, state)
     wanted = list(dict.fromkeys(call.positionals))
     if not wanted:
-        raise GcloudError("argument SERVICE: Must be specified.", 2, call.command.dotted)
+        raise call.error("argument SERVICE: Must be specified.", 2)
     # besides Google's APIs, the managed services of the project's API Gateway APIs
     managed = {a["managedService"] for a in data.get("apigateway", {}).get("apis", {}).values()}
     unknown = [api for api in wanted if api not in API_TITLES and api not in managed]
     if unknown:
-        raise GcloudError(
+        raise call.error(
             "PERMISSION_DENIED: Not found or permission denied for service(s): "
             f"{', '.join(unknown)}. (fake gcloud: it knows {', '.join(sorted(API_TITLES))})",
-            1,
-            call.command.dotted,
         )
     new = [api for api in wanted if api not in data["apis"]]
     billed = [api for api in new if api in BILLED_APIS]
     if billed and not data.get("billing", True):
-        raise GcloudError(
+        raise call.error(
             f"FAILED_PRECONDITION: Billing account for project '{data['number']}' is not found. "
             f"Billing must be enabled for activation of service(s) '{','.join(billed)}' to "
-            "proceed.",
-            1,
-            call.command.dotted,
+            "proceed."
         )
     data["apis"] = sorted(set(data["apis"]) | set(new))
     if not new:
