@@ -1,11 +1,12 @@
-"""The bench's targets (issue 9's and issue 16's): each measured, with its verdict, its margin
-and, when missed, why (the work or the machine); and the look-ups the report shares with them.
+"""The bench's targets (issue 9's, 16's and the serving peers'): each measured, with its verdict,
+its margin and, when missed, why (the work or the machine); and the look-ups the report shares
+with them.
 """
 
 from __future__ import annotations
 
 from ..markdown import figure
-from . import procstats
+from . import peers_report, procstats
 
 MiB = 2**20
 GB = 10**9
@@ -235,7 +236,7 @@ def targets(results: dict) -> list[dict]:
                 "about 530 MB when it gets imported.",
             }
         )
-    return rows + stress_targets(results)
+    return rows + peers_report.targets(results) + stress_targets(results)
 
 
 STRESS_LIMIT_MIB = 1536  # the issue's bound on the server's peak resident memory (1.5 GiB)
