@@ -126,16 +126,10 @@ def predict(url: str) -> int:
 
 
 @pytest.mark.slow
-def test_the_default_serves_from_every_worker_once_all_are_ready(tmp_path):
+def test_the_default_serves_from_every_worker_once_all_are_ready(tmp_path, baked_home):
     """The image's command, no tuning variable: ``/readyz`` says 200 only with every worker
     loaded, and predictions sent before that wait for the load instead of failing."""
-    home = tmp_path / "baked"
-    baked = subprocess.run(
-        [sys.executable, "-m", "hw5kit.serving.models.weights", "bake", "efficientnet_lite0",
-         "--torch-home", str(home)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert baked.returncode == 0, baked.stderr
+    home = baked_home  # baked as the image bakes it (conftest)
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
     private_tmp = tmp_path / "tmp"
