@@ -1,4 +1,4 @@
-"""The project's two virtual environments, each shared by the nox sessions that need it.
+"""The project's virtual environments, each shared by the nox sessions that need it.
 
 * ``.nox/light`` (a few dozen MB): the kit's core dependencies only (Jinja2, PyYAML, jsonschema,
   requests). Everything that runs no model uses it: ``render``, ``setup``, ``check_prereq``,
@@ -9,7 +9,7 @@
   PyPI, the models, ONNX Runtime, Flask, Streamlit, the test tools). Where a model runs or is
   converted: the local and container targets' build, deploy and verify, ``tests``, the
   benchmarks.
-* ``.nox/docs`` (about 60 MB): the core plus ``hw5kit[docs]`` (MkDocs, Material, the i18n
+* ``.nox/docs`` (about 170 MB): the core plus ``hw5kit[docs]`` (MkDocs, Material, the i18n
   plugin), made on demand by ``nox -s docs`` and by the test that builds the site.
 
 ``nox -s build`` chooses between them by target: ``--target`` in the session's arguments, else
@@ -138,7 +138,7 @@ DOCS = Profile(
     "from importlib.metadata import version\n"
     "import material, mkdocs, mkdocs_static_i18n, pymdownx\n"
     "print('mkdocs', version('mkdocs'), 'material', version('mkdocs-material'))",
-    "MkDocs, Material and the i18n plugin, no torch (seconds, about 60 MB)",
+    "MkDocs, Material and the i18n plugin, no torch (about 15 s, 170 MB)",
 )
 PROFILES = {p.name: p for p in (KIT, LIGHT, DOCS)}
 

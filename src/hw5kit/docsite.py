@@ -84,15 +84,31 @@ def build(
         check=False,
     )
     log = done.stdout + done.stderr
-    problems = [line for line in log.splitlines() if line.startswith(("WARNING", "ERROR"))]
+    problems = warnings(log)
     if done.returncode != 0 or problems:
         detail = "\n".join(problems) or log[-3000:]
         raise DocsError(f"the documentation site did not build (mkdocs --strict):\n{detail}")
     return log
 
 
+def warnings(log: str) -> list[str]:
+    """MkDocs' warnings and errors in a build log, each with its indented continuation lines
+    (the list of pages left out of the navigation is one)."""
+    found: list[str] = []
+    inside = False
+    for line in log.splitlines():
+        if line.startswith(("WARNING", "ERROR")):
+            found.append(line)
+            inside = True
+        elif inside and line.startswith((" ", "\t")) and line.strip():
+            found[-1] += "\n" + line
+        else:
+            inside = False
+    return found
+
+
 # ---- relative links in Markdown files (README.md) -------------------------------------------
-LINK = re.compile(r"(?<!\!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+LINK = re.compile(r"\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
@@ -150,7 +166,8 @@ def anchors(path: Path) -> set[str]:
 
 
 def relative_links(path: Path) -> list[Link]:
-    """The links of a Markdown file to other files or anchors (not web or mail addresses)."""
+    """The links (and images) of a Markdown file to other files or anchors, not to web or mail
+    addresses; code (fenced or inline) is skipped."""
     links = []
     for number, line in prose_lines(path.read_text(encoding="utf-8")):
         for match in LINK.finditer(line):
