@@ -258,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             check_mermaid()
             print(f"building the documentation site into {args.out} (mkdocs build --strict)")
             build(args.out)
-            print(f"done: open {args.out / 'index.html'}, or serve it: python -m http.server "
-                  f"--bind 127.0.0.1 --directory {args.out}")
+            print(
+                f"done: open {args.out / 'index.html'}, or serve it: python -m http.server "
+                f"--bind 127.0.0.1 --directory {args.out}"
+            )
             return 0
         if args.command == "links":
             problems = [p for f in args.files for p in broken_links(f)]

@@ -139,7 +139,9 @@ def test_the_student_guide_s_first_step_in_english_and_in_french(site, new_page)
         for i in range(4):
             box = diagrams.nth(i).bounding_box()
             assert box and box["height"] > 40, (i, box)
-        sources = re.findall(r"```mermaid\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S)
+        sources = re.findall(
+            r"```mermaid\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S
+        )
         parsed = page.evaluate(
             "async (texts) => { const out = [];"
             " for (const t of texts) { try { await mermaid.parse(t); out.push('ok'); }"

@@ -199,8 +199,7 @@ def variants_table(results: dict) -> str:
 def summary_markdown(results: dict) -> str:
     return "\n\n".join(
         [
-            header(results) + " Full report: "
-            "`reports/quantization/README.md`.",
+            header(results) + " Full report: `reports/quantization/README.md`.",
             speed_table(results),
             agreement_table(results),
         ]

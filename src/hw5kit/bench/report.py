@@ -561,7 +561,8 @@ def report_markdown(results: dict, charts: list[str]) -> str:
 
 
 def summary_markdown(results: dict) -> str:
-    """The docs' table (docs/maintainer/benchmarks.md): the headline figures and the command that produced them."""
+    """The docs' table (docs/maintainer/benchmarks.md): the headline figures and the command
+    that produced them."""
     plan = _plan(results)
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
     meta = results["meta"]

@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
-RUBRIC_PATH = Path(__file__).with_name("rubric.yaml")
 from ..markdown import replace_block, rewrite_pages
 from ..paths import DOCS
+
+RUBRIC_PATH = Path(__file__).with_name("rubric.yaml")
 
 PAGES = (DOCS / "ta" / "index.md", DOCS / "ta" / "index.fr.md")  # the grading page, en and fr
 COMMAND = "python -m hw5kit.grading.rubric docs"
