@@ -139,7 +139,7 @@ def test_the_quant_command_refuses_models_without_int8(argv, message, capsys):
 
 def test_the_quant_command_refuses_unknown_variants():
     with pytest.raises(SystemExit, match="unknown variant nope"):
-        main(["quant", "--variants", "nope", "--no-readme"])
+        main(["quant", "--variants", "nope", "--no-page"])
 
 
 # ---- the reduced run ------------------------------------------------------------------------
