@@ -119,18 +119,23 @@ class Link:
     target: str
 
 
-def prose_lines(text: str) -> Iterator[tuple[int, str]]:
-    """The lines outside fenced code blocks, inline code removed, numbered from 1."""
+def outside_fences(text: str) -> Iterator[tuple[int, str]]:
+    """The lines outside fenced code blocks, numbered from 1."""
     fence = None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.lstrip()
         if fence is None and stripped.startswith(("```", "~~~")):
             fence = stripped[:3]
-            continue
-        if fence is not None:
+        elif fence is not None:
             if stripped.startswith(fence):
                 fence = None
-            continue
+        else:
+            yield number, line
+
+
+def prose_lines(text: str) -> Iterator[tuple[int, str]]:
+    """The lines outside fenced code blocks, inline code removed, numbered from 1."""
+    for number, line in outside_fences(text):
         yield number, re.sub(r"`+[^`]*`+", "", line)
 
 
@@ -146,16 +151,7 @@ def anchors(path: Path) -> set[str]:
     """Every heading anchor of a Markdown file, GitHub's way (repeats get -1, -2, ...)."""
     seen: dict[str, int] = {}
     found = set()
-    fence = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        stripped = line.lstrip()
-        if fence is None and stripped.startswith(("```", "~~~")):
-            fence = stripped[:3]
-            continue
-        if fence is not None:
-            if stripped.startswith(fence):
-                fence = None
-            continue
+    for _, line in outside_fences(path.read_text(encoding="utf-8")):
         match = HEADING.match(line)
         if match:
             base = slug(match.group(2))

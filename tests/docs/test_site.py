@@ -4,19 +4,15 @@ English and in French, the diagrams, and not one request leaving 127.0.0.1."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import os
 import re
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hw5kit import devenv, docsite
+from hw5kit.photos import serve_directory
 
 from ..conftest import ROOT, SUPPORT
 
@@ -48,23 +44,6 @@ def site(docs_python, tmp_path_factory) -> Path:
     guard = tmp / "netguard.log"
     assert not guard.exists() or guard.read_text() == "", guard.read_text()
     return out
-
-
-@contextlib.contextmanager
-def serve(folder: Path) -> Iterator[str]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_site_builds_strict_with_every_page_in_both_languages(site):
@@ -105,7 +84,7 @@ def test_a_broken_link_or_a_page_left_out_fails_the_build(docs_python, tmp_path)
 def test_the_student_guide_s_first_step_in_english_and_in_french(site, new_page):
     page = new_page()
     outside: list[str] = []
-    with serve(site) as base:
+    with serve_directory(site) as base:
 
         def route(request_route):
             url = request_route.request.url
