@@ -102,3 +102,29 @@ def test_build_warnings_keep_their_continuation_lines():
     assert len(found) == 2
     assert found[0].endswith("\n  - maintainer/orphan.md")
     assert re.search(r"'b\.md'", found[1])
+
+
+def fenced_blocks(text: str) -> list[str]:
+    """The fenced code blocks of a page, each with its indentation removed."""
+    blocks = re.findall(r"^( *)```[^\n]*\n(.*?)^\1```", text, re.M | re.S)
+    return [
+        "\n".join(line.removeprefix(indent) for line in body.splitlines())
+        for indent, body in blocks
+    ]
+
+
+def test_the_french_pages_show_the_same_commands_as_the_english_ones():
+    """A French page is the English one translated: the same code blocks, the same generated
+    tables; a command changed in one language only fails here."""
+    pairs = sorted((ROOT / "docs").rglob("*.fr.md"))
+    names = {p.relative_to(ROOT / "docs").as_posix() for p in pairs}
+    assert {f"{s}/{p}.fr.md" for s in ("student", "ta") for p in ("index",)} <= names
+    assert len(pairs) >= 7
+    for french in pairs:
+        english = french.with_name(french.name.replace(".fr.md", ".md"))
+        en_text, fr_text = english.read_text(), french.read_text()
+        en_blocks = [b for b in fenced_blocks(en_text) if not b.startswith(("flowchart",))]
+        fr_blocks = [b for b in fenced_blocks(fr_text) if not b.startswith(("flowchart",))]
+        assert fr_blocks == en_blocks, french.name
+        for marker in re.findall(r"<!-- BEGIN generated[^>]*-->", en_text):
+            assert marker in fr_text, (french.name, marker)
