@@ -19,6 +19,7 @@ COMMANDS = {
     "rubric": ("hw5kit.grading.rubric", "the grading rubric and its docs table"),
     "lint": ("hw5kit.lint", "ruff, shellcheck and hadolint over the repository"),
     "devenv": ("hw5kit.devenv", "the shared environment and system packages"),
+    "docs": ("hw5kit.docsite", "the documentation site: strict build, link check, Mermaid"),
 }
 
 
