@@ -59,10 +59,12 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """Serving benchmark: the course's reference backend vs ours vs the in-process limit.
+    """Serving benchmark: the course's reference backend vs ours vs the in-process limit, and
+    the serving peers (TorchServe, BentoML, LitServe, KServe), each from .nox/peers/<name>.
 
-    A full run writes reports/bench/ and the docs' Performance figures (about 10 minutes);
-    `nox -s bench -- --smoke` is the reduced run; `nox -s bench -- --help` lists the options.
+    A full run writes reports/bench/ and the docs' Performance figures (about 25 minutes,
+    plus a few to create the peers' environments the first time); `nox -s bench -- --smoke` is
+    the reduced run (`--peers litserve` adds one peer); `nox -s bench -- --help` lists options.
     """
     session.run(kit(session), "-m", "hw5kit.bench", "run", *session.posargs)
 

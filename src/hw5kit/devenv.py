@@ -53,6 +53,7 @@ SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
     "runc": ("runc",),
     "debootstrap": ("debootstrap",),
     "bwrap": ("bubblewrap",),  # the grader's sandbox for submitted scripts
+    "java": ("default-jre-headless",),  # TorchServe's frontend, a bench peer
 }
 
 # What the light environment does not install, and so what no module of a light path may import

@@ -20,9 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# bench/run.py reads procs.ROOT (helper peers17 is rewriting it): kept until it imports paths
-from .paths import ROOT as ROOT
-
 
 class ServiceFailed(RuntimeError):
     """A service exited or never became healthy; the message carries its log tail."""

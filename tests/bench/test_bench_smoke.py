@@ -12,6 +12,7 @@ import time
 import pytest
 
 from hw5kit.photos import photo
+from hw5kit.serving.models import runtime
 
 from ..conftest import ROOT, SUPPORT
 
@@ -58,7 +59,10 @@ def test_smoke_run_measures_every_subject_and_writes_the_report(tmp_path):
         assert results["subjects"][subject][model]["cold_start_s"] > 0
         assert results["subjects"][subject][model]["processes"] >= 2  # gunicorn master + worker
     assert results["subjects"]["reference"][model]["processes"] == 3  # 2 workers
-    assert results["subjects"]["inprocess"][model]["inference"]["runtime"] == "onnx"
+    # the production default: OpenVINO where the CPU has native bfloat16, else ONNX Runtime
+    assert results["subjects"]["inprocess"][model]["inference"]["runtime"] == (
+        runtime.resolve_runtime("auto")
+    )
 
     text = (out / "README.md").read_text()
     assert "## Targets" in text and "python -m hw5kit.bench run --smoke" in text

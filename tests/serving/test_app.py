@@ -266,3 +266,21 @@ def test_the_version_names_the_routes_and_the_old_keyword_flavor_still_works(mon
         create_app(version="v1", flavor="v2", start=False)
     with pytest.raises(ValueError, match=r"contradicts settings\.version"):
         create_app(ServingSettings(version="v1"), version="v2", start=False)
+
+
+def test_a_large_upload_is_parsed_in_memory_not_spooled_to_disk(v1_app, monkeypatch):
+    """Werkzeug writes a file part over 500 kB to a temporary file; the backend keeps it in
+    memory (the front already holds the whole request): a phone photo never touches the disk."""
+    import werkzeug.formparser
+    import werkzeug.wrappers.request
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload was spooled to a temporary file")
+
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", no_disk)
+    monkeypatch.setattr(werkzeug.wrappers.request, "default_stream_factory", no_disk)
+    data = photo("astronaut.png").path.read_bytes()
+    assert len(data) > 600_000
+    r = v1_app.test_client().post("/predict", data={"file": (io.BytesIO(data), "a.png")})
+    assert r.status_code == 200, r.json
+    assert r.json["image"]["bytes"] == len(data)

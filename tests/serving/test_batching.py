@@ -1,5 +1,6 @@
 """The micro-batcher: right rows to the right callers, batches formed, no waiting when alone."""
 
+import contextlib
 import threading
 import time
 
@@ -11,7 +12,8 @@ from hw5kit.serving.batching import BatcherClosed, MicroBatcher
 
 class FakeModel:
     """Row i of the answer is (model id, the image's first pixel): a caller can check it got
-    its own row from its own model. Records each batch size; can be slow or fail."""
+    its own row from its own model. Records each batch size, the threads that ran passes and
+    the most passes running at once; can be slow or fail."""
 
     def __init__(self, name: str, ident: float, delay: float = 0.0, fail: bool = False):
         self.name = name
@@ -19,15 +21,25 @@ class FakeModel:
         self.delay = delay
         self.fail = fail
         self.batches: list[int] = []
+        self.threads: set[int] = set()
+        self.running = 0
+        self.most_at_once = 0
         self.lock = threading.Lock()
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         with self.lock:
             self.batches.append(len(batch))
-        time.sleep(self.delay)
-        if self.fail:
-            raise ValueError("model exploded")
-        return np.stack([np.array([self.ident, img.flat[0]]) for img in batch])
+            self.threads.add(threading.get_ident())
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            time.sleep(self.delay)
+            if self.fail:
+                raise ValueError("model exploded")
+            return np.stack([np.array([self.ident, img.flat[0]]) for img in batch])
+        finally:
+            with self.lock:
+                self.running -= 1
 
 
 def pixels(value: float) -> np.ndarray:
@@ -111,25 +123,35 @@ def test_a_pass_waits_for_announced_requests_up_to_max_wait():
         batcher.close()
 
 
-def test_max_wait_bounds_the_wait_for_an_announced_request_that_never_comes():
-    batcher = MicroBatcher(max_batch=8, max_wait=0.05)
-    model = FakeModel("m", 1.0)
-    release = threading.Event()
+@contextlib.contextmanager
+def announced_and_stuck(batcher: MicroBatcher, name: str = "m"):
+    """A request that announced itself for ``name`` and hangs decoding until the block ends."""
+    announced, release = threading.Event(), threading.Event()
 
     def stuck():
-        with batcher.announce("m"):
+        with batcher.announce(name):
+            announced.set()
             release.wait(5)
 
     t = threading.Thread(target=stuck)
     t.start()
+    announced.wait(5)
     try:
-        time.sleep(0.05)
-        start = time.perf_counter()
-        batcher.run(model, pixels(1))
-        assert 0.03 < time.perf_counter() - start < 1.0
+        yield
     finally:
         release.set()
         t.join(5)
+
+
+def test_max_wait_bounds_the_wait_for_an_announced_request_that_never_comes():
+    batcher = MicroBatcher(max_batch=8, max_wait=0.05)
+    model = FakeModel("m", 1.0)
+    try:
+        with announced_and_stuck(batcher):
+            start = time.perf_counter()
+            batcher.run(model, pixels(1))
+            assert 0.03 < time.perf_counter() - start < 1.0
+    finally:
         batcher.close()
 
 
@@ -184,3 +206,45 @@ def test_a_request_that_fails_while_announced_releases_its_announcement():
         assert time.perf_counter() - start < 0.5
     finally:
         batcher.close()
+
+
+def test_a_lone_request_runs_its_forward_pass_on_its_own_thread():
+    """No hand-over to another thread and back (each costs a wake-up on a busy machine)."""
+    batcher = MicroBatcher(max_batch=8, max_wait=0.002)
+    model = FakeModel("m", 1.0)
+    try:
+        assert tuple(batcher.run(model, pixels(4))) == (1.0, 4.0)
+        assert model.threads == {threading.get_ident()}
+    finally:
+        batcher.close()
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+def test_at_most_parallel_passes_run_at_once_and_every_caller_gets_its_row(parallel):
+    batcher = MicroBatcher(max_batch=4, max_wait=0.002, parallel=parallel)
+    model = FakeModel("m", 3.0, delay=0.05)
+    try:
+        results = run_concurrently(lambda i: batcher.run(model, pixels(i)), 16)
+        assert [tuple(r) for r in results] == [(3.0, float(i)) for i in range(16)]
+        assert model.most_at_once == parallel, model.batches
+        assert sum(model.batches) == 16 and max(model.batches) <= 4
+    finally:
+        batcher.close()
+
+
+def test_with_a_free_pass_a_batch_does_not_wait_for_announced_requests():
+    """An announced request will run its own pass on the free one: waiting only adds latency."""
+    batcher = MicroBatcher(max_batch=8, max_wait=2.0, parallel=2)
+    model = FakeModel("m", 1.0)
+    try:
+        with announced_and_stuck(batcher):
+            start = time.perf_counter()
+            batcher.run(model, pixels(1))
+            assert time.perf_counter() - start < 1.0
+    finally:
+        batcher.close()
+
+
+def test_parallel_below_one_is_refused():
+    with pytest.raises(ValueError):
+        MicroBatcher(parallel=0)

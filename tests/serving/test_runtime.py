@@ -1,9 +1,11 @@
-"""Inference engines: ONNX Runtime agrees with torch eager, exports are cached and checked, and
-every way it can fail falls back to torch (auto) or says what is wrong (explicit onnx)."""
+"""Inference engines: ONNX Runtime agrees with torch eager, OpenVINO in bfloat16 keeps the top-1,
+exports are cached and checked, and every way it can fail falls back (auto: OpenVINO to ONNX
+Runtime to torch) or says what is wrong (an explicit runtime)."""
 
 import logging
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from hw5kit.serving.images import decode_image
 from hw5kit.serving.models import OFFLINE_MODELS, get_spec, load_classifier, runtime
 from hw5kit.serving.models.weights import bake, weights_path
 
-from ..conftest import ROOT
+from ..conftest import ROOT, SUPPORT
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def test_onnx_top1_matches_torch_eager_on_every_labelled_photo(name, torch_home)
 
 def test_the_export_is_cached_and_a_cached_start_never_imports_torch(torch_home):
     spec = get_spec("efficientnet_lite0")
-    first = load_classifier("efficientnet_lite0", runtime="auto", threads=1)
+    first = load_classifier("efficientnet_lite0", runtime="onnx", threads=1)
     cached = runtime.onnx_cache_path(spec, weights_path(spec))
     assert cached.is_file() and cached.parent == torch_home / "hw5kit" / "onnx"
     assert first.metadata()["inference"] == {"runtime": "onnx", "threads": 1, "onnx": str(cached)}
@@ -61,7 +63,7 @@ def test_the_export_is_cached_and_a_cached_start_never_imports_torch(torch_home)
         check=True,
         env={"TORCH_HOME": str(torch_home), "PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin"},
     ).stdout.split()
-    assert out == ["onnx", str(cached), "False"]
+    assert out == [runtime.resolve_runtime("auto"), str(cached), "False"]
 
 
 def test_an_unreadable_cache_file_is_exported_again(torch_home, caplog):
@@ -71,7 +73,7 @@ def test_an_unreadable_cache_file_is_exported_again(torch_home, caplog):
     cached.write_bytes(b"not an onnx file")
     with caplog.at_level(logging.WARNING):
         classifier = load_classifier("efficientnet_lite0")
-    assert classifier.runtime == "onnx"
+    assert classifier.runtime == runtime.resolve_runtime("auto")
     assert "ignoring unreadable ONNX cache file" in caplog.text
     assert cached.stat().st_size > 1_000_000
     assert cached.stat().st_mode & 0o777 == 0o644
@@ -88,6 +90,7 @@ def test_a_cache_that_cannot_be_written_still_serves_from_memory(torch_home, cap
 
 def test_without_onnxruntime_auto_uses_torch_and_onnx_says_what_to_install(torch_home, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "openvino", None)
     assert runtime.resolve_runtime("auto") == "torch"
     classifier = load_classifier("efficientnet_lite0")
     assert classifier.runtime == "torch"
@@ -110,8 +113,97 @@ def test_an_export_that_disagrees_with_torch_is_not_used(torch_home, monkeypatch
 
 
 def test_unknown_runtime_is_refused():
-    with pytest.raises(ValueError, match="runtime must be one of auto, onnx, torch"):
+    with pytest.raises(ValueError, match="runtime must be one of auto, openvino, onnx, torch"):
         runtime.resolve_runtime("tensorrt")
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        runtime.resolve_precision("fp8")
+
+
+needs_bf16 = pytest.mark.skipif(
+    not runtime.bf16_native(), reason="OpenVINO reports no native bfloat16 on this CPU"
+)
+
+
+@needs_bf16
+@pytest.mark.parametrize("name", OFFLINE_MODELS)
+def test_openvino_bf16_is_the_default_and_keeps_fp32s_top1_on_every_labelled_photo(
+    name, torch_home
+):
+    served = load_classifier(name, threads=2)
+    fp32 = load_classifier(name, runtime="onnx", threads=2)
+    assert served.runtime == "openvino"
+    assert served.metadata()["inference"]["precision"] == "bf16"
+    assert served.engine.source == fp32.engine.source  # the same ONNX file
+    names = list(PHOTOS)
+    batch = np.stack([fp32.preprocess(im) for im in images(names)])
+    p_bf16, p_fp32 = served.predict_proba(batch), fp32.predict_proba(batch)
+    assert p_bf16.shape == (len(names), 1000)
+    np.testing.assert_allclose(p_bf16.sum(axis=1), 1, atol=2e-2)
+    assert list(p_bf16.argmax(1)) == list(p_fp32.argmax(1))
+    assert np.abs(p_bf16 - p_fp32).max() < 0.2  # bfloat16 keeps 8 bits of mantissa
+    # one batch or one image at a time, from other threads: the same answers
+    with ThreadPoolExecutor(4) as pool:
+        rows = list(
+            pool.map(lambda i: served.predict_proba(batch[i : i + 1])[0], range(len(names)))
+        )
+    np.testing.assert_allclose(np.stack(rows), p_bf16, atol=2e-2)
+
+
+@needs_bf16
+def test_loading_openvino_calls_no_one(torch_home, tmp_path):
+    """``import openvino`` sends a usage event to Google Analytics unless its conversion tools
+    stay unimported: a served model's start must make no connection beyond loopback."""
+    load_classifier("efficientnet_lite0", runtime="onnx")  # the export, in this process
+    guard_log = tmp_path / "netguard.log"
+    code = (
+        "import time; from hw5kit.serving.models import load_classifier; "
+        "c = load_classifier('efficientnet_lite0'); time.sleep(1); print(c.runtime)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "TORCH_HOME": str(torch_home),
+            "PYTHONPATH": f"{SUPPORT / 'netguard'}:{ROOT / 'src'}",
+            "NETGUARD_LOG": str(guard_log),
+            "HOME": str(tmp_path),  # no consent file from an earlier run
+            "PATH": "/usr/bin",
+        },
+    ).stdout.split()
+    assert out == ["openvino"]
+    assert not guard_log.exists() or guard_log.read_text() == ""
+
+
+@needs_bf16
+def test_fp32_precision_keeps_onnx_runtime_and_openvino_can_be_asked_for(torch_home):
+    assert load_classifier("efficientnet_lite0", precision="fp32").runtime == "onnx"
+    explicit = load_classifier("efficientnet_lite0", runtime="openvino", precision="fp32")
+    assert explicit.runtime == "openvino"
+    assert explicit.metadata()["inference"]["precision"] == "fp32"
+    (preds,) = explicit.classify(images(["coffee.png"]))
+    assert preds[0].label == "espresso"
+
+
+def test_without_openvino_auto_uses_onnx_and_openvino_says_what_to_install(torch_home, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert runtime.resolve_runtime("auto") == "onnx"
+    assert load_classifier("efficientnet_lite0").runtime == "onnx"
+    with pytest.raises(ModelUnavailable, match="openvino is not installed"):
+        load_classifier("efficientnet_lite0", runtime="openvino")
+
+
+@needs_bf16
+def test_a_cache_that_cannot_be_written_falls_back_from_openvino_to_onnx(torch_home, caplog):
+    torch_home.mkdir(parents=True)
+    (torch_home / "hw5kit").write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING):
+        classifier = load_classifier("efficientnet_lite0")
+    assert classifier.runtime == "onnx"
+    assert "serving with ONNX Runtime instead of OpenVINO" in caplog.text
+    with pytest.raises(ModelUnavailable, match="OpenVINO cannot serve efficientnet_lite0"):
+        load_classifier("efficientnet_lite0", runtime="openvino")
 
 
 def test_bake_exports_onnx_next_to_the_weights(tmp_path):

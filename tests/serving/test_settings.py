@@ -56,12 +56,14 @@ def test_model_variables():
         ("v1", {"HW5_MAX_UPLOAD_MB": "lots"}, "HW5_MAX_UPLOAD_MB must be a number"),
         ("v1", {"HW5_FETCH_TOTAL_TIMEOUT": "-1"}, "HW5_FETCH_TOTAL_TIMEOUT must be positive"),
         ("v1", {"HW5_LOAD": "lazy"}, "HW5_LOAD must be 'background' or 'sync'"),
-        ("v1", {"HW5_RUNTIME": "tensorrt"}, "HW5_RUNTIME must be one of auto, onnx, torch"),
+        ("v1", {"HW5_RUNTIME": "tpu"}, "HW5_RUNTIME must be one of auto, openvino, onnx, torch"),
+        ("v1", {"HW5_PRECISION": "int4"}, "HW5_PRECISION must be one of auto, bf16, fp32"),
         ("v1", {"HW5_BATCH_MAX": "0"}, "HW5_BATCH_MAX must be a whole number of at least 1"),
         ("v1", {"HW5_BATCH_MAX": "2.5"}, "HW5_BATCH_MAX must be a whole number"),
         ("v1", {"HW5_BATCH_WAIT_MS": "-1"}, "HW5_BATCH_WAIT_MS must be zero or more"),
         ("v1", {"HW5_BATCH_WAIT_MS": "soon"}, "HW5_BATCH_WAIT_MS must be a number"),
         ("v1", {"HW5_TORCH_THREADS": "0"}, "HW5_TORCH_THREADS must be a whole number"),
+        ("v1", {"HW5_STREAMS": "0"}, "HW5_STREAMS must be a whole number"),
     ],
 )
 def test_bad_values_name_the_variable(version, env, message):
@@ -99,6 +101,12 @@ def test_inference_settings():
         },
     )
     assert (s.runtime, s.batch_max, s.batch_wait_ms, s.torch_threads) == ("torch", 16, 0.0, 1)
+    # one forward pass at a time, on every core
+    cpus = default.torch_threads
+    assert default.streams == 1 and cpus >= 1
     # several gunicorn workers share the cores: each gets its share of intra-op threads
-    workers = ServingSettings.from_env("v1", {"HW5_WORKERS": str(default.torch_threads * 2)})
-    assert workers.torch_threads == 1
+    workers = ServingSettings.from_env("v1", {"HW5_WORKERS": str(cpus * 2)})
+    assert (workers.streams, workers.torch_threads) == (1, 1)
+    # passes at once share the cores too
+    streams = ServingSettings.from_env("v1", {"HW5_STREAMS": str(cpus)})
+    assert (streams.streams, streams.torch_threads) == (cpus, 1)

@@ -2,6 +2,7 @@
 
     python -m hw5kit.bench run            # full run: reports/bench/ and the docs' figures
     python -m hw5kit.bench run --smoke    # reduced run (under a minute), report in a temp dir
+    python -m hw5kit.bench run --smoke --peers litserve   # ... with one serving peer
     python -m hw5kit.bench report DIR     # re-render a report from DIR/results.json
     python -m hw5kit.bench quant          # int8 vs fp32: reports/quantization/, docs figures
     python -m hw5kit.bench quant --smoke  # reduced quantization run (about a minute)
@@ -23,9 +24,23 @@ import time
 from pathlib import Path
 
 from . import report
+from .peers import PEERS
 from .run import SUBJECTS, Plan
 
 DEFAULT_OUT = Path("reports") / "bench"
+RUN_EXAMPLES = """examples:
+  full run (every subject, every peer, reports/bench/ and the docs figures):
+    nox -s bench            (python -m hw5kit.bench run)
+  only ours against the peers (no reference, no in-process limit, no stress):
+    nox -s bench -- --subjects ours --peers --no-v2 --no-first-start --no-stress --no-readme \\
+        --out /tmp/peers
+  a subset: one model, one mode, two peers, shorter phases:
+    nox -s bench -- --subjects ours --peers litserve,kserve --models efficientnet_lite0 \\
+        --modes upload --concurrency 1,16 --duration 4 --no-v2 --no-first-start --no-stress \\
+        --no-readme --out /tmp/peers-lite0
+  the CI smoke (one peer, small counts, no thresholds):
+    nox -s bench -- --smoke --peers litserve
+TorchServe needs Java: installed from Debian when run as root, else skipped with the reason."""
 QUANT_OUT = Path("reports") / "quantization"
 QUANT_SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-quant-smoke"
 HOP_OUT = Path("reports") / "hop"
@@ -45,6 +60,7 @@ SMOKE = {
     "stress_requests": 2,
     "stress_slow_clients": 16,
     "stress_decodes": 2,
+    "peers": [],
 }
 
 
@@ -82,7 +98,12 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the benchmark and write the report")
+    r = sub.add_parser(
+        "run",
+        help="run the benchmark and write the report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RUN_EXAMPLES,
+    )
     r.add_argument("--smoke", action="store_true", help="reduced size: lite0, c1 and c4, 0.6 s")
     r.add_argument("--models", type=_list(str), help="default: efficientnet_lite0,resnet50")
     r.add_argument("--concurrency", type=_list(int), help="default: 1,4,16,64")
@@ -100,6 +121,16 @@ def parser() -> argparse.ArgumentParser:
         default=True,
         help="leave out the production-defaults measurements under load and attack",
     )
+    r.add_argument(
+        "--peers",
+        nargs="?",
+        const="all",
+        metavar="LIST",
+        help="measure the serving peers beside ours: all (the default of a full run) or a "
+        f"comma-separated list of {', '.join(PEERS)}; each runs from its own environment "
+        "(.nox/peers/NAME, created on first use)",
+    )
+    r.add_argument("--no-peers", action="store_true", help="leave the serving peers out")
     r.add_argument(
         "--out", type=Path, help=f"report folder (default: {DEFAULT_OUT}; --smoke: {SMOKE_OUT})"
     )
@@ -192,6 +223,14 @@ def plan_from(args) -> Plan:
             values[key] = getattr(args, key)
     if not args.stress:
         values.update(stress_concurrency=[], stress_slow_clients=0, stress_decodes=0)
+    if args.peers is not None:
+        asked = list(PEERS) if args.peers == "all" else _list(str)(args.peers)
+        unknown = [p for p in asked if p not in PEERS]
+        if unknown:
+            raise SystemExit(f"error: unknown peer {', '.join(unknown)}; known: {', '.join(PEERS)}")
+        values["peers"] = list(dict.fromkeys(asked))
+    if args.no_peers:
+        values["peers"] = []
     plan = Plan(**values)
     bad = [m for m in plan.modes if m not in ("url", "upload")]
     bad += [s for s in plan.subjects if s not in SUBJECTS]

@@ -79,8 +79,16 @@ class LoadResult:
 class HttpClient:
     """One client's kept-alive connection to ``base``; ``send`` posts one request."""
 
-    def __init__(self, base: str, *, path: str = "/predict", timeout: float = 60.0):
+    def __init__(
+        self,
+        base: str,
+        *,
+        path: str = "/predict",
+        timeout: float = 60.0,
+        label: Callable[[object], str] | None = None,
+    ):
         parts = urlsplit(base)
+        self.label = label or (lambda answer: str(answer.get("category")))
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.path = path
@@ -115,7 +123,10 @@ class HttpClient:
             return False, f"{type(exc).__name__}: {exc}"
         if status != 200:
             return False, f"HTTP {status}: {data[:200]!r}"
-        return True, str(json.loads(data).get("category"))
+        try:
+            return True, self.label(json.loads(data))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            return False, f"unexpected answer ({type(exc).__name__}): {data[:200]!r}"
 
     def close(self) -> None:
         if self.conn is not None:

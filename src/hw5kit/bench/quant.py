@@ -357,6 +357,8 @@ def run(plan: QuantPlan, *, command: str, torch_home: Path | None = None, log: L
                 m for pair in zip(plan.models, int8_names, strict=True) for m in pair
             ),
             "HW5_LOAD": "sync",
+            # int8 runs on ONNX Runtime only: compare it with fp32 on the same runtime
+            "HW5_RUNTIME": "onnx",
         }
         settings = ServingSettings.from_env("v2", env)
         results["meta"]["threads"] = settings.torch_threads

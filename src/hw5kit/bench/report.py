@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from .. import markdown
-from . import procstats
+from . import peers_report, procstats
 
 MiB = 2**20
 GB = 10**9
@@ -65,6 +65,16 @@ NOTES = [
 
 
 # ---- looking things up ---------------------------------------------------------------------
+def subject_title(subject: str) -> str:
+    return SUBJECT_TITLES.get(subject) or peers_report.title(subject)
+
+
+def subjects_of(results: dict) -> list[str]:
+    """The subjects measured: the plan's, then the peers that ran."""
+    plan = results["meta"]["plan"]["subjects"]
+    return [s for s in plan if s in results["subjects"]] + peers_report.peer_names(results)
+
+
 def record(results: dict, subject: str, model: str, mode: str, concurrency: int) -> dict | None:
     entry = results["subjects"].get(subject, {}).get(model)
     if not entry:
@@ -281,7 +291,7 @@ def targets(results: dict) -> list[dict]:
                 "about 530 MB when it gets imported.",
             }
         )
-    return rows + stress_targets(results)
+    return rows + peers_report.targets(results) + stress_targets(results)
 
 
 # ---- markdown ------------------------------------------------------------------------------
@@ -293,7 +303,7 @@ def figures_table(results: dict, model: str) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode in plan["modes"]:
-        for subject in plan["subjects"]:
+        for subject in subjects_of(results):
             for n in plan["concurrency"]:
                 rec = record(results, subject, model, mode, n)
                 if rec is None:
@@ -303,7 +313,7 @@ def figures_table(results: dict, model: str) -> str:
                 vs_ref = _ratio(rec["throughput"], ref and ref["throughput"])
                 vs_inp = _ratio(rec["throughput"], inp and inp["throughput"])
                 lines.append(
-                    f"| {SUBJECT_TITLES[subject]} | {mode} | {n} | {_f(rec['throughput'])} "
+                    f"| {subject_title(subject)} | {mode} | {n} | {_f(rec['throughput'])} "
                     f"| {_f(rec['p50_ms'])} | {_f(rec['p95_ms'])} | {_f(rec['p99_ms'])} "
                     f"| {_f(rec['cpu_ms_per_image'])} | {_f(vs_ref, 2, 'x')} "
                     f"| {_f(vs_inp and vs_inp * 100, 0, '%')} | {rec['errors']} |"
@@ -404,10 +414,12 @@ def startup_table(results: dict) -> str:
         "| subject | model | cold start (s) | resident memory (MiB) | processes |",
         "|---|---|---:|---:|---:|",
     ]
-    for subject in ("reference", "ours"):
+    for subject in ("reference", "ours", *peers_report.peer_names(results)):
         for model, entry in results["subjects"].get(subject, {}).items():
+            if "cold_start_s" not in entry or "rss_bytes" not in entry:
+                continue  # a peer that could not serve this model
             lines.append(
-                f"| {SUBJECT_TITLES[subject]} | {model} | {entry['cold_start_s']:.2f} "
+                f"| {subject_title(subject)} | {model} | {entry['cold_start_s']:.2f} "
                 f"| {entry['rss_bytes'] / MiB:.0f} | {entry['processes']} |"
             )
     for model, entry in results["subjects"].get("inprocess", {}).items():
@@ -531,6 +543,16 @@ def report_markdown(results: dict, charts: list[str]) -> str:
         "(`hw5kit.serving.gunicorn_conf`: one worker, threads; ONNX Runtime; micro-batching).",
         "- **in-process limit**: our pipeline (fetch or upload bytes, decode, preprocess, "
         "batched inference, top-k) called by N threads in one process, no HTTP.",
+        *(
+            [
+                "- **serving peers**: "
+                + ", ".join(peers_report.title(n) for n in peers_report.peer_names(results))
+                + ", each serving the same ONNX file from its own environment as its "
+                "documentation recommends (section below)."
+            ]
+            if peers_report.peer_names(results)
+            else []
+        ),
         "",
         "Throughput is answered requests per second; latency is client-side; CPU ms/img is the "
         "server processes' user+system CPU (from /proc) per answered request; resident memory "
@@ -550,12 +572,15 @@ def report_markdown(results: dict, charts: list[str]) -> str:
     stages = stages_lines(results)
     if stages:
         parts += ["## Where the time goes (in-process, median per request)", "", *stages, ""]
+    peers = peers_report.lines(results, charts)
+    if peers:
+        parts += ["## Against the serving peers (same run)", "", *peers, ""]
     parts += ["## Cold start and memory", "", startup_table(results), ""]
     stress = stress_lines(results)
     if stress:
         parts += ["## Under load and attack, with the production defaults", "", *stress, ""]
     if charts:
-        parts += ["## Charts", ""] + [f"![{c}]({c})" for c in charts] + [""]
+        parts += ["## Charts", ""] + [f"![{c}]({c})" for c in charts if c != "peers.png"] + [""]
     parts += ["## Notes", "", *NOTES, ""]
     return "\n".join(parts)
 
@@ -644,6 +669,7 @@ def summary_markdown(results: dict) -> str:
         )
     if said:
         lines += ["", "Under load and attack, production defaults: " + "; ".join(said) + "."]
+    lines += peers_report.summary(results)
     met = targets(results)
     missed = [r for r in met if r["verdict"] != "met"]
     lines += [
@@ -672,7 +698,7 @@ def charts(results: dict, out: Path) -> list[str]:
 
     fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.6), squeeze=False)
     for ax, (model, mode) in zip(axes[0], combos, strict=True):
-        for subject in plan["subjects"]:
+        for subject in subjects_of(results):
             xs, ys = [], []
             for n in plan["concurrency"]:
                 rec = record(results, subject, model, mode, n)
@@ -680,7 +706,7 @@ def charts(results: dict, out: Path) -> list[str]:
                     xs.append(n)
                     ys.append(rec["throughput"])
             if xs:
-                ax.plot(xs, ys, marker="o", label=SUBJECT_TITLES[subject])
+                ax.plot(xs, ys, marker="o", label=subject_title(subject))
         ax.set_xscale("log", base=2)
         ax.set_xticks(plan["concurrency"], [str(c) for c in plan["concurrency"]])
         ax.set_title(f"{model}\n{mode}", fontsize=9)
@@ -721,9 +747,10 @@ def charts(results: dict, out: Path) -> list[str]:
     names.append("latency.png")
 
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(combos) + 2), 3.6))
-    width = 0.8 / max(1, len(plan["subjects"]))
+    shown = subjects_of(results)
+    width = 0.8 / max(1, len(shown))
     high = max(plan["concurrency"])
-    for i, subject in enumerate(plan["subjects"]):
+    for i, subject in enumerate(shown):
         ys = []
         for model, mode in combos:
             rec = record(results, subject, model, mode, high)
@@ -732,10 +759,10 @@ def charts(results: dict, out: Path) -> list[str]:
             [j + i * width for j in range(len(combos))],
             ys,
             width,
-            label=SUBJECT_TITLES[subject],
+            label=subject_title(subject),
         )
     ax.set_xticks(
-        [j + width * (len(plan["subjects"]) - 1) / 2 for j in range(len(combos))],
+        [j + width * (len(shown) - 1) / 2 for j in range(len(combos))],
         [f"{m}\n{mode}" for m, mode in combos],
         fontsize=7,
     )
@@ -746,7 +773,7 @@ def charts(results: dict, out: Path) -> list[str]:
     fig.savefig(out / "cpu_per_image.png", dpi=110)
     plt.close(fig)
     names.append("cpu_per_image.png")
-    return names
+    return names + peers_report.chart(results, out)
 
 
 # ---- files ---------------------------------------------------------------------------------

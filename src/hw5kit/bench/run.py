@@ -7,7 +7,9 @@ Subjects, each in processes of its own on 127.0.0.1:
 * ``ours``: ``apps/backend_v1`` under gunicorn with the package's settings
   (``serving/gunicorn_conf.py``), as its image starts it: the production defaults, unless the
   caller sets ``HW5_*`` variables (then the run is labelled tuned in the report and the docs);
-* ``inprocess``: our pipeline called by threads in one process, no HTTP (``bench/inprocess.py``).
+* ``inprocess``: our pipeline called by threads in one process, no HTTP (``bench/inprocess.py``);
+* the serving peers (``bench/peers``): TorchServe, BentoML, LitServe and KServe's ModelServer,
+  each from its own environment, serving the same ONNX file with its documented configuration.
 
 For each model the three subjects run side by side and are measured phase by phase in turn
 (same mode and concurrency back to back, the order rotating), so that a shared machine's
@@ -36,13 +38,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import procs
+from ..paths import ROOT
 from ..photos import PHOTOS
 from ..serving.models import OFFLINE_MODELS, get_spec
 from ..serving.models.weights import bake
 from . import procstats
-from .load import HttpClient, percentile, run_load, upload_requests, url_requests
+from .load import MODES, HttpClient, percentile, run_load, upload_requests, url_requests
+from .peers import PEERS
 
-ROOT = procs.ROOT
 SUBJECTS = ("reference", "ours", "inprocess")
 # the course's serving setup: each of 2 workers loads its own model, 2 threads each
 REFERENCE_GUNICORN_ARGS = ("--workers", "2", "--threads", "2")
@@ -68,6 +71,8 @@ class Plan:
     stress_requests: int = 4
     stress_slow_clients: int = 64
     stress_decodes: int = 8
+    # the serving peers (``bench.peers.PEERS``) measured beside ours, in the same phases
+    peers: list[str] = field(default_factory=lambda: list(PEERS))
 
     def __post_init__(self) -> None:
         if not self.photos:
@@ -264,7 +269,14 @@ def bodies_for(plan: Plan, photos_base: str, model: str | None = None) -> dict[s
 
 
 def drive_phase(
-    proc: procs.Process, base: str, bodies: list, n: int, mode: str, plan: Plan, photo_pid: int
+    proc: procs.Process,
+    base: str,
+    bodies: list,
+    n: int,
+    mode: str,
+    plan: Plan,
+    photo_pid: int,
+    make_client: Callable[[], HttpClient] | None = None,
 ) -> dict:
     """One (mode, concurrency) phase against a running server, with its CPU from /proc."""
     me = os.getpid()
@@ -278,7 +290,7 @@ def drive_phase(
     timer = threading.Timer(plan.warmup, mark)
     timer.start()
     result = run_load(
-        lambda: HttpClient(base),
+        make_client or (lambda: HttpClient(base)),
         bodies,
         concurrency=n,
         duration=plan.duration,
@@ -360,7 +372,13 @@ class InProcessRunner:
 
 
 def measure_model(
-    model: str, plan: Plan, torch_home: Path, workdir: Path, photos: tuple[str, int], log: Log
+    model: str,
+    plan: Plan,
+    torch_home: Path,
+    workdir: Path,
+    photos: tuple[str, int],
+    log: Log,
+    peer_envs: dict[str, Path] | None = None,
 ) -> dict[str, dict]:
     """Every subject with ``model``, all running at once, measured phase by phase in turn.
 
@@ -368,8 +386,15 @@ def measure_model(
     rotating) means a change in the machine's load hits every subject alike, which keeps the
     ratios honest on a shared machine.
     """
+    from . import peers as peer_subjects
+
     photos_base, photo_pid = photos
     bodies = bodies_for(plan, photos_base)
+    files = {n: PHOTOS[n].path.read_bytes() for n in plan.photos}
+    peer_bodies = {
+        name: {mode: peer_subjects.requests_for(name, mode, photos_base, files) for mode in MODES}
+        for name in peer_envs or {}
+    }
     servers: dict[str, tuple[procs.Process, str, float]] = {}
     runner: InProcessRunner | None = None
     out: dict[str, dict] = {}
@@ -380,6 +405,28 @@ def measure_model(
                 servers[kind] = start_server(kind, model, torch_home, workdir, plan=plan)
                 log(f"  ready in {servers[kind][2]:.2f} s")
                 out[kind] = {"cold_start_s": servers[kind][2], "records": []}
+        for name, python in (peer_envs or {}).items():
+            log(f"starting {name} with {model}")
+            try:
+                servers[name] = peer_subjects.start(
+                    name,
+                    python,
+                    model,
+                    torch_home,
+                    workdir,
+                    peer_bodies[name]["url" if "url" in plan.modes else "upload"][0],
+                    timeout=plan.start_timeout,
+                )
+            except (peer_subjects.PeerUnavailable, procs.ServiceFailed, OSError) as exc:
+                log(f"  {name} could not serve {model}: {exc}")
+                out[name] = {"failed": str(exc)[-2000:], "records": []}
+                continue
+            except subprocess.CalledProcessError as exc:
+                log(f"  {name} could not be prepared for {model}: {exc.stderr!r}")
+                out[name] = {"failed": f"{exc}: {exc.stderr!r}"[-2000:], "records": []}
+                continue
+            log(f"  ready in {servers[name][2]:.2f} s (first prediction answered)")
+            out[name] = {"cold_start_s": servers[name][2], "records": []}
         if "inprocess" in plan.subjects:
             log(f"loading the in-process subject with {model}")
             runner = InProcessRunner(
@@ -387,18 +434,33 @@ def measure_model(
             )
             out["inprocess"] = {"records": []}
         order = [s for s in SUBJECTS if s in plan.subjects]
+        order += [name for name in peer_envs or {} if name in servers]
         phases = [(mode, n) for mode in plan.modes for n in plan.concurrency]
         for i, (mode, n) in enumerate(phases):
             for kind in order[i % len(order) :] + order[: i % len(order)]:
                 if kind == "inprocess":
                     assert runner is not None
                     rec = runner.phase(mode, n)
+                elif kind in peer_bodies:
+                    proc, base, _ = servers[kind]
+                    rec = drive_phase(
+                        proc,
+                        base,
+                        peer_bodies[kind][mode],
+                        n,
+                        mode,
+                        plan,
+                        photo_pid,
+                        lambda kind=kind, base=base, mode=mode: peer_subjects.client(
+                            kind, base, mode, model
+                        ),
+                    )
                 else:
                     proc, base, _ = servers[kind]
                     rec = drive_phase(proc, base, bodies[mode], n, mode, plan, photo_pid)
                 out[kind]["records"].append(rec)
                 log(
-                    f"  {kind:9s} {model} {mode:6s} c{n:<2d}: {rec['throughput']:6.1f} req/s, "
+                    f"  {kind:10s} {model} {mode:6s} c{n:<2d}: {rec['throughput']:6.1f} req/s, "
                     f"p50 {rec['p50_ms'] or 0:7.1f} ms, p99 {rec['p99_ms'] or 0:7.1f} ms, "
                     f"{rec['cpu_ms_per_image'] or 0:5.1f} CPU ms/img, errors {rec['errors']}"
                 )
@@ -556,6 +618,18 @@ def run(plan: Plan, *, command: str, log: Log = print) -> dict:
         "models": {m: {"random_init": is_random_init(m)} for m in plan.models},
         "subjects": {s: {} for s in plan.subjects},
     }
+    peer_envs: dict[str, Path] = {}
+    if plan.peers:
+        from . import peers as peer_subjects
+
+        log(f"preparing the peers' environments: {', '.join(plan.peers)}")
+        peer_envs, skipped = peer_subjects.prepare(plan.peers, log=log)
+        results["peers"] = {
+            "requested": list(plan.peers),
+            "skipped": skipped,
+            "versions": {name: peer_subjects.versions(py) for name, py in peer_envs.items()},
+        }
+        results["subjects"].update({name: {} for name in peer_envs})
     with tempfile.TemporaryDirectory(prefix="hw5-bench-") as tmp:
         workdir = Path(tmp)
         torch_home = workdir / "torch_home"
@@ -565,7 +639,7 @@ def run(plan: Plan, *, command: str, log: Log = print) -> dict:
         with photo_server(workdir, log) as (photos_base, photo_proc):
             for model in plan.models:
                 measured = measure_model(
-                    model, plan, torch_home, workdir, (photos_base, photo_proc.pid), log
+                    model, plan, torch_home, workdir, (photos_base, photo_proc.pid), log, peer_envs
                 )
                 for kind, entry in measured.items():
                     results["subjects"][kind][model] = entry

@@ -24,9 +24,13 @@ Loader = Callable[[str], Classifier]
 
 
 def settings_loader(settings) -> Loader:
-    """``load_classifier`` with the runtime and thread count the settings ask for."""
+    """``load_classifier`` with the runtime, streams and threads the settings ask for."""
     return functools.partial(
-        load_classifier, runtime=settings.runtime, threads=settings.torch_threads
+        load_classifier,
+        runtime=settings.runtime,
+        threads=settings.torch_threads,
+        streams=settings.streams,
+        precision=settings.precision,
     )
 
 

@@ -44,12 +44,14 @@ class PredictionService:
             settings.decode_budget_bytes, timeout=max(1.0, settings.queue_timeout)
         )
         self.batcher = MicroBatcher(
-            max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
+            max_batch=settings.batch_max,
+            max_wait=settings.batch_wait_ms / 1000,
+            parallel=settings.streams,
         )
 
     def infer(self, model: Classifier, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for one preprocessed image, computed in a micro-batch with the
-        images of concurrent requests, on the one inference thread."""
+        images of concurrent requests (``batching``: at most ``streams`` passes at once)."""
         return self.batcher.run(model, pixels)
 
     def predict(self, req: PredictRequest) -> dict:

@@ -13,8 +13,10 @@
 | ``HW5_MAX_DOWNLOAD_MB`` | largest image fetched from a URL | 20 |
 | ``HW5_MAX_PIXELS`` | largest decoded image (width x height) | 40000000 |
 | ``HW5_FETCH_{CONNECT,READ,TOTAL}_TIMEOUT`` | URL fetch time limits, s | 3 / 5 / 10 |
-| ``HW5_TORCH_THREADS`` | intra-op threads for inference (ONNX Runtime or torch) | CPUs / workers |
-| ``HW5_RUNTIME`` | ``auto`` (ONNX Runtime if installed, else torch), ``onnx`` or ``torch`` | auto |
+| ``HW5_STREAMS`` | forward passes at once, each on its own intra-op threads | 1 |
+| ``HW5_TORCH_THREADS`` | intra-op threads of one forward pass | CPUs / workers / streams |
+| ``HW5_RUNTIME`` | ``auto``, ``openvino``, ``onnx`` or ``torch`` (``runtime.py``) | auto |
+| ``HW5_PRECISION`` | ``auto`` (bfloat16 where native), ``bf16`` or ``fp32`` | auto |
 | ``HW5_BATCH_MAX`` | largest micro-batch of concurrent requests (1: no batching) | 8 |
 | ``HW5_BATCH_WAIT_MS`` | longest a forward pass waits for requests still being decoded | 2 |
 | ``HW5_LOAD`` | ``background`` (``/readyz`` 503 until loaded) or ``sync`` | background |
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from . import capacity
 from .errors import ServingError
 from .models.catalog import DEFAULT_MODEL, OFFLINE_MODELS, get_spec, parse_model_list
-from .models.runtime import RUNTIMES, usable_cpus
+from .models.runtime import PRECISIONS, RUNTIMES, usable_cpus
 
 # the assignment's versions (deployment.yaml's `version`, the apps' create_app(version=...))
 VERSIONS = ("v1", "v2", "v3")
@@ -112,8 +114,10 @@ class ServingSettings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     fetch: FetchLimits = field(default_factory=FetchLimits)
-    torch_threads: int = field(default_factory=cpu_count)
+    torch_threads: int = field(default_factory=cpu_count)  # HW5_TORCH_THREADS: of one pass
+    streams: int = 1  # HW5_STREAMS: forward passes at once
     runtime: str = "auto"
+    precision: str = "auto"  # HW5_PRECISION
     batch_max: int = 8
     batch_wait_ms: float = 2.0
     load: str = "background"
@@ -143,8 +147,14 @@ class ServingSettings:
             raise SettingsError(
                 f"HW5_RUNTIME must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise SettingsError(
+                f"HW5_PRECISION must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.batch_max < 1 or self.batch_wait_ms < 0 or self.torch_threads < 1:
             raise SettingsError("need HW5_BATCH_MAX >= 1, HW5_BATCH_WAIT_MS >= 0, threads >= 1")
+        if self.streams < 1:
+            raise SettingsError("need HW5_STREAMS >= 1")
         if self.load not in ("background", "sync"):
             raise SettingsError(f"HW5_LOAD must be 'background' or 'sync', got {self.load!r}")
 
@@ -167,6 +177,8 @@ class ServingSettings:
             default = models[0]
         all_models = tuple(reader.models("MODELS", ",".join(models))) if version == "v3" else ()
         plan = serving_capacity(env)
+        per_worker = max(1, cpu_count() // reader.integer("HW5_WORKERS", 1))
+        streams = reader.integer("HW5_STREAMS", 1)
         limits = FetchLimits(
             max_bytes=reader.megabytes("HW5_MAX_DOWNLOAD_MB", 20),
             connect_timeout=reader.number("HW5_FETCH_CONNECT_TIMEOUT", 3.0),
@@ -183,11 +195,12 @@ class ServingSettings:
             max_upload_bytes=reader.megabytes("HW5_MAX_UPLOAD_MB", 20),
             max_pixels=int(reader.number("HW5_MAX_PIXELS", 40_000_000)),
             fetch=limits,
-            # each gunicorn worker runs its own inference: together they fill the cores once
-            torch_threads=reader.integer(
-                "HW5_TORCH_THREADS", max(1, cpu_count() // reader.integer("HW5_WORKERS", 1))
-            ),
+            # each gunicorn worker runs its own inference, in ``streams`` forward passes at once
+            # of ``torch_threads`` each: together they fill the cores once (see ``batching``)
+            streams=streams,
+            torch_threads=reader.integer("HW5_TORCH_THREADS", max(1, per_worker // streams)),
             runtime=(env.get("HW5_RUNTIME", "").strip().lower() or "auto"),
+            precision=(env.get("HW5_PRECISION", "").strip().lower() or "auto"),
             batch_max=reader.integer("HW5_BATCH_MAX", 8),
             batch_wait_ms=reader.number("HW5_BATCH_WAIT_MS", 2.0, allow_zero=True),
             load=env.get("HW5_LOAD", "background").strip() or "background",

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 
-from flask import Flask, request
+from flask import Flask, Request, request
 from flask.sessions import SecureCookieSessionInterface
 
 from ..errors import ModelUnavailable
@@ -27,6 +28,19 @@ def served_over_https() -> bool:
     own cookie Secure)."""
     forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     return request.scheme == "https" or forwarded == "https"
+
+
+class ServingRequest(Request):
+    """Uploaded files stay in memory. Werkzeug spools a file part over 500 kB to a temporary
+    file on disk (written, then read back); here the whole request is already in memory (the
+    buffering front read it, within ``MAX_CONTENT_LENGTH`` and ``HW5_FRONT_BUFFER_MB``) and the
+    image is read whole at once, so the disk round trip only costs time: a phone photo is
+    always over 500 kB."""
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        return io.BytesIO()
 
 
 class SessionCookies(SecureCookieSessionInterface):
@@ -71,6 +85,7 @@ def create_app(
     service = PredictionService(settings, registry)
 
     app = Flask("hw5kit.serving")
+    app.request_class = ServingRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
         # the multipart envelope adds a little to the file itself

@@ -3,7 +3,7 @@
 In the spirit of KServe's and MLServer's model classes: ``load_classifier(spec)`` builds a
 ``Classifier`` once; ``Classifier`` turns RGB images into top-k ``Prediction`` lists. A loaded
 classifier is never mutated, so any number of threads may use it at once. Which engine runs the
-network (ONNX Runtime or torch) is decided in ``runtime.py``.
+network (OpenVINO, ONNX Runtime or torch) is decided in ``runtime.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .catalog import (
     known_models,
     parse_model_list,
 )
-from .runtime import RUNTIMES, build_engine, usable_cpus
+from .runtime import PRECISIONS, RUNTIMES, build_engine, usable_cpus
 from .weights import weights_path
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "INT8_MODELS",
     "OFFLINE_MODELS",
+    "PRECISIONS",
     "RUNTIMES",
     "Classifier",
     "ModelSpec",
@@ -108,17 +109,34 @@ class Classifier:
 
 
 def load_classifier(
-    name_or_spec: str | ModelSpec, *, runtime: str = "auto", threads: int | None = None
+    name_or_spec: str | ModelSpec,
+    *,
+    runtime: str = "auto",
+    threads: int | None = None,
+    precision: str = "auto",
+    streams: int = 1,
 ) -> Classifier:
     """Load a model from local files only; ``ModelUnavailable`` if they are not there.
 
-    ``runtime``: ``auto`` (ONNX Runtime when installed and its export agrees, else torch),
-    ``onnx`` or ``torch``. ``threads``: intra-op threads (default: the CPUs this process may use).
+    ``runtime``: ``auto`` (OpenVINO in bfloat16 where the CPU has it natively, else ONNX
+    Runtime when installed and its export agrees, else torch), ``openvino``, ``onnx`` or
+    ``torch``. ``threads``: intra-op threads of one forward pass (default: the CPUs this
+    process may use). ``streams``: forward passes the engine runs at once (OpenVINO compiles
+    that many streams; ONNX Runtime and torch take concurrent calls as they are).
+    ``precision``: ``auto``, ``bf16`` or ``fp32`` (OpenVINO's; ``fp32`` makes ``auto`` pick
+    ONNX Runtime).
     """
     spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
     start = time.perf_counter()
     path = weights_path(spec)
-    engine = build_engine(spec, path, runtime=runtime, threads=threads or usable_cpus())
+    engine = build_engine(
+        spec,
+        path,
+        runtime=runtime,
+        threads=threads or usable_cpus(),
+        precision=precision,
+        streams=streams,
+    )
     classifier = Classifier(spec, engine, weights=path, load_seconds=time.perf_counter() - start)
     probe = classifier.predict_proba(
         np.zeros((1, 3, spec.preprocessing.crop, spec.preprocessing.crop), np.float32)
