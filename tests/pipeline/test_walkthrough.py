@@ -22,14 +22,15 @@ GUIDE_FR = "docs/student/index.fr.md"
 
 
 def code_lines(text: str) -> list[str]:
-    """The lines of the fenced code blocks in ``text``, in order."""
-    lines, inside = [], False
+    """The lines of the fenced code blocks in ``text``, in order (not the Mermaid diagrams)."""
+    lines, inside, diagram = [], False, False
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("```"):
             inside = not inside
+            diagram = inside and stripped == "```mermaid"
             continue
-        if inside and stripped:
+        if inside and stripped and not diagram:
             lines.append(stripped)
     return lines
 
