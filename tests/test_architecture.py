@@ -18,9 +18,8 @@ What counts as an import of module B by module A:
 Imports by name through ``importlib`` are not seen (the fake gcloud loads its command handlers
 that way).
 
-Rules: no cycle at import time, anywhere. No deferred cycle either, except the two ``KNOWN``
-ones, which part B of issue 20 removes once the security work in those packages has landed; a
-cycle found there must stay within the known one (the test fails if it grows).
+Rule: no cycle at all, neither at import time nor through deferred imports. What both sides
+of a cycle need goes into a module of its own.
 """
 
 from __future__ import annotations
@@ -33,23 +32,6 @@ import pytest
 from .conftest import ROOT
 
 SRC = ROOT / "src"
-
-# Part B of issue 20 removes these (after the security branch of grading/ and gcloud_fake/):
-KNOWN = (
-    # grading: the grader runs the per-question checks and the live checks, which import the
-    # grader's Context and SLOTS back
-    frozenset({"hw5kit.grading.checks", "hw5kit.grading.grader", "hw5kit.grading.live"}),
-    # gcloud_fake: the issue's "cli - commands" cycle. cli loads commands' handlers by name
-    # (importlib, unseen here) and commands imports cli's Call/Result; what the AST shows is
-    # commands - iam - secretmanager reaching for each other's helpers
-    frozenset(
-        {
-            "hw5kit.gcloud_fake.commands",
-            "hw5kit.gcloud_fake.iam",
-            "hw5kit.gcloud_fake.secretmanager",
-        }
-    ),
-)
 
 
 def modules(src: Path) -> dict[str, tuple[Path, bool]]:
@@ -147,12 +129,11 @@ def test_no_module_of_hw5kit_imports_itself_back_at_import_time():
     assert not found, "import cycles: " + "; ".join(" - ".join(sorted(c)) for c in found)
 
 
-def test_no_cycle_through_imports_in_functions_either_but_the_known_two():
+def test_no_cycle_through_imports_in_functions_either():
     found = cycles(graph(SRC, deferred=True))
-    new = [c for c in found if not any(c <= known for known in KNOWN)]
-    assert not new, (
+    assert not found, (
         "import cycles (through function-level imports too): "
-        + "; ".join(" - ".join(sorted(c)) for c in new)
+        + "; ".join(" - ".join(sorted(c)) for c in found)
         + " (move what both sides need into a module of its own)"
     )
 

@@ -1,4 +1,5 @@
-"""hw5kit.markdown: the one table writer of the generated reports and README tables."""
+"""hw5kit.markdown: the one table writer of the generated reports, and the docs' generated
+blocks."""
 
 import pytest
 

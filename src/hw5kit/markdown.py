@@ -7,7 +7,8 @@ hop reports, the documentation's error tables), and the generated blocks of the 
     | lite0 | 5.8 |
 
 A cell is ``str(value)`` with its ``|`` escaped (an escaped ``\\|`` is left as it is), so a cell
-can never split its row. ``write_report`` writes a report folder as the benchmarks keep them.
+can never split its row; ``figure`` writes a measured number ("n/a" when missing).
+``write_report`` writes a report folder as the benchmarks keep them.
 
 A generated block is the text between two marker comments in a page of ``docs/`` (the rubric
 table, the error tables, the benchmark and quantization figures): ``replace_block`` rewrites it,
@@ -47,6 +48,11 @@ def table(header: Sequence[object], rows: Iterable[Sequence[object]], align: str
             raise ValueError(f"a row of {len(cells)} cells in a table of {len(header)} columns")
         lines.append(row(cells))
     return "\n".join(lines)
+
+
+def figure(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    """A measured figure as a cell: ``digits`` decimals and ``suffix``, "n/a" when not measured."""
+    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def write_report(out: Path, results: dict, text: str) -> Path:

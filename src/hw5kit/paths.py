@@ -10,9 +10,16 @@ environment exists.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
+
+
+def pythonpath() -> str:
+    """``PYTHONPATH`` for a child process running this checkout's code: ``src/`` first, then the
+    caller's own ``PYTHONPATH``."""
+    return os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import yaml
 
-from hw5kit.gcloud_fake import cloudbuild
+from hw5kit.gcloud_fake import cloudbuild, docker
 
 from ..support.pipeline import PROJECT, REGISTRY, UUID
 
@@ -194,6 +194,17 @@ def test_push_to_a_missing_repository_or_another_project_fails(cloud, tmp_path):
         "_TARGET_DOCKERFILE=Dockerfile.app",
     )
     assert done.returncode == 1 and "uploadArtifacts" in done.stdout
+    # an Artifact Registry host with a repository ID Artifact Registry refuses (hw5kit.naming)
+    bad = f"us-central1-docker.pkg.dev/{PROJECT}/hw5_images/backend_v1"
+    done = submit(
+        cloud,
+        src,
+        f"_BASE_IMAGE_URI={BASE}",
+        f"_APP_URI={bad}",
+        "_TARGET_DOCKERFILE=Dockerfile.app",
+    )
+    assert done.returncode == 1 and "is not an Artifact Registry image name" in done.stdout
+    assert bad not in cloud.fake.project(PROJECT)["images"]
 
 
 def test_cache_pull_fails_first_then_finds_the_previous_base(cloud, tmp_path):
@@ -254,10 +265,16 @@ def test_substitution_syntax(text, expected):
         (f"{APP}:abc", ("us-central1", ("hw5-123456789", "hw5-images", "backend_v1"), "abc")),
         ("python:3.11-slim", (None, None, "3.11-slim")),
         ("gcr.io/p/x", (None, None, None)),
+        # on an Artifact Registry host, but not a name it accepts: no parts (naming's rule)
+        (f"us-central1-docker.pkg.dev/{PROJECT}/hw5_images/x:1", ("us-central1", None, "1")),
+        (
+            f"us-docker.pkg.dev/{PROJECT}/r/a/b@sha256:{'0' * 64}",
+            ("us", (PROJECT, "r", "a/b"), None),
+        ),
     ],
 )
 def test_image_references(reference, parts):
-    ref = cloudbuild.parse_reference(reference)
+    ref = docker.parse_reference(reference)
     assert (ref.ar_location, ref.ar_parts(), ref.tag) == parts
-    assert cloudbuild.parse_reference(":latest") is None
-    assert cloudbuild.parse_reference("Upper/case") is None
+    assert docker.parse_reference(":latest") is None
+    assert docker.parse_reference("Upper/case") is None

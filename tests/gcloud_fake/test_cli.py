@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hw5kit.gcloud_fake import FakeGcloud, spec
+from hw5kit.gcloud_fake import FakeGcloud, commands, spec
 
 from ..support.pipeline import PROJECT
 
@@ -181,6 +181,19 @@ def test_module_cli_installs_and_seeds(tmp_path):
     fake = FakeGcloud(state)
     assert fake.state()["config"]["core/project"] == PROJECT
     assert fake.state()["settings"]["require_built_images"] is False
+
+
+def test_every_command_has_a_handler_in_its_groups_module():
+    """spec.py names each handler "module:function" in commands/, the module of the command's
+    group; a handler that does not resolve would only fail when a script calls it."""
+    groups = {"api-gateway": "apigateway"}
+    for command in spec.COMMANDS.values():
+        module = command.handler.partition(":")[0]
+        assert module == groups.get(command.path[0], command.path[0]), command.name
+        assert module in commands.GROUPS
+        assert callable(commands.handler(command.handler)), command.name
+    with pytest.raises(ValueError, match="module:function"):
+        commands.handler("run_deploy")
 
 
 def test_allow_list_is_small_and_documented():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hw5kit.grading import Grading, Limits, Options, Sandbox, grade
-from hw5kit.grading.sandbox import SandboxUnavailable
+from hw5kit.grading.limits import SandboxUnavailable
 
 from ..conftest import need
 from ..support import submissions

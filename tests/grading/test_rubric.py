@@ -1,4 +1,5 @@
-"""The rubric as data: the course's totals, every check known, manual items, the README."""
+"""The rubric as data: the course's totals, every check known, manual items, and the table of
+the grading pages."""
 
 from __future__ import annotations
 

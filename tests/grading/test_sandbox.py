@@ -9,6 +9,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,12 @@ import pytest
 from hw5kit.grading import runas
 from hw5kit.grading import sandbox as sb
 from hw5kit.grading.cloud import FakeCloud
-from hw5kit.grading.sandbox import GcloudRelay, Sandbox, SandboxUnavailable, grading_folder
+from hw5kit.grading.folders import grading_folder
+from hw5kit.grading.limits import SandboxUnavailable
+from hw5kit.grading.relay import GcloudRelay
+from hw5kit.grading.sandbox import Sandbox
 
+from ..conftest import need
 from .conftest import TEST_LIMITS, sandbox_for
 
 ALLOWED_ENV = {
@@ -147,7 +153,9 @@ def test_choosing_a_mode_without_bubblewrap(monkeypatch):
         Sandbox.detect("bwrap")
     if os.geteuid() == 0:
         assert Sandbox.detect("auto").mode == "user"
-        assert "network is not cut off" in Sandbox.detect("auto").describe()
+        described = Sandbox.detect("auto").describe()
+        assert "network is not cut off" in described
+        assert "bubblewrap is not installed: install it" in described
     monkeypatch.setattr(sb.os, "geteuid", lambda: 1000)
     with pytest.raises(SandboxUnavailable) as caught:
         Sandbox.detect("auto")
@@ -187,3 +195,133 @@ def test_a_grading_folder_that_cannot_be_removed_changes_nothing_outside_it(tmp_
         if stuck is not None:
             runas.unmount(stuck)
     assert stat.S_IMODE(parent.stat().st_mode) == 0o1777  # before: chmod 700 of /tmp itself
+
+
+@pytest.fixture
+def fake_bwrap(monkeypatch):
+    """``fake_bwrap(body)``: a ``bwrap`` first on PATH running the shell ``body`` with the real
+    one as $REAL, in a folder the runs' own uids can read."""
+    real = shutil.which("bwrap")
+    need(real is not None, "bubblewrap (bwrap) is not installed")
+    folder = Path(tempfile.mkdtemp(prefix="hw5-fake-bwrap-"))
+    folder.chmod(0o755)
+
+    def make(body: str) -> Path:
+        wrapper = folder / "bwrap"
+        wrapper.write_text(f"#!/bin/sh\nREAL={real}\n" + textwrap.dedent(body))
+        wrapper.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+        return wrapper
+
+    yield make
+    shutil.rmtree(folder)
+
+
+# bubblewrap 0.6.1 (Ubuntu 22.04, Gradescope's default image) as the grader meets it: --size
+# (bubblewrap 0.7.0, containers/bubblewrap#509) is an unknown option, the rest works
+OLD_BWRAP = """\
+    if [ "$1" = --version ]; then echo "bubblewrap 0.6.1"; exit 0; fi
+    for arg in "$@"; do
+        if [ "$arg" = --size ]; then echo "bwrap: Unknown option --size" >&2; exit 1; fi
+    done
+    exec "$REAL" "$@"
+"""
+
+
+@pytest.mark.parametrize(
+    "mount",
+    [
+        pytest.param(True, marks=pytest.mark.skipif(not runas.can_mount(), reason="cannot mount")),
+        False,  # a container without CAP_SYS_ADMIN: the grader watches the folders instead
+    ],
+    ids=["tmpfs", "watched"],
+)
+def test_a_bubblewrap_without_size_is_still_used_and_its_tmp_still_bounded(
+    fake_bwrap, monkeypatch, mount
+):
+    fake_bwrap(OLD_BWRAP)
+    if not mount:
+        monkeypatch.setattr(runas, "mount_workspace", lambda *args: False)
+    limits = replace(TEST_LIMITS, tmpfs=8 * 2**20)
+    box = Sandbox.detect("auto", limits)
+    assert box.mode == "bwrap" and not box.tmpfs_size
+    assert "no --size: /tmp and /dev/shm are folders the grader holds to 8 MiB" in box.describe()
+    # still bubblewrap: its hostname, a few files of /etc, no home of the host's; /tmp and
+    # /dev/shm writable, and private (the host's /tmp does not get the file)
+    marker = f"hw5-old-bwrap-{os.getpid()}"
+    done, _ = run_script(
+        box,
+        f"hostname; ls /etc | wc -l; ls /root 2>&1 | head -1\n"
+        f"echo a > /tmp/{marker} && echo b > /dev/shm/{marker}\n"
+        f"cat /tmp/{marker} /dev/shm/{marker}\n"
+        "touch /usr/x 2>/dev/null || echo read-only\n",
+    )
+    assert done.ok, done.stderr
+    lines = done.stdout.split()
+    assert lines[0] == "hw5-sandbox" and int(lines[1]) < 40 and "No such file" in done.stdout
+    assert "a\nb\nread-only" in done.stdout
+    assert not Path("/tmp", marker).exists() and not Path("/dev/shm", marker).exists()
+    # past the limit, in /tmp or /dev/shm: refused (a tmpfs of that size) or stopped (watched)
+    for folder in ("/tmp", "/dev/shm"):
+        body = (
+            "for i in $(seq 1 24); do\n"
+            f"  dd if=/dev/zero of={folder}/f$i bs=1M count=1 2>/dev/null \\\n"
+            "    || { echo refused at $i; exit 0; }\n"
+            "  sleep 0.05\n"
+            "done\necho all written\n"
+        )
+        done, _ = run_script(box, body)
+        assert "all written" not in done.stdout, folder
+        if mount:
+            assert "refused at" in done.stdout and int(done.stdout.split()[-1]) <= 9, folder
+        else:
+            assert done.killed == "it wrote more than 8 MiB into /tmp and /dev/shm", folder
+
+
+def _doctor() -> str:
+    """What the Gradescope bundle's ``doctor`` prints here (the environment's PATH)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hw5kit.gradescope", "doctor"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_doctor_names_an_old_bubblewrap_and_still_uses_it(fake_bwrap):
+    fake_bwrap(OLD_BWRAP)
+    said = _doctor()
+    assert "(bubblewrap 0.6.1); uid" in said
+    assert "sandbox here and now: bwrap (" in said and "this bubblewrap has no --size" in said
+    assert "install bubblewrap" not in said.lower()
+
+
+def test_a_bubblewrap_refused_its_namespaces_is_named_not_said_missing(fake_bwrap, monkeypatch):
+    """Installed, but refused user namespaces (Docker's default seccomp profile): the grader
+    falls back on `user` and says why, not "install bubblewrap"; so does the bundle's doctor."""
+    fake_bwrap(
+        """\
+        echo "bwrap: Creating new namespace failed: Operation not permitted" >&2
+        exit 1
+        """
+    )
+    with pytest.raises(SandboxUnavailable, match="Creating new namespace failed"):
+        Sandbox.detect("bwrap")
+    with monkeypatch.context() as patched:  # not root either: no sandbox at all, and why
+        patched.setattr(sb.os, "geteuid", lambda: 1000)
+        with pytest.raises(SandboxUnavailable) as caught:
+            Sandbox.detect("auto")
+    said = str(caught.value)
+    assert "user namespaces are refused here" in said and "Make bubblewrap work here" in said
+    assert "install bubblewrap" not in said.lower()
+    need(os.geteuid() == 0, "the user sandbox needs root")
+    box = Sandbox.detect("auto")
+    described = box.describe()
+    assert box.mode == "user" and "install bubblewrap" not in described
+    assert "bubblewrap is installed, but user namespaces are refused here" in described
+    said = _doctor()
+    assert "bubblewrap is installed, but user namespaces are refused here" in said
+    assert "install bubblewrap" not in said.lower()

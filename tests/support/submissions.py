@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from hw5kit import naming
-from hw5kit.gcloud_fake.commands import service_url
+from hw5kit.gcloud_fake.commands.run import service_url
 from hw5kit.gcloud_fake.state import project_number
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "submissions"

@@ -398,7 +398,7 @@ def cmd_photos(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from .run import prepare_weights
+    from .harness import prepare_weights
 
     prepare_weights(args.models, args.torch_home, log=lambda m: print(m, flush=True))
     return 0

@@ -45,8 +45,8 @@ from .. import procs
 from ..paths import ROOT
 from ..photos import PHOTOS
 from . import procstats
+from .harness import photo_server, prepare_in_subprocess, run_meta, start_server, subject_env
 from .load import HttpClient, percentile, upload_requests, url_requests
-from .run import photo_server, prepare_in_subprocess, run_meta, start_server, subject_env
 
 Log = Callable[[str], None]
 MiB = 2**20

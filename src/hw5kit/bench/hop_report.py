@@ -11,10 +11,6 @@ from . import procstats
 from .hop import PATH_TITLES, PATHS, MiB
 
 
-def _ms(value) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
-
-
 def memory_table(results: dict) -> str:
     header = [
         "service",
@@ -56,10 +52,10 @@ def latency_table(results: dict) -> str:
             mode,
             PATH_TITLES[name],
             entry["n"],
-            _ms(entry["p50_ms"]),
-            _ms(entry["p90_ms"]),
-            _ms(entry.get("server_p50_ms")),
-            _ms(entry.get("outside_server_p50_ms")),
+            markdown.figure(entry["p50_ms"]),
+            markdown.figure(entry["p90_ms"]),
+            markdown.figure(entry.get("server_p50_ms")),
+            markdown.figure(entry.get("outside_server_p50_ms")),
         ]
         for mode, paths in results["latency"].items()
         for name in PATHS
@@ -80,11 +76,11 @@ def hop_table(results: dict) -> str:
     rows = [
         [
             mode,
-            _ms(h["client_p50_ms"]),
-            _ms(h["backend_p50_ms"]),
-            _ms(h["hop_ms"]),
-            _ms(h["client_minus_inprocess_ms"]),
-            _ms(h["client_minus_direct_ms"]),
+            markdown.figure(h["client_p50_ms"]),
+            markdown.figure(h["backend_p50_ms"]),
+            markdown.figure(h["hop_ms"]),
+            markdown.figure(h["client_minus_inprocess_ms"]),
+            markdown.figure(h["client_minus_direct_ms"]),
         ]
         for mode, h in results["hop"].items()
     ]

@@ -34,13 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import ROOT
+from .. import paths
 from ..photos import PHOTOS
 from ..serving.models import OFFLINE_MODELS, Classifier, get_spec
 from ..serving.models import quantization as q
 from ..serving.models import runtime as rt
 from ..serving.models.weights import weights_path
 from . import procstats
+from .harness import run_meta
 from .inprocess import ServiceClient, payloads
 from .load import percentile, run_load
 from .quant_eval import (
@@ -51,7 +52,6 @@ from .quant_eval import (
     probabilities,
     tied_topk,
 )
-from .run import run_meta
 
 Log = Callable[[str], None]
 
@@ -208,9 +208,7 @@ def bake_in_subprocess(names: list[str], torch_home: Path, log: Log) -> float:
     """``weights bake`` in a child process (this one never imports torch); its seconds."""
     start = time.perf_counter()
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = paths.pythonpath()
     done = subprocess.run(
         [
             sys.executable,

@@ -41,10 +41,6 @@ NOTES = [
 ]
 
 
-def _f(value, digits: int = 1, suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
-
-
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -98,9 +94,11 @@ def speed_table(results: dict) -> str:
             [
                 model,
                 f"{size32 / MiB:.1f} → {size8 / MiB:.1f} ({_x(size32, size8)} smaller)",
-                f"{_f(s32['forward_p50_ms'], 2)} / {_f(s8['forward_p50_ms'], 2)} "
+                f"{markdown.figure(s32['forward_p50_ms'], 2)} / "
+                f"{markdown.figure(s8['forward_p50_ms'], 2)} "
                 f"({_x(s32['forward_p50_ms'], s8['forward_p50_ms'])} faster)",
-                f"{_f(s32['e2e_p50_ms'], 2)} / {_f(s8['e2e_p50_ms'], 2)} "
+                f"{markdown.figure(s32['e2e_p50_ms'], 2)} / "
+                f"{markdown.figure(s8['e2e_p50_ms'], 2)} "
                 f"({_x(s32['e2e_p50_ms'], s8['e2e_p50_ms'])})",
                 f"{b1[0]:.0f} / {b1[1]:.0f} ({_x(b1[1], b1[0])})",
                 f"{bn[0]:.0f} / {bn[1]:.0f} ({_x(bn[1], bn[0])})",
@@ -180,7 +178,7 @@ def variants_table(results: dict) -> str:
         [
             VARIANT_TITLES.get(name, name),
             f"{v['size_bytes'] / MiB:.1f}",
-            _f(v["forward_p50_ms"], 2),
+            markdown.figure(v["forward_p50_ms"], 2),
             f"{v['photos']['top1_count']}/{v['photos']['n']}",
             _pct(v["crops"]["top1"]),
             _pct(v["crops"]["topk_overlap"]),
@@ -192,7 +190,8 @@ def variants_table(results: dict) -> str:
     ]
     return (
         f"Recipe variants on {model} (fp32 forward p50 in the same rounds: "
-        f"{_f(variants['_fp32_forward_p50_ms'], 2)} ms):\n\n" + markdown.table(header, rows)
+        f"{markdown.figure(variants['_fp32_forward_p50_ms'], 2)} ms):\n\n"
+        + markdown.table(header, rows)
     )
 
 

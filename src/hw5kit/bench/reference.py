@@ -2,8 +2,8 @@
 
 What the course's backend does, and so what this module does:
 
-* gunicorn with 2 workers x 2 threads (``run.REFERENCE_GUNICORN_ARGS``); each worker imports this
-  module and so loads its own copy of the model into a process-global ``model``;
+* gunicorn with 2 workers x 2 threads (``harness.REFERENCE_GUNICORN_ARGS``); each worker
+  imports this module and so loads its own copy of the model into a process-global ``model``;
 * torch eager with torch's default thread count (every worker uses all the cores);
 * per request: fetch the URL with ``requests.get`` (or read the uploaded file), ``PIL.Image.open``,
   torchvision transforms (resize, centre crop, to tensor, normalise), one image through the

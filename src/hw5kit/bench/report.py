@@ -1,4 +1,5 @@
-"""The report of a run: targets (met, or missed by how much and why), tables, PNG charts.
+"""The report of a run: the targets (``targets.py``: met, or missed by how much and why), tables,
+PNG charts.
 
 ``write_report(results, out)`` writes ``results.json``, ``README.md`` and the charts into
 ``out``; ``summary_markdown`` is the short table the documentation's Performance page shows
@@ -12,35 +13,16 @@ import json
 from pathlib import Path
 
 from .. import markdown
+from ..markdown import figure
 from . import peers_report, procstats
+from .targets import MiB, model_label, plan_of, record, targets, tuning
 
-MiB = 2**20
-GB = 10**9
-
-TARGETS = {
-    "throughput_vs_reference": 3.0,  # ours / reference at the highest concurrency
-    "throughput_vs_inprocess": 0.75,  # ours / in-process at the highest concurrency
-    "p50_vs_inprocess": 1.25,  # ours p50 / in-process p50 at concurrency 1
-    "cold_start_s": 3.0,  # ours, efficientnet_lite0, ONNX export baked
-    "v2_rss_bytes": 1 * GB,  # backend_v2 with its three models
-}
 SUBJECT_TITLES = {
     "reference": "reference (course setup)",
     "ours": "ours (gunicorn)",
     "inprocess": "in-process limit",
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-# settings of ours that are not tuning: the loopback photo server needs HW5_ALLOW_LOOPBACK, the
-# log format and level only change how lines look
-NOT_TUNING = ("HW5_ALLOW_LOOPBACK", "HW5_LOG_FORMAT", "HW5_LOG_LEVEL")
-
-
-def tuning(settings: dict[str, str]) -> dict[str, str]:
-    """The HW5_* variables among ``settings`` that change how the backend serves: a run with
-    any of them is a tuned run, labelled so, never the production defaults' figures."""
-    return {k: v for k, v in settings.items() if k not in NOT_TUNING}
-
-
 NOTES = [
     "- Cold start is process start to the first 200 from `/readyz` (ours) or `/hello` (the "
     "reference has no readiness route; a worker answers once its model is loaded). Ours is "
@@ -64,7 +46,6 @@ NOTES = [
 ]
 
 
-# ---- looking things up ---------------------------------------------------------------------
 def subject_title(subject: str) -> str:
     return SUBJECT_TITLES.get(subject) or peers_report.title(subject)
 
@@ -75,228 +56,13 @@ def subjects_of(results: dict) -> list[str]:
     return [s for s in plan if s in results["subjects"]] + peers_report.peer_names(results)
 
 
-def record(results: dict, subject: str, model: str, mode: str, concurrency: int) -> dict | None:
-    entry = results["subjects"].get(subject, {}).get(model)
-    if not entry:
-        return None
-    for rec in entry["records"]:
-        if rec["mode"] == mode and rec["concurrency"] == concurrency:
-            return rec
-    return None
-
-
-def _plan(results: dict) -> dict:
-    return results["meta"]["plan"]
-
-
-def model_label(results: dict, model: str) -> str:
-    random_init = results["models"].get(model, {}).get("random_init")
-    return f"{model} (random-init weights)" if random_init else model
-
-
 def _ratio(a, b) -> float | None:
     return a / b if a and b else None
 
 
-def _f(value, digits: int = 1, suffix: str = "") -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f}{suffix}"
-
-
-# ---- targets -------------------------------------------------------------------------------
-def _verdict(ratio: float | None, limit: float, higher_is_better: bool) -> tuple[str, str]:
-    if ratio is None:
-        return "not measured", ""
-    if higher_is_better:
-        met = ratio >= limit
-        margin = (ratio / limit - 1) * 100
-    else:
-        met = ratio <= limit
-        margin = (1 - ratio / limit) * 100
-    if met:
-        return "met", f"{margin:.0f}% margin"
-    return "MISSED", f"by {abs(margin):.0f}%"
-
-
-def _cpu_share(rec: dict, cpus: int) -> float | None:
-    """The fraction of the machine's CPUs the server used during a phase."""
-    if not rec.get("cpu_ms_per_image"):
-        return None
-    return rec["throughput"] * rec["cpu_ms_per_image"] / 1000 / max(1, cpus)
-
-
-def _why_vs_reference(results: dict, model: str, mode: str, ours: dict, ref: dict) -> str:
-    """Work or machine: less CPU per image bounds the speed-up when both are CPU-bound."""
-    ours_cpu, ref_cpu = ours.get("cpu_ms_per_image"), ref.get("cpu_ms_per_image")
-    if not ours_cpu or not ref_cpu:
-        return "CPU time was not measured."
-    gain = ref_cpu / ours_cpu
-    text = (
-        f"Ours needs {ours_cpu:.1f} CPU ms per image, the reference {ref_cpu:.1f}: "
-        f"{gain:.1f}x less CPU. "
-    )
-    if gain < TARGETS["throughput_vs_reference"]:
-        text += "With both CPU-bound on the same cores, throughput cannot rise by more than that."
-        inp = record(results, "inprocess", model, mode, 1)
-        stages = (inp or {}).get("stages_ms") or {}
-        if stages.get("inference") and stages.get("total"):
-            text += (
-                f" The forward pass is {stages['inference']:.0f} of "
-                f"{stages['total']:.0f} ms per request (in-process, c1), and ONNX Runtime in "
-                "fp32 gains less over torch eager on this network than on EfficientNet-Lite."
-            )
-        return text
-    share = _cpu_share(ours, results["meta"].get("cpus") or 1)
-    if share is not None and share < 0.85:
-        return text + (
-            f"The work allows the target, but ours got only {share:.0%} of the CPUs during "
-            "the phase: other processes were using the machine."
-        )
-    return text + "The machine, not the work, limited this phase."
-
-
-def targets(results: dict) -> list[dict]:
-    """Every target of the issue with its measured value, verdict and, when missed, why."""
-    plan = _plan(results)
-    high, low = max(plan["concurrency"]), min(plan["concurrency"])
-    load = procstats.peak_load(results["meta"])
-    busy = f" The machine's load average reached {load:.1f} during the run." if load > 0.5 else ""
-    rows: list[dict] = []
-    for model in plan["models"]:
-        for mode in plan["modes"]:
-            ours = record(results, "ours", model, mode, high)
-            ref = record(results, "reference", model, mode, high)
-            inp = record(results, "inprocess", model, mode, high)
-            ours1 = record(results, "ours", model, mode, low)
-            inp1 = record(results, "inprocess", model, mode, low)
-            where = f"{model_label(results, model)}, {mode}"
-            if ours and ref and ref["throughput"]:
-                ratio = ours["throughput"] / ref["throughput"]
-                verdict, margin = _verdict(ratio, TARGETS["throughput_vs_reference"], True)
-                why = ""
-                if verdict == "MISSED":
-                    why = _why_vs_reference(results, model, mode, ours, ref) + busy
-                rows.append(
-                    {
-                        "target": f"throughput at c{high} >= 3x the reference",
-                        "where": where,
-                        "measured": f"{ratio:.2f}x ({_f(ours['throughput'])} vs "
-                        f"{_f(ref['throughput'])} req/s)",
-                        "verdict": verdict,
-                        "margin": margin,
-                        "why": why,
-                    }
-                )
-            if ours and inp and inp["throughput"]:
-                ratio = ours["throughput"] / inp["throughput"]
-                verdict, margin = _verdict(ratio, TARGETS["throughput_vs_inprocess"], True)
-                why = ""
-                if verdict == "MISSED":
-                    http_cpu = (ours["cpu_ms_per_image"] or 0) - (inp["cpu_ms_per_image"] or 0)
-                    client = ours.get("client_cpu_seconds", 0) / max(1, ours["requests"]) * 1000
-                    why = (
-                        f"The HTTP path adds {http_cpu:.1f} CPU ms per image in the server "
-                        f"(gunicorn, Flask, request parsing) and the load generator spends "
-                        f"{client:.1f} ms per request on the same 2 cores, which the "
-                        "in-process loop does not pay." + busy
-                    )
-                rows.append(
-                    {
-                        "target": f"throughput at c{high} >= 75% of the in-process limit",
-                        "where": where,
-                        "measured": f"{ratio * 100:.0f}% ({_f(ours['throughput'])} vs "
-                        f"{_f(inp['throughput'])} img/s)",
-                        "verdict": verdict,
-                        "margin": margin,
-                        "why": why,
-                    }
-                )
-            served = [
-                r
-                for r in (results["subjects"].get("ours", {}).get(model) or {}).get("records", [])
-                if r["mode"] == mode
-            ]
-            if served:
-                errors = sum(r["errors"] for r in served)
-                sent = sum(r["requests"] + r["errors"] for r in served)
-                tuned = tuning(results["meta"].get("hw5_settings", {}))
-                rows.append(
-                    {
-                        "target": "no error at any concurrency"
-                        + (" (tuned run)" if tuned else " with the production defaults"),
-                        "where": where,
-                        "measured": f"{errors} errors in {sent} requests "
-                        f"(c{', c'.join(str(r['concurrency']) for r in served)})",
-                        "verdict": "met" if errors == 0 else "MISSED",
-                        "margin": "",
-                        "why": ""
-                        if errors == 0
-                        else "; ".join(s for r in served for s in r.get("error_samples", [])[:1])[
-                            :300
-                        ],
-                    }
-                )
-            if ours1 and inp1 and inp1["p50_ms"]:
-                ratio = ours1["p50_ms"] / inp1["p50_ms"]
-                verdict, margin = _verdict(ratio, TARGETS["p50_vs_inprocess"], False)
-                why = ""
-                if verdict == "MISSED":
-                    why = (
-                        f"One HTTP round trip (client, gunicorn, Flask, JSON or multipart "
-                        f"parsing) adds {ours1['p50_ms'] - inp1['p50_ms']:.1f} ms to an "
-                        f"in-process latency of {inp1['p50_ms']:.1f} ms." + busy
-                    )
-                rows.append(
-                    {
-                        "target": f"p50 at c{low} <= 1.25x in-process single-image latency",
-                        "where": where,
-                        "measured": f"{ratio:.2f}x ({_f(ours1['p50_ms'])} vs "
-                        f"{_f(inp1['p50_ms'])} ms)",
-                        "verdict": verdict,
-                        "margin": margin,
-                        "why": why,
-                    }
-                )
-    lite = results["subjects"].get("ours", {}).get("efficientnet_lite0")
-    if lite:
-        cold = lite["cold_start_s"]
-        verdict, margin = _verdict(cold, TARGETS["cold_start_s"], False)
-        rows.append(
-            {
-                "target": "cold start < 3 s (efficientnet_lite0, no network)",
-                "where": "ours, process start to /readyz 200",
-                "measured": f"{cold:.2f} s",
-                "verdict": verdict,
-                "margin": margin,
-                "why": ""
-                if verdict == "met"
-                else "Start-up imports Flask, gunicorn and ONNX Runtime and loads the model; "
-                "see the cold-start table for the first start without a baked export." + busy,
-            }
-        )
-    v2 = results.get("v2")
-    if v2:
-        verdict, margin = _verdict(v2["rss_bytes"], TARGETS["v2_rss_bytes"], False)
-        rows.append(
-            {
-                "target": "v2 with three models < 1 GB resident",
-                "where": f"backend_v2 ({', '.join(v2['models'])})",
-                "measured": f"{v2['rss_bytes'] / MiB:.0f} MiB over {v2['processes']} processes",
-                "verdict": verdict,
-                "margin": margin,
-                "why": ""
-                if verdict == "met"
-                else "Resident memory is dominated by the runtime libraries; torch alone is "
-                "about 530 MB when it gets imported.",
-            }
-        )
-    return rows + peers_report.targets(results) + stress_targets(results)
-
-
 # ---- markdown ------------------------------------------------------------------------------
 def figures_table(results: dict, model: str) -> str:
-    plan = _plan(results)
+    plan = plan_of(results)
     lines = [
         "| subject | mode | conc. | throughput (req/s) | p50 ms | p95 ms | p99 ms "
         "| CPU ms/img | vs reference | vs in-process | errors |",
@@ -313,15 +79,13 @@ def figures_table(results: dict, model: str) -> str:
                 vs_ref = _ratio(rec["throughput"], ref and ref["throughput"])
                 vs_inp = _ratio(rec["throughput"], inp and inp["throughput"])
                 lines.append(
-                    f"| {subject_title(subject)} | {mode} | {n} | {_f(rec['throughput'])} "
-                    f"| {_f(rec['p50_ms'])} | {_f(rec['p95_ms'])} | {_f(rec['p99_ms'])} "
-                    f"| {_f(rec['cpu_ms_per_image'])} | {_f(vs_ref, 2, 'x')} "
-                    f"| {_f(vs_inp and vs_inp * 100, 0, '%')} | {rec['errors']} |"
+                    f"| {subject_title(subject)} | {mode} | {n} | {figure(rec['throughput'])} "
+                    f"| {figure(rec['p50_ms'])} | {figure(rec['p95_ms'])} "
+                    f"| {figure(rec['p99_ms'])} "
+                    f"| {figure(rec['cpu_ms_per_image'])} | {figure(vs_ref, 2, 'x')} "
+                    f"| {figure(vs_inp and vs_inp * 100, 0, '%')} | {rec['errors']} |"
                 )
     return "\n".join(lines)
-
-
-STRESS_LIMIT_MIB = 1536  # the issue's bound on the server's peak resident memory (1.5 GiB)
 
 
 def stress_lines(results: dict) -> list[str]:
@@ -341,15 +105,15 @@ def stress_lines(results: dict) -> list[str]:
         lines.append(
             f"| closed-loop uploads of the labelled photos, c{load['concurrency']} | "
             f"{load['errors']} errors in {load['requests']} requests ({load['statuses']}); "
-            f"{_f(load['throughput'])} req/s, p50 {_f(load['p50_ms'])} ms, p99 "
-            f"{_f(load['p99_ms'])} ms |"
+            f"{figure(load['throughput'])} req/s, p50 {figure(load['p50_ms'])} ms, p99 "
+            f"{figure(load['p99_ms'])} ms |"
         )
     for slow in stress.get("slow", []):
         answered = slow["probes"] - slow["probes_unanswered"]
         lines.append(
             f"| `/hello` while {slow['clients']} clients drip their {slow['kind']} a byte a "
             f"second | {answered} of {slow['probes']} answered, slowest "
-            f"{_f(slow['probe_max_ms'])} ms |"
+            f"{figure(slow['probe_max_ms'])} ms |"
         )
     flood = stress.get("decode")
     if flood:
@@ -360,53 +124,6 @@ def stress_lines(results: dict) -> list[str]:
             f"{flood['after']} |"
         )
     return lines
-
-
-def stress_targets(results: dict) -> list[dict]:
-    stress = results.get("stress") or {}
-    rows = []
-    for load in stress.get("load", []):
-        rows.append(
-            {
-                "target": f"no error at c{load['concurrency']} (production defaults)",
-                "where": "backend_v1 as the image starts it, uploads",
-                "measured": f"{load['errors']} errors in {load['requests']}",
-                "verdict": "met" if load["errors"] == 0 else "MISSED",
-                "margin": "",
-                "why": "" if load["errors"] == 0 else "; ".join(load.get("samples", []))[:300],
-            }
-        )
-    for slow in stress.get("slow", []):
-        ok = slow["probes_unanswered"] == 0 and (slow["probe_max_ms"] or 1e9) < 1000
-        rows.append(
-            {
-                "target": f"/hello under 1 s while {slow['clients']} clients drip ({slow['kind']})",
-                "where": "backend_v1 as the image starts it",
-                "measured": f"slowest {_f(slow['probe_max_ms'])} ms, "
-                f"{slow['probes_unanswered']} unanswered",
-                "verdict": "met" if ok else "MISSED",
-                "margin": "",
-                "why": "" if ok else "a thread waited on a slow client, or the machine was busy",
-            }
-        )
-    flood = stress.get("decode")
-    if flood:
-        ok = flood["rss_peak_mib"] < STRESS_LIMIT_MIB and flood["statuses"] == {
-            "200": flood["uploads"]
-        }
-        rows.append(
-            {
-                "target": "peak RSS < 1.5 GiB under concurrent near-limit 16-bit PNGs",
-                "where": "backend_v1 as the image starts it",
-                "measured": f"{flood['rss_peak_mib']} MiB",
-                "verdict": "met" if ok else "MISSED",
-                "margin": f"{(1 - flood['rss_peak_mib'] / STRESS_LIMIT_MIB) * 100:.0f}% margin"
-                if ok
-                else "",
-                "why": "" if ok else f"answers {flood['statuses']}",
-            }
-        )
-    return rows
 
 
 def startup_table(results: dict) -> str:
@@ -444,7 +161,7 @@ def startup_table(results: dict) -> str:
 
 def agreement(results: dict, model: str) -> str | None:
     """Top-1 per photo from ours and from the reference (both saw every photo)."""
-    plan = _plan(results)
+    plan = plan_of(results)
     ours: dict[str, set] = {}
     ref: dict[str, set] = {}
     for subject, into in (("ours", ours), ("reference", ref)):
@@ -481,9 +198,9 @@ def stages_lines(results: dict) -> list[str]:
             if not st:
                 continue
             lines.append(
-                f"| {model} | {rec['mode']} | {rec['concurrency']} | {_f(st.get('fetch'))} "
-                f"| {_f(st.get('preprocess'))} | {_f(st.get('inference'))} "
-                f"| {_f(rec.get('mean_batch'), 2)} |"
+                f"| {model} | {rec['mode']} | {rec['concurrency']} | {figure(st.get('fetch'))} "
+                f"| {figure(st.get('preprocess'))} | {figure(st.get('inference'))} "
+                f"| {figure(rec.get('mean_batch'), 2)} |"
             )
     return lines if len(lines) > 2 else []
 
@@ -527,7 +244,7 @@ def _meta_lines(results: dict) -> list[str]:
 
 
 def report_markdown(results: dict, charts: list[str]) -> str:
-    plan = _plan(results)
+    plan = plan_of(results)
     parts = [
         "# Serving benchmark",
         "",
@@ -588,7 +305,7 @@ def report_markdown(results: dict, charts: list[str]) -> str:
 def summary_markdown(results: dict) -> str:
     """The docs' table (docs/maintainer/benchmarks.md): the headline figures and the command
     that produced them."""
-    plan = _plan(results)
+    plan = plan_of(results)
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
     meta = results["meta"]
     load = procstats.peak_load(results["meta"])
@@ -625,12 +342,14 @@ def summary_markdown(results: dict) -> str:
 
             lines.append(
                 f"| {model_label(results, model)} | {mode} "
-                f"| {_f(ref.get('throughput'))} / {_f(ours.get('throughput'))} / "
-                f"{_f(inp.get('throughput'))} "
-                f"| {_f(_ratio(ours.get('throughput'), ref.get('throughput')), 2, 'x')} "
-                f"| {_f((_ratio(ours.get('throughput'), inp.get('throughput')) or 0) * 100, 0)}% "
-                f"| {_f(ours1.get('p50_ms'))} / {_f(inp1.get('p50_ms'))} "
-                f"| {_f(ref.get('cpu_ms_per_image'))} / {_f(ours.get('cpu_ms_per_image'))} |"
+                f"| {figure(ref.get('throughput'))} / {figure(ours.get('throughput'))} / "
+                f"{figure(inp.get('throughput'))} "
+                f"| {figure(_ratio(ours.get('throughput'), ref.get('throughput')), 2, 'x')} "
+                f"| {figure((_ratio(ours.get('throughput'), inp.get('throughput')) or 0) * 100, 0)}"
+                "% "
+                f"| {figure(ours1.get('p50_ms'))} / {figure(inp1.get('p50_ms'))} "
+                f"| {figure(ref.get('cpu_ms_per_image'))} / "
+                f"{figure(ours.get('cpu_ms_per_image'))} |"
             )
     lite = results["subjects"].get("ours", {}).get("efficientnet_lite0")
     ref_lite = results["subjects"].get("reference", {}).get("efficientnet_lite0")
@@ -658,7 +377,7 @@ def summary_markdown(results: dict) -> str:
         worst = max((x["probe_max_ms"] or 0) for x in stress["slow"])
         unanswered = sum(x["probes_unanswered"] for x in stress["slow"])
         said.append(
-            f"`/hello` at most {_f(worst)} ms ({unanswered} unanswered) while "
+            f"`/hello` at most {figure(worst)} ms ({unanswered} unanswered) while "
             f"{stress['slow'][0]['clients']} clients drip a byte a second"
         )
     if stress.get("decode"):
@@ -692,7 +411,7 @@ def charts(results: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plan = _plan(results)
+    plan = plan_of(results)
     combos = [(m, mode) for m in plan["models"] for mode in plan["modes"]]
     names = []
 

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import procs
+from .. import paths, procs
 from ..paths import ROOT
 from ..photos import PHOTOS
 from . import procstats
@@ -52,9 +52,7 @@ def production_env(torch_home: Path, **extra: str) -> dict[str, str]:
         if (not k.startswith(TUNING_PREFIXES) or k in KEEP)
         and k not in ("PORT", "SERVING_PORT", "MODEL_NAME", "MODELS", "SECRET_KEY")
     }
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = paths.pythonpath()
     env["TORCH_HOME"] = str(torch_home)
     env.update(extra)
     return env

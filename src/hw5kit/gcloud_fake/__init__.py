@@ -28,10 +28,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from .cli import STATE_ENV
 from .state import COURSE_AUTOGRADER, COURSE_TEST_AUTOGRADER, GATEWAY_APIS, HW5_APIS, Store
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[1].parent  # the folder holding hw5kit/
+PACKAGE_PARENT = paths.PACKAGE.parent  # the folder holding hw5kit/ (src/ in a checkout)
 
 __all__ = [
     "COURSE_AUTOGRADER",
@@ -119,11 +120,12 @@ class FakeGcloud:
         roles/storage.objectViewer, roles/logging.logWriter and roles/artifactregistry.writer;
         ``domain_restricted_sharing=True`` (``iam.allowedPolicyMemberDomains``): no policy may
         name allUsers, so ``run deploy --allow-unauthenticated`` only warns."""
-        from . import commands, iam
+        from . import iam
+        from .commands import artifacts, common
 
         readers = list(readers)
         with self.store.locked() as state:
-            project = commands.ensure_project(state, project_id)
+            project = common.ensure_project(state, project_id)
             project["apis"] = sorted(set(project["apis"]) | set(apis))
             project["billing"] = billing
             project["lifecycleState"] = lifecycle_state
@@ -139,13 +141,13 @@ class FakeGcloud:
                 key = f"{location}/{name}"
                 project["repositories"].setdefault(
                     key,
-                    commands.repository_resource(
+                    artifacts.repository_resource(
                         project_id, location, name, repository_format=(fmt or ["docker"])[0]
                     ),
                 )
-                policy = commands.repository_policy(project, key)
+                policy = artifacts.repository_policy(project, key)
                 for email in readers:
-                    commands.add_binding(policy, READER_ROLE, f"serviceAccount:{email}")
+                    iam.add_binding(policy, READER_ROLE, f"serviceAccount:{email}")
             for email in readers:
                 if email not in state["service_accounts"]:
                     state["service_accounts"].append(email)

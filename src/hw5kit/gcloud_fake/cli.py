@@ -8,52 +8,18 @@ argument error (unknown command or flag, bad value), as the real CLI.
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..confined import Files, Plain
-from . import spec
+from . import commands, concurrency, spec
+from .call import Call, GcloudError, Result
 from .state import Store
 
 STATE_ENV = "HW5_FAKE_GCLOUD_STATE"
-
-
-class GcloudError(Exception):
-    """A failure gcloud reports as ``ERROR: (gcloud.CMD) MESSAGE``."""
-
-    def __init__(self, message: str, code: int = 1, command: str = "gcloud"):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.command = command
-
-
-@dataclass
-class Call:
-    command: spec.Command
-    flags: dict[str, str | bool]
-    positionals: list[str]
-    argv: list[str]
-    env: Mapping[str, str]
-    cwd: Path
-    # how the command reads the files it names (the grader's is confined to the workspace)
-    files: Files = field(default_factory=Plain)
-
-    def flag(self, name: str, default=None):
-        return self.flags.get(name, default)
-
-
-@dataclass
-class Result:
-    stdout: str = ""
-    stderr: str = ""
-    code: int = 0
-    extra: dict = field(default_factory=dict)  # recorded in the call log
 
 
 def _suggest(name: str, command: spec.Command | None) -> str:
@@ -175,12 +141,6 @@ def _dotted(path: Sequence[str]) -> str:
     return ".".join(["gcloud", *path])
 
 
-def _handler(command: spec.Command):
-    """``handler`` names a function of commands.py, or ``"module:function"`` of another module."""
-    module, _, name = command.handler.rpartition(":")
-    return getattr(importlib.import_module(f".{module or 'commands'}", __package__), name)
-
-
 def run(
     argv: Sequence[str],
     *,
@@ -190,8 +150,6 @@ def run(
     files: Files | None = None,
 ) -> Result:
     """Run one gcloud command line; ``files`` reads what it names (default: as gcloud does)."""
-    from . import concurrency
-
     store = Store(state_dir)
     record: dict = {"argv": list(argv), "cwd": str(cwd), "time": time.time(), "command": None}
     try:
@@ -199,7 +157,7 @@ def run(
         record["command"] = call.command.name
         record["flags"] = call.flags
         record["positionals"] = call.positionals
-        handler = _handler(call.command)
+        handler = commands.handler(call.command.handler)
         record["config_dir"] = concurrency.config_dir(env)
         settings = store.read()["settings"]
         with concurrency.Session(state_dir, env, bool(settings.get("config_dir_crash"))) as session:

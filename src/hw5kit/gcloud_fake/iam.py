@@ -25,13 +25,20 @@ invoke a Cloud Run service, with the organization policies that break students' 
   https://cloud.google.com/run/docs/authenticating/public, "Use this solution when the project is
   subject to the domain restricted sharing constraint"). ``add_project(...,
   domain_restricted_sharing=True)`` models it.
+
+The model only: the commands that read or change these policies are in ``commands/`` (one module
+per command group).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
 from typing import Any
 
-from .cli import Call, GcloudError, Result
+from .call import Call
 
 ALL = "*"
 # The permissions the fake checks, per role (a subset of each role's; basic roles hold them all).
@@ -67,6 +74,11 @@ PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 INVOKER_ROLE = "roles/run.invoker"
 # Cloud Run's annotation for a service whose Invoker IAM check is off (public without allUsers).
 INVOKER_IAM_DISABLED = "run.googleapis.com/invoker-iam-disabled"
+MEMBER_RE = re.compile(
+    r"^((user|group|serviceAccount|domain|principal|principalSet):[^\s:]\S*"
+    r"|allUsers|allAuthenticatedUsers)$"
+)
+EMPTY_POLICY_ETAG = "ACAB"  # what Google returns for a resource with no policy yet
 DRS_REFUSAL = (
     "FAILED_PRECONDITION: One or more users named in the policy do not belong to a permitted "
     "customer."
@@ -115,119 +127,61 @@ def granted(data: dict, member: str, permission: str, repository: str | None = N
     return ALL in held or permission in held
 
 
+def add_binding(policy: dict, role: str, member: str) -> bool:
+    """Add ``member`` to ``role`` as add-iam-policy-binding does; True when it changed."""
+    bindings = policy.setdefault("bindings", [])
+    for binding in bindings:
+        if binding["role"] == role and "condition" not in binding:
+            if member in binding["members"]:
+                return False
+            binding["members"] = sorted([*binding["members"], member])
+            break
+    else:
+        bindings.append({"members": [member], "role": role})
+        bindings.sort(key=lambda b: b["role"])
+    policy["version"] = 1
+    digest = hashlib.sha256(json.dumps(bindings, sort_keys=True).encode()).digest()
+    policy["etag"] = base64.b64encode(digest[:8]).decode()
+    return True
+
+
 def refuse_public(call: Call, data: dict, member: str) -> None:
     """Domain-restricted sharing: a policy may not name allUsers / allAuthenticatedUsers."""
     if member in PUBLIC_MEMBERS and data.get("domain_restricted_sharing"):
-        raise GcloudError(DRS_REFUSAL, 1, call.command.dotted)
+        raise call.error(DRS_REFUSAL)
 
 
 def binding_flags(call: Call) -> tuple[str, str]:
     for flag in ("--member", "--role"):
         if not call.flag(flag):
-            raise GcloudError(f"argument {flag}: Must be specified.", 2, call.command.dotted)
+            raise call.error(f"argument {flag}: Must be specified.", 2)
     return str(call.flag("--member")), str(call.flag("--role"))
 
 
 def check_member(call: Call, state: dict, member: str) -> None:
-    from .commands import MEMBER_RE
-
     if not MEMBER_RE.match(member):
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: Invalid member: {member}. (fake gcloud: a principal is "
             "user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, allUsers or "
-            "allAuthenticatedUsers)",
-            1,
-            call.command.dotted,
+            "allAuthenticatedUsers)"
         )
     kind, _, email = member.partition(":")
     if kind == "serviceAccount" and email not in state.get("service_accounts", []):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Service account {email} does not exist.", 1, call.command.dotted
-        )
+        raise call.error(f"INVALID_ARGUMENT: Service account {email} does not exist.")
 
 
-def _check_role(call: Call, role: str) -> None:
+def check_role(call: Call, role: str) -> None:
     if role not in ROLE_PERMISSIONS:
-        raise GcloudError(
+        raise call.error(
             f"INVALID_ARGUMENT: Role {role} is not supported for this resource. (fake gcloud: "
             f"it knows {', '.join(sorted(ROLE_PERMISSIONS))})",
-            1,
-            call.command.dotted,
         )
-
-
-# --- gcloud builds get-default-service-account ---------------------------------------------
-
-
-def builds_get_default_service_account(call: Call, state: dict) -> Result:
-    from .commands import _describe_output, _need_api, _project, _region
-
-    project, data = _project(call, state)
-    region = _region(call, state, "builds/region", default="global")
-    _need_api(call, project, data, "cloudbuild.googleapis.com")
-    resource = {
-        "name": f"projects/{project}/locations/{region}/defaultServiceAccount",
-        "serviceAccountEmail": f"projects/{project}/serviceAccounts/{build_account(data)}",
-    }
-    return Result(stdout=_describe_output(call, resource))
-
-
-# --- gcloud projects get-iam-policy / add-iam-policy-binding --------------------------------
-
-
-def _named_project(call: Call, state: dict) -> tuple[str, dict]:
-    from .commands import _account
-
-    wanted = call.positionals[0]
-    for project_id, data in state["projects"].items():
-        if wanted in (project_id, data["number"]):
-            return project_id, data
-    account = _account(state)
-    raise GcloudError(
-        f"[{account}] does not have permission to access projects instance [{wanted}] (or it "
-        "may not exist): The caller does not have permission",
-        1,
-        call.command.dotted,
-    )
-
-
-def projects_get_iam_policy(call: Call, state: dict) -> Result:
-    from .commands import _describe_output
-
-    _project_id, data = _named_project(call, state)
-    return Result(stdout=_describe_output(call, project_policy(data)))
-
-
-def projects_add_iam_policy_binding(call: Call, state: dict) -> Result:
-    from .commands import _describe_output, add_binding
-
-    member, role = binding_flags(call)
-    project_id, data = _named_project(call, state)
-    condition = call.flag("--condition")
-    if condition not in (None, "None"):
-        raise GcloudError(
-            "argument --condition: the fake gcloud models unconditional bindings only "
-            "(--condition=None)",
-            2,
-            call.command.dotted,
-        )
-    check_member(call, state, member)
-    _check_role(call, role)
-    refuse_public(call, data, member)
-    changed = add_binding(project_policy(data), role, member)
-    return Result(
-        stdout=_describe_output(call, project_policy(data)),
-        stderr=f"Updated IAM policy for project [{project_id}].\n",
-        extra={"binding_added": changed},
-    )
 
 
 # --- Cloud Run: who may invoke a service ------------------------------------------------------
 
 
 def service_policy(data: dict, key: str) -> dict:
-    from .commands import EMPTY_POLICY_ETAG
-
     return data.setdefault("run_iam", {}).setdefault(key, {"etag": EMPTY_POLICY_ETAG})
 
 
@@ -243,8 +197,6 @@ def is_public(data: dict, key: str) -> bool:
 def set_public(call: Call, data: dict, key: str, region: str, service: str, public: bool) -> str:
     """What ``run deploy --[no-]allow-unauthenticated`` does to the service's policy: "" when it
     worked, else the warning gcloud prints (and exits 0) when the policy cannot be set."""
-    from .commands import add_binding
-
     policy = service_policy(data, key)
     if public:
         if data.get("domain_restricted_sharing"):
@@ -259,70 +211,3 @@ def set_public(call: Call, data: dict, key: str, region: str, service: str, publ
                 binding["members"].remove("allUsers")
         policy["bindings"] = [b for b in policy.get("bindings", []) if b["members"]]
     return ""
-
-
-def _service_key(call: Call, state: dict) -> tuple[str, dict, str, str, str]:
-    from .commands import _need_api, _project, _region
-
-    project, data = _project(call, state)
-    region = _region(call, state, "run/region")
-    _need_api(call, project, data, "run.googleapis.com")
-    service = call.positionals[0]
-    key = f"{region}/{service}"
-    if key not in data["run"]:
-        raise GcloudError(f"Cannot find service [{service}]", 1, call.command.dotted)
-    return project, data, region, service, key
-
-
-def run_services_get_iam_policy(call: Call, state: dict) -> Result:
-    from .commands import _describe_output
-
-    _project_id, data, _region, _service, key = _service_key(call, state)
-    return Result(stdout=_describe_output(call, service_policy(data, key)))
-
-
-def run_services_add_iam_policy_binding(call: Call, state: dict) -> Result:
-    from .commands import _describe_output, add_binding
-
-    member, role = binding_flags(call)
-    _project_id, data, _region, service, key = _service_key(call, state)
-    check_member(call, state, member)
-    _check_role(call, role)
-    refuse_public(call, data, member)
-    changed = add_binding(service_policy(data, key), role, member)
-    data["run"][key]["fake"]["public"] = is_public(data, key)
-    return Result(
-        stdout=_describe_output(call, service_policy(data, key)),
-        stderr=f"Updated IAM policy for service [{service}].\n",
-        extra={"binding_added": changed},
-    )
-
-
-def run_services_update(call: Call, state: dict) -> Result:
-    """Only what the kit's remedy uses: ``--[no-]invoker-iam-check``."""
-    project, data, region, service, key = _service_key(call, state)
-    check = call.flag("--invoker-iam-check")
-    if check is None:
-        raise GcloudError(
-            "No configuration change requested. Did you mean to include the flags "
-            "`--update-env-vars`, `--image`...? (fake gcloud: it models only "
-            "--[no-]invoker-iam-check)",
-            1,
-            call.command.dotted,
-        )
-    resource = data["run"][key]
-    annotations = resource["metadata"].setdefault("annotations", {})
-    if check:
-        annotations.pop(INVOKER_IAM_DISABLED, None)
-    else:
-        annotations[INVOKER_IAM_DISABLED] = "true"
-    resource["fake"]["public"] = is_public(data, key)
-    revision = resource["status"]["latestReadyRevisionName"]
-    return Result(
-        stderr=(
-            f"Deploying...\n  Creating Revision...\n  Routing traffic...\nDone.\nService "
-            f"[{service}] revision [{revision}] has been deployed and is serving 100 percent of "
-            f"traffic.\nService URL: {resource['status']['url']}\n"
-        ),
-        extra={"invoker_iam_check": bool(check), "project": project, "region": region},
-    )

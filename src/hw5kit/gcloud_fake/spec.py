@@ -2,7 +2,8 @@
 Google's reference (the URL is kept with the command) and the real CLI's ``--help``.
 
 To allow another command, add a ``Command`` to ``COMMANDS`` with its flags and a handler
-(``handler(call, state) -> Result`` in ``commands.py``); anything not listed here is refused
+(``handler(call, state) -> Result``, named ``"module:function"`` of ``commands/``, the module
+of its command group); anything not listed here is refused
 with gcloud's own wording ("Invalid choice", "unrecognized arguments") and exit status 2.
 """
 
@@ -137,7 +138,7 @@ class Command:
     doc: str  # the reference page the flags were checked against
     flags: tuple[Flag, ...] = ()
     positionals: tuple[Positional, ...] = ()
-    handler: str = ""  # function name in commands.py
+    handler: str = ""  # "module:function" of the package commands/
 
     @property
     def name(self) -> str:
@@ -180,7 +181,7 @@ GATEWAY_FLAGS = (
     Flag("--async", takes_value=False),
 )
 
-# --- Secret Manager (v2's session key; secretmanager.py) ---------------------------------------
+# --- Secret Manager (v2's session key; commands/secrets.py) -----------------------------------
 # `gcloud run deploy` (https://cloud.google.com/sdk/gcloud/reference/run/deploy): secrets as
 # environment variables, KEY=SECRET_NAME:SECRET_VERSION,...; the runtime identity.
 SECRET_DEPLOY_FLAGS = (
@@ -200,27 +201,27 @@ SECRET_COMMANDS = (
             Flag("--labels"),
         ),
         positionals=(Positional("SECRET"),),
-        handler="secretmanager:secrets_create",
+        handler="secrets:secrets_create",
     ),
     Command(
         ("secrets", "describe"),
         "https://cloud.google.com/sdk/gcloud/reference/secrets/describe",
         positionals=(Positional("SECRET"),),
-        handler="secretmanager:secrets_describe",
+        handler="secrets:secrets_describe",
     ),
     Command(
         ("secrets", "versions", "add"),
         "https://cloud.google.com/sdk/gcloud/reference/secrets/versions/add",
         flags=(SECRET_DATA,),
         positionals=(Positional("SECRET"),),
-        handler="secretmanager:secrets_versions_add",
+        handler="secrets:secrets_versions_add",
     ),
     Command(
         ("secrets", "add-iam-policy-binding"),
         "https://cloud.google.com/sdk/gcloud/reference/secrets/add-iam-policy-binding",
         flags=(Flag("--member"), Flag("--role")),
         positionals=(Positional("SECRET"),),
-        handler="secretmanager:secrets_add_iam_policy_binding",
+        handler="secrets:secrets_add_iam_policy_binding",
     ),
 )
 
@@ -231,26 +232,26 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             ("config", "get-value"),
             "https://cloud.google.com/sdk/gcloud/reference/config/get-value",
             positionals=(Positional("SECTION/PROPERTY"),),
-            handler="config_get_value",
+            handler="config:config_get_value",
         ),
         Command(
             ("config", "set"),
             "https://cloud.google.com/sdk/gcloud/reference/config/set",
             positionals=(Positional("SECTION/PROPERTY"), Positional("VALUE")),
-            handler="config_set",
+            handler="config:config_set",
         ),
         Command(
             ("services", "list"),
             "https://cloud.google.com/sdk/gcloud/reference/services/list",
             flags=(Flag("--enabled", takes_value=False),),
-            handler="services_list",
+            handler="services:services_list",
         ),
         Command(
             ("artifacts", "repositories", "describe"),
             "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/describe",
             flags=(Flag("--location", check=region_check),),
             positionals=(Positional("REPOSITORY"),),
-            handler="artifacts_repositories_describe",
+            handler="artifacts:artifacts_repositories_describe",
         ),
         Command(
             ("builds", "submit"),
@@ -275,14 +276,14 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 ),
             ),
             positionals=(Positional("SOURCE", required=False),),
-            handler="builds_submit",
+            handler="builds:builds_submit",
         ),
         Command(
             ("builds", "describe"),
             "https://cloud.google.com/sdk/gcloud/reference/builds/describe",
             flags=(Flag("--region", check=build_region_check),),
             positionals=(Positional("BUILD"),),
-            handler="builds_describe",
+            handler="builds:builds_describe",
         ),
         Command(
             ("builds", "log"),
@@ -292,7 +293,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--stream", takes_value=False),
             ),
             positionals=(Positional("BUILD"),),
-            handler="builds_log",
+            handler="builds:builds_log",
         ),
         # which service account builds run as (issue 19: the Compute Engine default account in
         # projects created since mid-2024); `nox -s setup` and check_prereq.sh ask it
@@ -300,7 +301,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             ("builds", "get-default-service-account"),
             "https://cloud.google.com/sdk/gcloud/reference/builds/get-default-service-account",
             flags=(Flag("--region", check=build_region_check),),
-            handler="iam:builds_get_default_service_account",
+            handler="builds:builds_get_default_service_account",
         ),
         Command(
             ("run", "deploy"),
@@ -329,7 +330,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 *SECRET_DEPLOY_FLAGS,
             ),
             positionals=(Positional("SERVICE"),),
-            handler="run_deploy",
+            handler="run:run_deploy",
         ),
         # who may invoke a service: deploy and verify check --allow-unauthenticated took effect
         Command(
@@ -337,7 +338,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             "https://cloud.google.com/sdk/gcloud/reference/run/services/get-iam-policy",
             flags=(REGION, Flag("--platform", choices=("managed",))),
             positionals=(Positional("SERVICE"),),
-            handler="iam:run_services_get_iam_policy",
+            handler="run:run_services_get_iam_policy",
         ),
         Command(
             ("run", "services", "add-iam-policy-binding"),
@@ -349,7 +350,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--platform", choices=("managed",)),
             ),
             positionals=(Positional("SERVICE"),),
-            handler="iam:run_services_add_iam_policy_binding",
+            handler="run:run_services_add_iam_policy_binding",
         ),
         # the remedy under domain-restricted sharing: --no-invoker-iam-check (nothing else)
         Command(
@@ -361,28 +362,28 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--platform", choices=("managed",)),
             ),
             positionals=(Positional("SERVICE"),),
-            handler="iam:run_services_update",
+            handler="run:run_services_update",
         ),
         Command(
             ("run", "services", "describe"),
             "https://cloud.google.com/sdk/gcloud/reference/run/services/describe",
             flags=(REGION, Flag("--platform", choices=("managed",))),
             positionals=(Positional("SERVICE"),),
-            handler="run_services_describe",
+            handler="run:run_services_describe",
         ),
         # --- what `nox -s setup` and setup/check_prereq.sh use (steps 1 to 5) ---
         Command(
             ("projects", "describe"),
             "https://cloud.google.com/sdk/gcloud/reference/projects/describe",
             positionals=(Positional("PROJECT_ID_OR_NUMBER"),),
-            handler="projects_describe",
+            handler="projects:projects_describe",
         ),
         Command(
             ("services", "enable"),
             "https://cloud.google.com/sdk/gcloud/reference/services/enable",
             flags=(Flag("--async", takes_value=False),),
             positionals=(Positional("SERVICE", repeated=True),),
-            handler="services_enable",
+            handler="services:services_enable",
         ),
         Command(
             ("artifacts", "repositories", "create"),
@@ -394,14 +395,14 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--async", takes_value=False),
             ),
             positionals=(Positional("REPOSITORY"),),
-            handler="artifacts_repositories_create",
+            handler="artifacts:artifacts_repositories_create",
         ),
         Command(
             ("artifacts", "repositories", "get-iam-policy"),
             "https://cloud.google.com/sdk/gcloud/reference/artifacts/repositories/get-iam-policy",
             flags=(Flag("--location", check=location_check),),
             positionals=(Positional("REPOSITORY"),),
-            handler="artifacts_repositories_get_iam_policy",
+            handler="artifacts:artifacts_repositories_get_iam_policy",
         ),
         Command(
             ("artifacts", "repositories", "add-iam-policy-binding"),
@@ -413,21 +414,21 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--role"),
             ),
             positionals=(Positional("REPOSITORY"),),
-            handler="artifacts_repositories_add_iam_policy_binding",
+            handler="artifacts:artifacts_repositories_add_iam_policy_binding",
         ),
         # the roles of Cloud Build's service account, on the project (setup grants them)
         Command(
             ("projects", "get-iam-policy"),
             "https://cloud.google.com/sdk/gcloud/reference/projects/get-iam-policy",
             positionals=(Positional("PROJECT_ID"),),
-            handler="iam:projects_get_iam_policy",
+            handler="projects:projects_get_iam_policy",
         ),
         Command(
             ("projects", "add-iam-policy-binding"),
             "https://cloud.google.com/sdk/gcloud/reference/projects/add-iam-policy-binding",
             flags=(Flag("--member"), Flag("--role"), Flag("--condition")),
             positionals=(Positional("PROJECT_ID"),),
-            handler="iam:projects_add_iam_policy_binding",
+            handler="projects:projects_add_iam_policy_binding",
         ),
         # --- v3: Google API Gateway (the API, its configs, the gateway) ---
         Command(
@@ -442,41 +443,41 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                 Flag("--async", takes_value=False),
             ),
             positionals=(Positional("API_CONFIG"),),
-            handler="api_configs_create",
+            handler="apigateway:api_configs_create",
         ),
         Command(
             ("api-gateway", "api-configs", "describe"),
             "https://cloud.google.com/sdk/gcloud/reference/api-gateway/api-configs/describe",
             flags=(Flag("--api", check=GATEWAY_ID), Flag("--view", choices=("BASIC", "FULL"))),
             positionals=(Positional("API_CONFIG"),),
-            handler="api_configs_describe",
+            handler="apigateway:api_configs_describe",
         ),
         Command(
             ("api-gateway", "apis", "describe"),
             "https://cloud.google.com/sdk/gcloud/reference/api-gateway/apis/describe",
             positionals=(Positional("API"),),
-            handler="apis_describe",
+            handler="apigateway:apis_describe",
         ),
         Command(
             ("api-gateway", "gateways", "create"),
             "https://cloud.google.com/sdk/gcloud/reference/api-gateway/gateways/create",
             flags=GATEWAY_FLAGS,
             positionals=(Positional("GATEWAY"),),
-            handler="gateways_create",
+            handler="apigateway:gateways_create",
         ),
         Command(
             ("api-gateway", "gateways", "update"),
             "https://cloud.google.com/sdk/gcloud/reference/api-gateway/gateways/update",
             flags=GATEWAY_FLAGS,
             positionals=(Positional("GATEWAY"),),
-            handler="gateways_update",
+            handler="apigateway:gateways_update",
         ),
         Command(
             ("api-gateway", "gateways", "describe"),
             "https://cloud.google.com/sdk/gcloud/reference/api-gateway/gateways/describe",
             flags=(Flag("--location", check=region_check),),
             positionals=(Positional("GATEWAY"),),
-            handler="gateways_describe",
+            handler="apigateway:gateways_describe",
         ),
     )
 }

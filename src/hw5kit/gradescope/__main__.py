@@ -63,7 +63,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from ..grading.sandbox import Sandbox, SandboxUnavailable
+    from ..grading import bwrap as bwrap_cmd
+    from ..grading.limits import SandboxUnavailable
+    from ..grading.sandbox import Sandbox
 
     try:
         config = config_mod.load(args.config)
@@ -72,7 +74,9 @@ def _doctor(args: argparse.Namespace) -> int:
         return 1
     print(f"doctor: hw5kit {__version__}, Python {platform.python_version()} ({sys.executable})")
     print(f"doctor: config {args.config or config_mod.DEFAULT}: {config}")
-    print(f"doctor: bubblewrap {shutil.which('bwrap') or 'NOT installed'}; uid {os.geteuid()}")
+    bwrap = shutil.which("bwrap")
+    found = f"{bwrap} ({bwrap_cmd.version(bwrap)})" if bwrap else "NOT installed"
+    print(f"doctor: bubblewrap {found}; uid {os.geteuid()}")
     try:
         box = Sandbox.detect(config.sandbox)
         print(f"doctor: the scripts' sandbox here and now: {box.mode} ({box.describe()})")

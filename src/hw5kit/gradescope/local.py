@@ -24,8 +24,8 @@ Base images (``--base``):
 
 User namespaces (``userns``): with them, the container is started with nothing of ``/proc``
 masked and no seccomp filter, so bubblewrap can mount its own ``/proc`` and set its hostname
-and the grader uses its ``bwrap`` sandbox (where the image's bubblewrap is recent enough:
-Ubuntu 22.04's 0.6.1 lacks ``--size``, so the grader falls back on ``user`` there); without
+and the grader uses its ``bwrap`` sandbox (Ubuntu 22.04's bubblewrap 0.6.1 lacks ``--size``:
+the grader then bounds ``/tmp`` and ``/dev/shm`` itself, ``grading/bwrap.py``); without
 them, a seccomp profile refuses every new namespace (``unshare``, namespace flags of
 ``clone``, ``clone3``), as Docker's default profile does for a container without
 ``CAP_SYS_ADMIN``, so the grader falls back on its ``user`` sandbox.

@@ -15,13 +15,13 @@ from __future__ import annotations
 from .. import lazy
 
 _EXPORTS = {
-    "Context": "grader",
+    "Context": "context",
     "Grading": "grader",
-    "Options": "grader",
+    "Options": "context",
     "grade": "grader",
-    "Limits": "sandbox",
+    "Limits": "limits",
     "Sandbox": "sandbox",
-    "SandboxUnavailable": "sandbox",
+    "SandboxUnavailable": "limits",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from .. import naming
 from . import cloud, report
 from .grader import Options, grade
-from .sandbox import MODES, Limits, Sandbox, SandboxUnavailable
+from .limits import Limits, SandboxUnavailable
+from .sandbox import MODES, Sandbox
 
 EPILOG = """\
 examples:

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from ..gcloud_fake import cloudbuild as cb
+from ..gcloud_fake import docker
 
 COURSE_SUBSTITUTIONS = {
     "_BASE_IMAGE_URI": "@BASE@",
@@ -333,7 +334,7 @@ def _collect(analysis: Analysis, command: DockerCommand) -> None:
 
 def _parse_build(command: DockerCommand) -> Build:
     # lenient where docker is strict: grade what the student meant, the fake run says the rest
-    parsed = cb.parse_docker_build(command.args)
+    parsed = docker.parse_docker_build(command.args)
     return Build(
         command,
         [normalize(t) for t in parsed.tags],

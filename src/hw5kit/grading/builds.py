@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ..gcloud_fake import cloudbuild as cb
+from ..gcloud_fake import docker
 from . import buildconfig as bc
 from .evidence import at_line
 from .layout import app_named_in
@@ -34,7 +34,7 @@ from .submission import FileProblem, load_yaml
 
 if TYPE_CHECKING:
     from .cloud import Call
-    from .grader import Context
+    from .context import Context
 
 SHOWN = {
     bc.BASE: "${_BASE_IMAGE_URI}",
@@ -257,7 +257,7 @@ def build_units(ctx: Context, static_rels: list[str]) -> list[BuildUnit]:
 
 def resolve_app_from(
     ctx: Context, unit: BuildUnit, build: bc.Build
-) -> list[tuple[str, cb.DockerfileFroms | None]]:
+) -> list[tuple[str, docker.DockerfileFroms | None]]:
     """Each Dockerfile the app build reads, with its FROM lines resolved by the build
     arguments the step passes (None: the submission has no such file)."""
     out = []
@@ -267,5 +267,5 @@ def resolve_app_from(
         except FileProblem:
             out.append((rel, None))
             continue
-        out.append((rel, cb.resolve_froms(text, build.build_args)))
+        out.append((rel, docker.resolve_froms(text, build.build_args)))
     return out

@@ -146,6 +146,7 @@ def main() -> None:
     """Answer requests on stdin until it closes."""
     from ..gcloud_fake import cli, cloudbuild, commands, gcloudignore  # noqa: F401 - preload
 
+    commands.preload()
     cloudbuild.schema()
     import jsonschema  # noqa: F401 - builds need it; import it once here, not per call
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..gcloud_fake import PACKAGE_PARENT, FakeGcloud
 from ..gcloud_fake import cli as fake_cli
+from ..gcloud_fake.call import GcloudError
 from . import callserver
 
 BUILD_ID_RE = re.compile(
@@ -109,7 +110,7 @@ class FakeCloud:
             return {"stdout": "", "stderr": message, "code": 0}
         try:
             parsed = fake_cli.parse(argv, env, cwd_path)
-        except fake_cli.GcloudError:
+        except GcloudError:
             parsed = None
         answer = self.run_bounded(argv, cwd_path, env)
         build = BUILD_ID_RE.search(answer["stderr"])

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import requests
 
 from .. import photos
-from .grader import SLOTS, Context
+from .context import SLOTS, Context
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TIMEOUT = 30

@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .checks import Result
 from .evidence import Evidence
 from .grader import Grading
+from .outcome import Result
 
 
 def _points(value: float) -> str:

@@ -28,7 +28,9 @@ from pathlib import Path
 from . import layout
 from .buildconfig import BASE, Analysis
 from .cloud import Call, FakeCloud
-from .sandbox import GcloudRelay, RunResult, Sandbox
+from .limits import RunResult
+from .relay import GcloudRelay
+from .sandbox import Sandbox
 from .submission import Snapshot
 
 SUBMIT_NAMES, CONFIG_NAMES = layout.SUBMIT_NAMES, layout.CONFIG_NAMES

@@ -1,5 +1,5 @@
 """Every bad input of the catalog, sent to a live gunicorn backend: its documented 4xx JSON
-error, and the server still serving afterwards. Plus: the README's tables match the catalog."""
+error, and the server still serving afterwards. Plus: the docs' tables match the catalog."""
 
 import re
 from pathlib import Path

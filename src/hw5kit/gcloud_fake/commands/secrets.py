@@ -31,10 +31,11 @@ import base64
 import re
 import sys
 
-from ..confined import TooLarge, Unreadable
-from .cli import Call, GcloudError, Result
-from .commands import _describe_output, _need_api, _project, add_binding
-from .state import now
+from ...confined import TooLarge, Unreadable
+from ..call import Call, Result
+from ..iam import add_binding
+from ..state import now
+from .common import describe_output, need_api, project_of
 
 API = "secretmanager.googleapis.com"
 ACCESSOR = "roles/secretmanager.secretAccessor"
@@ -57,11 +58,9 @@ def _name(data: dict, secret: str) -> str:
 def _secret_id(call: Call) -> str:
     secret = call.positionals[0]
     if not SECRET_ID.match(secret):
-        raise GcloudError(
+        raise call.error(
             f"Invalid value for [SECRET]: [{secret}] must be at most 255 letters, digits, "
-            "underscores or hyphens",
-            1,
-            call.command.dotted,
+            "underscores or hyphens"
         )
     return secret
 
@@ -76,26 +75,16 @@ def _read_data(call: Call) -> bytes:
         except TooLarge:
             data = b"x" * (MAX_DATA + 1)  # Secret Manager's own refusal, below
         except Unreadable as exc:
-            raise GcloudError(
-                f"Unable to read file [{path}]: {exc.reason}", 1, call.command.dotted
-            ) from None
+            raise call.error(f"Unable to read file [{path}]: {exc.reason}") from None
     if len(data) > MAX_DATA:
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Secret payload is larger than {MAX_DATA} bytes",
-            1,
-            call.command.dotted,
-        )
+        raise call.error(f"INVALID_ARGUMENT: Secret payload is larger than {MAX_DATA} bytes")
     return data
 
 
 def _existing(call: Call, data: dict, secret: str) -> dict:
     entry = _secrets(data).get(secret)
     if entry is None:
-        raise GcloudError(
-            f"NOT_FOUND: Secret [{_name(data, secret)}] not found or has no versions.",
-            1,
-            call.command.dotted,
-        )
+        raise call.error(f"NOT_FOUND: Secret [{_name(data, secret)}] not found or has no versions.")
     return entry
 
 
@@ -112,29 +101,21 @@ def _b64(payload: bytes) -> str:
 
 
 def secrets_create(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     if secret in _secrets(data):
-        raise GcloudError(
-            f"ALREADY_EXISTS: Secret [{_name(data, secret)}] already exists.",
-            1,
-            call.command.dotted,
-        )
+        raise call.error(f"ALREADY_EXISTS: Secret [{_name(data, secret)}] already exists.")
     policy = call.flag("--replication-policy") or "automatic"
     locations = [x for x in str(call.flag("--locations") or "").split(",") if x]
     if policy == "user-managed" and not locations:
-        raise GcloudError(
-            "If --replication-policy is user-managed then --locations must also be provided.",
-            1,
-            call.command.dotted,
+        raise call.error(
+            "If --replication-policy is user-managed then --locations must also be provided."
         )
     if policy == "automatic" and locations:
-        raise GcloudError(
+        raise call.error(
             "Locations are only allowed when creating a secret with a user-managed "
-            "replication policy.",
-            1,
-            call.command.dotted,
+            "replication policy."
         )
     payload = _read_data(call) if call.flag("--data-file") is not None else None
     entry = {
@@ -154,8 +135,8 @@ def secrets_create(call: Call, state: dict) -> Result:
 
 
 def secrets_describe(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     entry = _existing(call, data, secret)
     resource = {
@@ -164,16 +145,16 @@ def secrets_describe(call: Call, state: dict) -> Result:
         "name": _name(data, secret),
         "replication": entry["replication"],
     }
-    return Result(stdout=_describe_output(call, resource))
+    return Result(stdout=describe_output(call, resource))
 
 
 def secrets_versions_add(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     entry = _existing(call, data, secret)
     if call.flag("--data-file") is None:
-        raise GcloudError("argument --data-file: Must be specified.", 2, call.command.dotted)
+        raise call.error("argument --data-file: Must be specified.", 2)
     version = _add_version(data, secret, entry, _read_data(call))
     return Result(
         stderr=f"Created version [{version.rsplit('/', 1)[1]}] of the secret [{secret}].\n"
@@ -181,23 +162,21 @@ def secrets_versions_add(call: Call, state: dict) -> Result:
 
 
 def secrets_add_iam_policy_binding(call: Call, state: dict) -> Result:
-    project, data = _project(call, state)
-    _need_api(call, project, data, API)
+    project, data = project_of(call, state)
+    need_api(call, project, data, API)
     secret = _secret_id(call)
     entry = _existing(call, data, secret)
     member, role = call.flag("--member"), call.flag("--role")
     if not member or not role:
-        raise GcloudError("argument --member --role: Must be specified.", 2, call.command.dotted)
+        raise call.error("argument --member --role: Must be specified.", 2)
     if not re.match(r"^(user|serviceAccount|group|domain):", str(member)):
-        raise GcloudError(f"INVALID_ARGUMENT: Invalid member [{member}]", 1, call.command.dotted)
+        raise call.error(f"INVALID_ARGUMENT: Invalid member [{member}]")
     if not str(role).startswith("roles/"):
-        raise GcloudError(
-            f"INVALID_ARGUMENT: Role {role} is not a valid role", 1, call.command.dotted
-        )
+        raise call.error(f"INVALID_ARGUMENT: Role {role} is not a valid role")
     policy = {"bindings": entry["bindings"]}
     add_binding(policy, str(role), str(member))
     entry["bindings"] = policy["bindings"]
-    out = _describe_output(call, {"bindings": entry["bindings"], "etag": "BwY=", "version": 1})
+    out = describe_output(call, {"bindings": entry["bindings"], "etag": "BwY=", "version": 1})
     return Result(stdout=out, stderr=f"Updated IAM policy for secret [{secret}].\n")
 
 
@@ -218,11 +197,10 @@ def _parse_refs(call: Call, flag: str) -> dict[str, tuple[str, str]]:
         key, eq, value = item.partition("=")
         match = SECRET_REF.match(value.strip()) if eq else None
         if not ENV_KEY.match(key.strip()) or match is None:
-            raise GcloudError(
+            raise call.error(
                 f"argument {flag}: Secrets must be KEY=SECRET_NAME:SECRET_VERSION "
                 f"(the version a number or latest), got [{item}]",
                 2,
-                call.command.dotted,
             )
         refs[key.strip()] = (match["name"], match["version"])
     return refs
@@ -238,11 +216,10 @@ def apply_to_service(call: Call, data: dict, old_container: dict, container: dic
     """Set the container's secret environment variables from the deploy flags (the previous
     revision's when neither flag is given), checking each as Cloud Run does at deployment."""
     if call.flag("--set-secrets") is not None and call.flag("--update-secrets") is not None:
-        raise GcloudError(
+        raise call.error(
             "argument --set-secrets: At most one of --set-secrets | --update-secrets can be "
             "specified.",
             2,
-            call.command.dotted,
         )
     previous = {
         e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
@@ -257,10 +234,8 @@ def apply_to_service(call: Call, data: dict, old_container: dict, container: dic
     clash = sorted({e["name"] for e in plain} & set(refs))
     if clash:
         why = "it has already been set with a different type."
-        raise GcloudError(
-            f"Cannot update environment variable [{clash[0]}] to the given type because {why}",
-            1,
-            call.command.dotted,
+        raise call.error(
+            f"Cannot update environment variable [{clash[0]}] to the given type because {why}"
         )
     account = runtime_account(data, call)
     for index, (secret, version) in enumerate(refs.values()):
@@ -274,19 +249,13 @@ def apply_to_service(call: Call, data: dict, old_container: dict, container: dic
             or (version.isdigit() and int(version) <= len(versions))
         )
         if not found:
-            raise GcloudError(
-                f"{where}.value_from.secret_key_ref.name: Secret {path} was not found",
-                1,
-                call.command.dotted,
-            )
+            raise call.error(f"{where}.value_from.secret_key_ref.name: Secret {path} was not found")
         if not _can_access(data, entry or {}, account):
-            raise GcloudError(
+            raise call.error(
                 f"{where}.value_from.secret_key_ref.name: Permission denied on secret: {path} "
                 f"for Revision service account {account}. The service account used must be "
                 "granted the 'Secret Manager Secret Accessor' role "
-                f"({ACCESSOR}) at the secret, project or higher level.",
-                1,
-                call.command.dotted,
+                f"({ACCESSOR}) at the secret, project or higher level."
             )
     container["env"] = plain + [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": version}}}
