@@ -246,7 +246,8 @@ def lines(results: dict, charts: list[str]) -> list[str]:
 
 
 def summary(results: dict) -> list[str]:
-    """The README's lines: ours against the best peer at c16 and c1, per model and mode."""
+    """The Performance block's lines (docs/maintainer/benchmarks.md): ours against the best peer
+    at c16 and c1, per model and mode."""
     if not peer_names(results):
         return []
     plan = results["meta"]["plan"]
