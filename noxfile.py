@@ -1,9 +1,10 @@
 """HW5 cloud ML kit: `nox -l` lists the sessions; each is a few calls into the hw5kit package.
 
-Two shared environments, rebuilt when requirements/lock.txt or pyproject.toml change: .nox/light
+Shared environments, rebuilt when requirements/lock.txt or pyproject.toml change: .nox/light
 (no torch) for what runs no model (render, setup, check_prereq, grade, and build / deploy /
-verify / status on the gcp target), .nox/kit (torch, the serving stack, the test tools) for the
-rest; hw5kit.devenv.profile_for chooses. `lint` has a small environment of its own.
+verify / status on the gcp target), .nox/docs for the documentation site, .nox/kit (torch, the
+serving stack, the test tools) for the rest; hw5kit.devenv.profile_for chooses. `lint` has a
+small environment of its own.
 Arguments after `--` go to the underlying command (pytest, the pipeline CLI, ...).
 """
 
@@ -48,11 +49,20 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ (MkDocs, strict: a broken link or page fails).
+
+    `-- --out DIR` builds elsewhere; open site/index.html, or serve the folder on 127.0.0.1.
+    """
+    session.run(kit(session), "-m", "hw5kit.docsite", "build", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Serving benchmark: the course's reference backend vs ours vs the in-process limit, and
     the serving peers (TorchServe, BentoML, LitServe, KServe), each from .nox/peers/<name>.
 
-    A full run writes reports/bench/ and the README's Performance figures (about 25 minutes,
+    A full run writes reports/bench/ and the docs' Performance figures (about 25 minutes,
     plus a few to create the peers' environments the first time); `nox -s bench -- --smoke` is
     the reduced run (`--peers litserve` adds one peer); `nox -s bench -- --help` lists options.
     """
@@ -64,7 +74,7 @@ def quant(session: nox.Session) -> None:
     """int8 against fp32: size, latency, throughput, agreement (reports/quantization/).
 
     Bakes the Lite models and their int8 variants, measures, and writes the report and the
-    README's Quantization figures (a few minutes); `nox -s quant -- --smoke` is the reduced run.
+    docs' Quantization figures (a few minutes); `nox -s quant -- --smoke` is the reduced run.
     """
     session.run(kit(session), "-m", "hw5kit.bench", "quant", *session.posargs)
 

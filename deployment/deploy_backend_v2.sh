@@ -52,7 +52,8 @@ IMAGE="${REPO_URI}/${APP_IMAGE}:${BUILD_ID}"
 
 # The v2 backend signs each caller's session cookie with SECRET_KEY: the same key on every
 # instance and across restarts, from the Secret Manager secret that `nox -s deploy -- --target
-# gcp` makes once (README: "v2's session key"). Without it, each instance picks its own.
+# gcp` makes once (docs/student/cloud.md, "v2's session key"). Without it, each instance picks
+# its own.
 SESSION_SECRET="hw5-session-key"
 SECRETS=()
 if gcloud secrets describe "${SESSION_SECRET}" --project="${PROJECT_ID}" \
@@ -61,7 +62,7 @@ if gcloud secrets describe "${SESSION_SECRET}" --project="${PROJECT_ID}" \
 else
     echo "warning: no Secret Manager secret ${SESSION_SECRET} in ${PROJECT_ID}: each instance" \
         "signs sessions with its own random key, lost at every restart. nox -s deploy -- --target" \
-        "gcp creates it (README: v2's session key)." >&2
+        "gcp creates it (docs/student/cloud.md: v2's session key)." >&2
 fi
 
 echo "Deploying ${IMAGE} as ${SERVICE_NAME} in ${REGION}..." >&2

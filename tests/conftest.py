@@ -15,6 +15,17 @@ from hw5kit import photos, procs
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = Path(__file__).resolve().parent / "support"
 REQUIRE_ALL = os.environ.get("HW5_REQUIRE_ALL") == "1"
+# Debian's Chromium driven by Playwright (never a downloaded browser): the frontend and docs tests
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 # The test process itself runs under the network guard too: a test that would resolve or
 # connect outside loopback fails instead of sending traffic (see support/netguard).
@@ -143,3 +154,29 @@ def int8_torch_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("int8_torch_home")
     bake(list(INT8_MODELS), home, log=lambda message: None)
     return home
+
+
+# ---- the browser (frontend and docs tests) ----------------------------------------------
+@pytest.fixture(scope="session")
+def browser():
+    need(CHROMIUM.exists(), f"{CHROMIUM} (install: python -m hw5kit.devenv system chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    contexts = []
+
+    def factory(width: int = 1280, height: int = 1500):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(60_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield factory
+    for context in contexts:
+        context.close()

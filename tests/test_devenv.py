@@ -23,6 +23,14 @@ def test_sessions_that_never_run_a_model_are_light_whatever_the_target(session):
         assert devenv.profile_for(session, args, ROOT) is devenv.LIGHT
 
 
+def test_the_docs_session_gets_its_own_environment():
+    for args in ([], ["--target", "gcp"], ["--out", "/tmp/site"]):
+        assert devenv.profile_for("docs", args, ROOT) is devenv.DOCS
+    assert devenv.DOCS.extras == ("docs",)
+    assert devenv.env_dir(ROOT, devenv.DOCS) == ROOT / ".nox" / "docs"
+    assert len({devenv.fingerprint(ROOT, p) for p in devenv.PROFILES.values()}) == 3
+
+
 @pytest.mark.parametrize("session", ["tests", "bench", "quant", "hop", "loadtest", "lint"])
 def test_sessions_that_run_models_get_the_kit_even_with_target_gcp(session):
     assert devenv.profile_for(session, ["--target", "gcp"], ROOT) is devenv.KIT

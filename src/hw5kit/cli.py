@@ -13,12 +13,13 @@ COMMANDS = {
     "pipeline": ("hw5kit.pipeline.cli", "setup, render, build, deploy, verify, stop, status"),
     "weights": ("hw5kit.serving.models.weights", "check or bake model weights into TORCH_HOME"),
     "loadtest": ("hw5kit.loadtest", "bounded load session against a backend"),
-    "badinputs": ("hw5kit.testkit.badinputs", "the bad-input catalog and its README tables"),
+    "badinputs": ("hw5kit.testkit.badinputs", "the bad-input catalog and its docs tables"),
     "gcloud-fake": ("hw5kit.gcloud_fake.__main__", "install the fake gcloud, seed projects"),
     "grade": ("hw5kit.grading.__main__", "grade a submission: Gradescope's results.json"),
-    "rubric": ("hw5kit.grading.rubric", "the grading rubric and its README table"),
+    "rubric": ("hw5kit.grading.rubric", "the grading rubric and its docs table"),
     "lint": ("hw5kit.lint", "ruff, shellcheck and hadolint over the repository"),
     "devenv": ("hw5kit.devenv", "the shared environment and system packages"),
+    "docs": ("hw5kit.docsite", "the documentation site: strict build, link check, Mermaid"),
 }
 
 

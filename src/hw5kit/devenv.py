@@ -1,4 +1,4 @@
-"""The project's two virtual environments, each shared by the nox sessions that need it.
+"""The project's virtual environments, each shared by the nox sessions that need it.
 
 * ``.nox/light`` (a few dozen MB): the kit's core dependencies only (Jinja2, PyYAML, jsonschema,
   requests). Everything that runs no model uses it: ``render``, ``setup``, ``check_prereq``,
@@ -9,6 +9,8 @@
   PyPI, the models, ONNX Runtime, Flask, Streamlit, the test tools). Where a model runs or is
   converted: the local and container targets' build, deploy and verify, ``tests``, the
   benchmarks.
+* ``.nox/docs`` (about 170 MB): the core plus ``hw5kit[docs]`` (MkDocs, Material, the i18n
+  plugin), made on demand by ``nox -s docs`` and by the test that builds the site.
 
 ``nox -s build`` chooses between them by target: ``--target`` in the session's arguments, else
 ``target`` in the config (``--config FILE``, else ``deployment.yaml``); see ``profile_for``.
@@ -130,7 +132,16 @@ LIGHT = Profile(
     "print('no torch')",
     "Jinja2, PyYAML, jsonschema, requests, no torch (seconds, about 40 MB)",
 )
-PROFILES = {p.name: p for p in (KIT, LIGHT)}
+DOCS = Profile(
+    "docs",
+    ("docs",),
+    "HW5_DOCS_ENV",
+    "from importlib.metadata import version\n"
+    "import material, mkdocs, mkdocs_static_i18n, pymdownx\n"
+    "print('mkdocs', version('mkdocs'), 'material', version('mkdocs-material'))",
+    "MkDocs, Material and the i18n plugin, no torch (about 15 s, 170 MB)",
+)
+PROFILES = {p.name: p for p in (KIT, LIGHT, DOCS)}
 
 # Sessions that never run a model, and those that do only off the gcp target.
 LIGHT_SESSIONS = frozenset({"render", "setup", "check_prereq", "grade", "gradescope"})
@@ -271,7 +282,10 @@ def session_target(posargs: Sequence[str], root: Path = ROOT) -> str | None:
 
 
 def profile_for(session: str, posargs: Sequence[str] = (), root: Path = ROOT) -> Profile:
-    """The environment a nox session runs in: light where no model runs, else the kit."""
+    """The environment a nox session runs in: light where no model runs, docs for the site,
+    else the kit."""
+    if session == "docs":
+        return DOCS
     if session in LIGHT_SESSIONS:
         return LIGHT
     if session in TARGET_SESSIONS and session_target(posargs, root) in LIGHT_TARGETS:
@@ -359,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    ens = sub.add_parser("ensure", help="create or update .nox/kit (or --profile light)")
+    ens = sub.add_parser("ensure", help="create or update .nox/kit (or --profile light|docs)")
     ens.add_argument(
         "--force", action="store_true", help="reinstall even if the lock did not change"
     )

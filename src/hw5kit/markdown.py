@@ -1,5 +1,5 @@
 """Markdown tables, written one way for every report the kit generates (the quantization and
-hop reports, the README's error tables).
+hop reports, the documentation's error tables), and the generated blocks of the documentation.
 
     >>> print(table(["model", "p50 (ms)"], [["lite0", "5.8"]], align="lr"))
     | model | p50 (ms) |
@@ -9,13 +9,19 @@ hop reports, the README's error tables).
 A cell is ``str(value)`` with its ``|`` escaped (an escaped ``\\|`` is left as it is), so a cell
 can never split its row; ``figure`` writes a measured number ("n/a" when missing).
 ``write_report`` writes a report folder as the benchmarks keep them.
+
+A generated block is the text between two marker comments in a page of ``docs/`` (the rubric
+table, the error tables, the benchmark and quantization figures): ``replace_block`` rewrites it,
+``rewrite_pages`` is the command line of every generator (rewrite, or ``--check`` and fail
+when a page is stale).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 _PIPE = re.compile(r"(?<!\\)\|")
@@ -57,3 +63,56 @@ def write_report(out: Path, results: dict, text: str) -> Path:
     path = out / "README.md"
     path.write_text(text)
     return path
+
+
+# ---- generated blocks --------------------------------------------------------------------------
+class BlockMissing(ValueError):
+    """A page lacks a generated block's markers."""
+
+
+def replace_block(text: str, begin: str, end: str, content: str) -> str:
+    """``text`` with what lies between the first ``begin`` and the ``end`` after it replaced by
+    ``content`` (one line break on each side). BlockMissing when the markers are not there."""
+    start = text.find(begin)
+    stop = text.find(end, start + len(begin)) if start >= 0 else -1
+    if stop < 0:
+        raise BlockMissing(f"no generated section {begin} ... {end}")
+    return text[: start + len(begin)] + "\n" + content + "\n" + text[stop:]
+
+
+def update_file(path: Path, begin: str, end: str, content: str) -> bool:
+    """Rewrite one block of the file at ``path``; False (and nothing written) without markers."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        new = replace_block(text, begin, end, content)
+    except BlockMissing:
+        return False
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return True
+
+
+def rewrite_pages(
+    paths: Iterable[Path], render: Callable[[str], str], *, check: bool, command: str
+) -> int:
+    """A generator's command line: each page's blocks made again by ``render``; with ``check``
+    nothing is written and a stale page fails (exit 1, naming ``command``). A page without the
+    markers fails too."""
+    status = 0
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        try:
+            new = render(text)
+        except ValueError as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        if new == text:
+            print(f"{path}: up to date")
+        elif check:
+            print(f"{path} is stale: run {command}")
+            status = 1
+        else:
+            path.write_text(new, encoding="utf-8")
+            print(f"{path}: rewritten")
+    return status

@@ -2,7 +2,7 @@
 
 The kit runs from a checkout (``pip install -e .`` of ``src/hw5kit``), so the repository root is
 two levels above the package: ``<root>/src/hw5kit``. Commands that take ``--root`` use it as
-their default; everything else (apps, templates, README, reports) is found from it.
+their default; everything else (apps, templates, docs, reports) is found from it.
 
 Standard library only: the noxfile imports ``hw5kit.devenv``, which imports this, before any
 environment exists.
@@ -16,6 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
 def pythonpath() -> str:

@@ -1,5 +1,6 @@
 """The benchmark's parts: load generator, /proc readings, target verdicts, README update."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -11,6 +12,8 @@ import pytest
 from hw5kit.bench import procstats, report
 from hw5kit.bench.__main__ import main as bench_main
 from hw5kit.bench.load import run_load, upload_requests, url_requests
+
+from ..conftest import ROOT
 
 
 class CountingClient:
@@ -204,14 +207,14 @@ def test_errors_stress_figures_and_a_tuned_run_are_reported(tmp_path):
     assert "TUNED, not the production defaults: HW5_MAX_INFLIGHT=16" in text
     assert "HW5_ALLOW_LOOPBACK" not in text.split("Our settings")[1].split("\n")[0]
     assert "## Under load and attack, with the production defaults" in text
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{report.BEGIN}\n{report.END}\n")
-    report.update_readme(readme, results)
-    block = readme.read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"{report.BEGIN}\n{report.END}\n")
+    report.update_page(page, results)
+    block = page.read_text()
     assert "Ours: TUNED" in block and "c64: 0 errors" in block and "peak RSS 1700 MiB" in block
 
 
-def test_report_files_and_readme_section(tmp_path):
+def test_report_files_and_docs_section(tmp_path):
     results = _results()
     path = report.write_report(results, tmp_path / "out")
     text = path.read_text()
@@ -219,14 +222,29 @@ def test_report_files_and_readme_section(tmp_path):
     for png in ("throughput.png", "latency.png", "cpu_per_image.png"):
         assert (tmp_path / "out" / png).read_bytes().startswith(b"\x89PNG")
         assert f"]({png})" in text
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n## Performance\n\n{report.BEGIN}\nold\n{report.END}\n\n## Next\n")
-    assert report.update_readme(readme, results)
-    new = readme.read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# x\n\n## Performance\n\n{report.BEGIN}\nold\n{report.END}\n\n## Next\n")
+    assert report.update_page(page, results)
+    new = page.read_text()
     assert "old" not in new and "`python -m hw5kit.bench run`" in new and new.endswith("## Next\n")
     assert "Targets: 5 of 5 met" in new
-    readme.write_text("no markers")
-    assert not report.update_readme(readme, results)
+    page.write_text("no markers")
+    assert not report.update_page(page, results)
+    assert page.read_text() == "no markers"
+
+
+def test_the_docs_performance_figures_are_the_committed_run():
+    """The benchmarks page shows what reports/bench/results.json gives (nox -s bench rewrites
+    both); a hand edit or a report committed without its page fails here."""
+    page = ROOT / "docs" / "maintainer" / "benchmarks.md"
+    results = json.loads((ROOT / "reports" / "bench" / "results.json").read_text())
+    text = page.read_text()
+    assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
+    assert report.render_page(text, results) == text, (
+        f"{page} is stale: run python -m hw5kit.bench run (or update_page from the results)"
+    )
+    edited = text.replace("Targets: ", "Targets (edited): ", 1)
+    assert edited != text and report.render_page(edited, results) == text
 
 
 def test_cli_help_and_bad_arguments(capsys):

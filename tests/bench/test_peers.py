@@ -182,6 +182,12 @@ def test_peers_table_ratios_targets_chart_and_readme_line(tmp_path):
     rows = {r["target"]: r for r in peers_report.targets(results)}
     missed = rows["throughput at c16 ahead of every peer"]
     assert missed["verdict"] == "MISSED" and "LitServe 0.2 needs 20.0 CPU ms" in missed["why"]
+    # less CPU per image yet less throughput: the reason is the cores kept busy
+    assert "keeps 0.6 cores busy against 1.2" in missed["why"]
+    results["subjects"]["ours"]["m"]["records"][1]["cpu_ms_per_image"] = 25.0
+    rows = {r["target"]: r for r in peers_report.targets(results)}
+    assert "cores busy" not in rows["throughput at c16 ahead of every peer"]["why"]
+    results["subjects"]["ours"]["m"]["records"][1]["cpu_ms_per_image"] = 10.0
 
     results["subjects"]["kserve"]["m"]["records"][0]["categories"] = {"coffee.png": ["cup"]}
     line = peers_report.agreement_line(results, "m")

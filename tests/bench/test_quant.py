@@ -96,24 +96,32 @@ def test_evaluation_crops_are_seeded_and_not_the_calibration_inputs():
         assert not any(np.abs(x - c[0]).mean() < 1e-3 for c in calibration)
 
 
-# ---- report and README ----------------------------------------------------------------------
-def test_update_readme_replaces_only_the_marked_block(tmp_path, monkeypatch):
+# ---- report and docs page -------------------------------------------------------------------
+def test_update_page_replaces_only_the_marked_block(tmp_path, monkeypatch):
     monkeypatch.setattr(quant_report, "summary_markdown", lambda results: "NEW FIGURES")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# t\nbefore\n{quant_report.BEGIN}\nold\n{quant_report.END}\nafter\n")
-    assert quant_report.update_readme(readme, {})
-    assert readme.read_text() == (
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# t\nbefore\n{quant_report.BEGIN}\nold\n{quant_report.END}\nafter\n")
+    assert quant_report.update_page(page, {})
+    assert page.read_text() == (
         f"# t\nbefore\n{quant_report.BEGIN}\nNEW FIGURES\n{quant_report.END}\nafter\n"
     )
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")
-    assert not quant_report.update_readme(bare, {})
+    assert not quant_report.update_page(bare, {})
     assert bare.read_text() == "no markers\n"
 
 
-def test_the_repository_readme_has_the_quantization_block():
-    text = (ROOT / "README.md").read_text()
+def test_the_docs_quantization_figures_are_the_committed_run():
+    """The benchmarks page shows what reports/quantization/results.json gives."""
+    page = ROOT / "docs" / "maintainer" / "benchmarks.md"
+    text = page.read_text()
     assert text.count(quant_report.BEGIN) == 1 and text.count(quant_report.END) == 1
+    results = json.loads((ROOT / "reports" / "quantization" / "results.json").read_text())
+    assert quant_report.render_page(text, results) == text, (
+        f"{page} is stale: run python -m hw5kit.bench quant (or update_page from the results)"
+    )
+    edited = text.replace("efficientnet_lite0 | 17.8", "efficientnet_lite0 | 99.9")
+    assert edited != text and quant_report.render_page(edited, results) == text
 
 
 @pytest.mark.parametrize(
@@ -131,7 +139,7 @@ def test_the_quant_command_refuses_models_without_int8(argv, message, capsys):
 
 def test_the_quant_command_refuses_unknown_variants():
     with pytest.raises(SystemExit, match="unknown variant nope"):
-        main(["quant", "--variants", "nope", "--no-readme"])
+        main(["quant", "--variants", "nope", "--no-page"])
 
 
 # ---- the reduced run ------------------------------------------------------------------------
@@ -142,11 +150,11 @@ def test_smoke_run_measures_both_precisions_and_writes_the_report(tmp_path, int8
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HW5_", "GUNICORN_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT / "netguard"), str(ROOT / "src")])
     env["NETGUARD_LOG"] = str(guard_log)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"x\n{quant_report.BEGIN}\n{quant_report.END}\n")
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"x\n{quant_report.BEGIN}\n{quant_report.END}\n")
     command = ["quant", "--smoke", "--out", str(out), "--torch-home", str(int8_torch_home)]
     done = subprocess.run(
-        [sys.executable, "-m", "hw5kit.bench", *command, "--readme", str(readme)],
+        [sys.executable, "-m", "hw5kit.bench", *command, "--page", str(page)],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -189,5 +197,5 @@ def test_smoke_run_measures_both_precisions_and_writes_the_report(tmp_path, int8
     assert "python -m hw5kit.bench quant --smoke" in text
     assert f"| efficientnet_lite0 | {entry['photos']['top1_count']}/9 |" in text
     assert "weights per tensor instead of per channel" in text
-    summary = readme.read_text()
+    summary = page.read_text()
     assert "| efficientnet_lite0 |" in summary and "reports/quantization/README.md" in summary

@@ -107,8 +107,10 @@ def test_frontend_image_has_no_torch(engine, images):
 
 
 def test_images_are_small(images):
-    # PyPI's CUDA torch alone is several GB; the CPU build and the split bases keep these small
-    assert images["backend_v1"].size < 1.2e9, images["backend_v1"].size
+    # PyPI's CUDA torch alone is several GB; the CPU build and the split bases keep these small.
+    # The backend carries OpenVINO's runtime too (the default where the CPU has bf16, issue 17):
+    # about 190 MB, 1.28 GB in all when measured on 2026-12-04.
+    assert images["backend_v1"].size < 1.4e9, images["backend_v1"].size
     assert images["frontend_v1"].size < 0.8e9, images["frontend_v1"].size
 
 

@@ -6,7 +6,7 @@
 * Streamlit processes for the browser tests, started like the deployed ones
   (``procs.streamlit_command``) with the network guard; their guard log must stay empty and
   their log must hold no traceback.
-* Headless Chromium (Debian's ``/usr/bin/chromium``) driven by Playwright; never downloaded.
+* Headless Chromium: the ``browser`` and ``new_page`` fixtures of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -26,20 +26,10 @@ from hw5kit.serving.models import load_classifier
 from hw5kit.serving.registry import ModelRegistry
 from hw5kit.serving.settings import FetchLimits, ServingSettings
 
-from ..conftest import ROOT, need, subprocess_env
+from ..conftest import ROOT, subprocess_env
 
 LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 APPS = ROOT / "apps"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
@@ -165,29 +155,3 @@ def frontend_factory(tmp_path) -> Iterator[Callable[..., Frontend]]:
     yield factory
     for frontend in started:
         check_frontend_stopped_clean(frontend)
-
-
-# ---- the browser ---------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def browser():
-    need(CHROMIUM.exists(), f"{CHROMIUM} (install: python -m hw5kit.devenv system chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def new_page(browser):
-    contexts = []
-
-    def factory(width: int = 1280, height: int = 1500):
-        context = browser.new_context(viewport={"width": width, "height": height})
-        context.set_default_timeout(60_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield factory
-    for context in contexts:
-        context.close()

@@ -1,4 +1,5 @@
-"""The rubric as data: the course's totals, every check known, manual items, the README."""
+"""The rubric as data: the course's totals, every check known, manual items, and the table of
+the grading pages."""
 
 from __future__ import annotations
 
@@ -47,15 +48,21 @@ def test_a_rubric_whose_items_do_not_add_up_is_refused():
         rubric.parse(data)
 
 
-def test_the_readme_table_is_generated_from_the_rubric(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    assert rubric.render_readme(readme) == readme, (
-        "README.md is stale: run python -m hw5kit.grading.rubric readme"
-    )
-    for item in rubric.load().items:
-        assert f"| {item.id} |" in readme
-    stale = tmp_path / "README.md"
-    stale.write_text(readme.replace("| Q1.2 | 5 |", "| Q1.2 | 6 |"))
-    assert rubric.main(["readme", "--check", "--path", str(stale)]) == 1
-    assert rubric.main(["readme", "--path", str(stale)]) == 0
-    assert stale.read_text() == readme
+def test_the_grading_pages_table_is_generated_from_the_rubric(tmp_path):
+    """Both languages' grading pages hold the table, and it is the rubric's."""
+    assert [p.name for p in rubric.PAGES] == ["index.md", "index.fr.md"]
+    assert rubric.main(["docs", "--check"]) == 0, f"stale: run {rubric.COMMAND}"
+    for page in rubric.PAGES:
+        text = page.read_text()
+        assert rubric.render_page(text) == text, f"{page} is stale: run {rubric.COMMAND}"
+        for item in rubric.load().items:
+            assert f"| {item.id} |" in text
+    page = (ROOT / "docs" / "ta" / "index.fr.md").read_text()
+    stale = tmp_path / "index.fr.md"
+    stale.write_text(page.replace("| Q1.2 | 5 |", "| Q1.2 | 6 |"))
+    assert rubric.main(["docs", "--check", "--path", str(stale)]) == 1
+    assert rubric.main(["readme", "--path", str(stale)]) == 0  # the old name still works
+    assert stale.read_text() == page
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no table\n")
+    assert rubric.main(["docs", "--check", "--path", str(bare)]) == 1

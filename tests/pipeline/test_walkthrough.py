@@ -1,5 +1,6 @@
-"""The README's walk-through (English and French) runs as written against the fake gcloud, on a
-project where nothing is set up yet, and the commands it says setup runs are the ones it runs."""
+"""The student guide's walk-through (docs/student/index.md, and its French version) runs as
+written against the fake gcloud, on a project where nothing is set up yet, and the commands it
+says setup runs are the ones it runs."""
 
 import os
 import re
@@ -16,28 +17,26 @@ from ..conftest import ROOT, subprocess_env
 from ..support.pipeline import PROJECT, make_repo, pipeline
 from .test_setup import READ_ONLY
 
-SECTION = "## From an empty Google Cloud account to a deployed v1"
+GUIDE = "docs/student/index.md"
+GUIDE_FR = "docs/student/index.fr.md"
 
 
 def code_lines(text: str) -> list[str]:
-    """The lines of the fenced code blocks in ``text``, in order."""
-    lines, inside = [], False
+    """The lines of the fenced code blocks in ``text``, in order (not the Mermaid diagrams)."""
+    lines, inside, diagram = [], False, False
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("```"):
             inside = not inside
+            diagram = inside and stripped == "```mermaid"
             continue
-        if inside and stripped:
+        if inside and stripped and not diagram:
             lines.append(stripped)
     return lines
 
 
-def walkthrough(name: str) -> list[str]:
-    text = (ROOT / name).read_text()
-    if name == "README.md":
-        start = text.index(SECTION)
-        text = text[start : text.index("\n## ", start + 1)]
-    return code_lines(text)
+def walkthrough(name: str = GUIDE) -> list[str]:
+    return code_lines((ROOT / name).read_text())
 
 
 def nox_sessions() -> dict[str, str]:
@@ -49,8 +48,10 @@ def nox_sessions() -> dict[str, str]:
 
 
 def test_the_french_walkthrough_runs_the_same_commands():
-    assert walkthrough("README.fr.md") == walkthrough("README.md")
-    assert "README.fr.md" in (ROOT / "README.md").read_text()
+    assert walkthrough(GUIDE_FR) == walkthrough(GUIDE)
+    assert len(walkthrough(GUIDE)) > 10
+    readme = (ROOT / "README.md").read_text()
+    assert f"]({GUIDE})" in readme and f"]({GUIDE_FR})" in readme
 
 
 def test_every_nox_command_of_the_walkthrough_is_a_session():
@@ -58,7 +59,7 @@ def test_every_nox_command_of_the_walkthrough_is_a_session():
     assert {"setup", "check_prereq", "render", "build", "deploy", "verify", "status"} <= set(
         sessions
     )
-    for line in walkthrough("README.md"):
+    for line in walkthrough():
         if line.startswith("nox "):
             assert shlex.split(line)[2] in sessions, line
 
@@ -69,7 +70,7 @@ def fresh_student(tmp_path):
     fake.install(tmp_path / "bin")
     fake.add_project(PROJECT, apis=(), repositories=(), readers=(), set_default=False)
     repo = make_repo(tmp_path / "repo", v3=False)  # the walkthrough deploys v1 and v2
-    # step 5: the student's ID (the README's example one) and the gcp target
+    # step 5: the student's ID (the guide's example one) and the gcp target
     config = repo / "deployment.yaml"
     data = yaml.safe_load(config.read_text())
     assert data["student_id"] == "123456789"
@@ -82,7 +83,7 @@ def fresh_student(tmp_path):
 def test_the_walkthrough_runs_as_written_from_a_fresh_project(fresh_student):
     fake, repo, env = fresh_student
     sessions = nox_sessions()
-    lines = walkthrough("README.md")
+    lines = walkthrough()
     documented = [shlex.split(line) for line in lines if line.startswith("gcloud ")]
     assert len(documented) == 4
     outputs = {}

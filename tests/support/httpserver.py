@@ -8,24 +8,9 @@ import threading
 from collections.abc import Callable, Iterator
 
 from hw5kit.photos import server_class
+from hw5kit.testkit.hostile import send
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
-
-
-def send(
-    h: http.server.BaseHTTPRequestHandler,
-    status: int,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-) -> None:
-    h.send_response(status)
-    headers = dict(headers or {})
-    headers.setdefault("Content-Length", str(len(body)))
-    for key, value in headers.items():
-        h.send_header(key, value)
-    h.end_headers()
-    if body:
-        h.wfile.write(body)
 
 
 def redirect(location: str, status: int = 302) -> Handler:

@@ -1,10 +1,10 @@
 """``python -m hw5kit.bench``: run the serving benchmark and write its report.
 
-    python -m hw5kit.bench run            # full run: reports/bench/ and README.md's figures
+    python -m hw5kit.bench run            # full run: reports/bench/ and the docs' figures
     python -m hw5kit.bench run --smoke    # reduced run (under a minute), report in a temp dir
     python -m hw5kit.bench run --smoke --peers litserve   # ... with one serving peer
     python -m hw5kit.bench report DIR     # re-render a report from DIR/results.json
-    python -m hw5kit.bench quant          # int8 vs fp32: reports/quantization/, README figures
+    python -m hw5kit.bench quant          # int8 vs fp32: reports/quantization/, docs figures
     python -m hw5kit.bench quant --smoke  # reduced quantization run (about a minute)
     python -m hw5kit.bench hop            # frontend + backend: memory, the extra hop (reports/hop/)
 
@@ -29,7 +29,7 @@ from .run import SUBJECTS, Plan
 
 DEFAULT_OUT = Path("reports") / "bench"
 RUN_EXAMPLES = """examples:
-  full run (every subject, every peer, reports/bench/ and README figures):
+  full run (every subject, every peer, reports/bench/ and the docs figures):
     nox -s bench            (python -m hw5kit.bench run)
   only ours against the peers (no reference, no in-process limit, no stress):
     nox -s bench -- --subjects ours --peers --no-v2 --no-first-start --no-stress --no-readme \\
@@ -45,7 +45,8 @@ QUANT_OUT = Path("reports") / "quantization"
 QUANT_SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-quant-smoke"
 HOP_OUT = Path("reports") / "hop"
 HOP_SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-hop-smoke"
-DEFAULT_README = Path("README.md")
+# the documentation page whose figures a full run rewrites
+DEFAULT_PAGE = Path("docs") / "maintainer" / "benchmarks.md"
 SMOKE_OUT = Path(tempfile.gettempdir()) / "hw5-bench-smoke"
 SMOKE = {
     "models": ["efficientnet_lite0"],
@@ -134,12 +135,15 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, help=f"report folder (default: {DEFAULT_OUT}; --smoke: {SMOKE_OUT})"
     )
     r.add_argument(
+        "--page",
         "--readme",
         type=Path,
-        help=f"README whose Performance figures to replace (default: {DEFAULT_README}; "
+        help=f"docs page whose Performance figures to replace (default: {DEFAULT_PAGE}; "
         "never for --smoke)",
     )
-    r.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    r.add_argument(
+        "--no-page", "--no-readme", action="store_true", help="leave the docs page alone"
+    )
 
     rep = sub.add_parser("report", help="re-render the report of an earlier run")
     rep.add_argument("out", type=Path, help="the folder holding results.json")
@@ -150,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
         description="Bake the offline models and their int8 variants (as the image build "
         "does), then measure size on disk, latency and throughput in-process, top-1/top-5 "
         "agreement with fp32 on the labelled photos and on seeded augmented crops, and accuracy "
-        "on the labelled photos. Writes results.json and README.md and the README's "
+        "on the labelled photos. Writes results.json and README.md and the docs' "
         "Quantization figures. Needs the labelled photos (the test extra).",
     )
     qp.add_argument("--smoke", action="store_true", help="reduced: lite0, 18 crops, short timing")
@@ -166,12 +170,15 @@ def parser() -> argparse.ArgumentParser:
     )
     qp.add_argument("--out", type=Path, help=f"default: {QUANT_OUT}; --smoke: {QUANT_SMOKE_OUT}")
     qp.add_argument(
+        "--page",
         "--readme",
         type=Path,
-        help=f"README whose Quantization figures to replace (default: {DEFAULT_README}; never "
+        help=f"docs page whose Quantization figures to replace (default: {DEFAULT_PAGE}; never "
         "for --smoke)",
     )
-    qp.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    qp.add_argument(
+        "--no-page", "--no-readme", action="store_true", help="leave the docs page alone"
+    )
 
     hp = sub.add_parser(
         "hop",
@@ -253,18 +260,18 @@ def cmd_run(args) -> int:
         print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
 
     out = args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT)
-    readme = None if args.no_readme else args.readme or (None if args.smoke else DEFAULT_README)
+    page = None if args.no_page else args.page or (None if args.smoke else DEFAULT_PAGE)
     results = run(plan, command=command, log=log)
     path = report.write_report(results, out)
     log(f"report written to {path}")
-    if readme is not None:
-        if not readme.is_file():
-            print(f"warning: {readme} not found; README figures not updated", file=sys.stderr)
-        elif report.update_readme(readme, results):
-            log(f"updated the Performance figures in {readme}")
+    if page is not None:
+        if not page.is_file():
+            print(f"warning: {page} not found; its figures not updated", file=sys.stderr)
+        elif report.update_page(page, results):
+            log(f"updated the Performance figures in {page}")
         else:
             print(
-                f"warning: {readme} has no {report.BEGIN} ... {report.END} section; not updated",
+                f"warning: {page} has no {report.BEGIN} ... {report.END} section; not updated",
                 file=sys.stderr,
             )
     print()
@@ -320,18 +327,18 @@ def cmd_quant(args) -> int:
         print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
 
     out = args.out or (QUANT_SMOKE_OUT if args.smoke else QUANT_OUT)
-    readme = None if args.no_readme else args.readme or (None if args.smoke else DEFAULT_README)
+    page = None if args.no_page else args.page or (None if args.smoke else DEFAULT_PAGE)
     results = run_quant(plan, command=command, torch_home=args.torch_home, log=log)
     path = quant_report.write_report(results, out)
     log(f"report written to {path}")
-    if readme is not None:
-        if not readme.is_file():
-            print(f"warning: {readme} not found; README figures not updated", file=sys.stderr)
-        elif quant_report.update_readme(readme, results):
-            log(f"updated the Quantization figures in {readme}")
+    if page is not None:
+        if not page.is_file():
+            print(f"warning: {page} not found; its figures not updated", file=sys.stderr)
+        elif quant_report.update_page(page, results):
+            log(f"updated the Quantization figures in {page}")
         else:
             print(
-                f"warning: {readme} has no {quant_report.BEGIN} ... {quant_report.END} section; "
+                f"warning: {page} has no {quant_report.BEGIN} ... {quant_report.END} section; "
                 "not updated",
                 file=sys.stderr,
             )

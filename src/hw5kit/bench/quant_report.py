@@ -1,10 +1,9 @@
 """The quantization report: ``results.json`` and ``README.md`` in ``reports/quantization/``,
-and its summary in the repository README between ``<!-- quant:begin -->`` and
-``<!-- quant:end -->``."""
+and its summary in the documentation's benchmarks page (``docs/maintainer/benchmarks.md``)
+between ``<!-- quant:begin -->`` and ``<!-- quant:end -->``."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .. import markdown
@@ -199,8 +198,7 @@ def variants_table(results: dict) -> str:
 def summary_markdown(results: dict) -> str:
     return "\n\n".join(
         [
-            header(results) + " Full report: "
-            "[reports/quantization/README.md](reports/quantization/README.md).",
+            header(results) + " Full report: `reports/quantization/README.md`.",
             speed_table(results),
             agreement_table(results),
         ]
@@ -252,12 +250,11 @@ def write_report(results: dict, out: Path) -> Path:
     return markdown.write_report(out, results, report_markdown(results))
 
 
-def update_readme(readme: Path, results: dict) -> bool:
-    """Replace the text between the quant markers; False when the markers are missing."""
-    text = readme.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        return False
-    block = f"{BEGIN}\n{summary_markdown(results)}\n{END}"
-    readme.write_text(pattern.sub(lambda _: block, text, count=1))
-    return True
+def render_page(text: str, results: dict) -> str:
+    """``text`` (a page of docs/) with its quant block made again from ``results``."""
+    return markdown.replace_block(text, BEGIN, END, summary_markdown(results))
+
+
+def update_page(page: Path, results: dict) -> bool:
+    """Replace the text between the quant markers of ``page``; False when they are missing."""
+    return markdown.update_file(page, BEGIN, END, summary_markdown(results))

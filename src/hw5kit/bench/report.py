@@ -2,16 +2,17 @@
 PNG charts.
 
 ``write_report(results, out)`` writes ``results.json``, ``README.md`` and the charts into
-``out``; ``summary_markdown`` is the short table the repository README shows (between the
-markers ``<!-- bench:begin -->`` and ``<!-- bench:end -->``, replaced by ``update_readme``).
+``out``; ``summary_markdown`` is the short table the documentation's Performance page shows
+(``docs/maintainer/benchmarks.md``, between the markers ``<!-- bench:begin -->`` and
+``<!-- bench:end -->``, replaced by ``update_page``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
+from .. import markdown
 from ..markdown import figure
 from . import peers_report, procstats
 from .targets import MiB, model_label, plan_of, record, targets, tuning
@@ -302,7 +303,8 @@ def report_markdown(results: dict, charts: list[str]) -> str:
 
 
 def summary_markdown(results: dict) -> str:
-    """The README's table: the headline figures and the command that produced them."""
+    """The docs' table (docs/maintainer/benchmarks.md): the headline figures and the command
+    that produced them."""
     plan = plan_of(results)
     high, low = max(plan["concurrency"]), min(plan["concurrency"])
     meta = results["meta"]
@@ -321,7 +323,7 @@ def summary_markdown(results: dict) -> str:
     lines = [
         f"Latest full run: {meta['date']}, commit {meta.get('git_commit', '?')}, "
         f"{meta.get('cpus')} CPUs, load average up to {load:.2f}. Command: "
-        f"`{meta['command']}`. Full report: [reports/bench/README.md](reports/bench/README.md)."
+        f"`{meta['command']}`. Full report: `reports/bench/README.md`."
         + busy
         + f" Ours: {settings_label(meta)}.",
         "",
@@ -503,12 +505,11 @@ def write_report(results: dict, out: Path) -> Path:
     return path
 
 
-def update_readme(readme: Path, results: dict) -> bool:
-    """Replace the text between the bench markers; False when the markers are missing."""
-    text = readme.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        return False
-    block = f"{BEGIN}\n{summary_markdown(results)}\n{END}"
-    readme.write_text(pattern.sub(lambda _: block, text, count=1))
-    return True
+def render_page(text: str, results: dict) -> str:
+    """``text`` (a page of docs/) with its bench block made again from ``results``."""
+    return markdown.replace_block(text, BEGIN, END, summary_markdown(results))
+
+
+def update_page(page: Path, results: dict) -> bool:
+    """Replace the text between the bench markers of ``page``; False when they are missing."""
+    return markdown.update_file(page, BEGIN, END, summary_markdown(results))

@@ -6,7 +6,7 @@ Subjects, each in processes of its own on 127.0.0.1:
   threads, torch eager;
 * ``ours``: ``apps/backend_v1`` under gunicorn with the package's settings
   (``serving/gunicorn_conf.py``), as its image starts it: the production defaults, unless the
-  caller sets ``HW5_*`` variables (then the run is labelled tuned in the report and README);
+  caller sets ``HW5_*`` variables (then the run is labelled tuned in the report and the docs);
 * ``inprocess``: our pipeline called by threads in one process, no HTTP (``bench/inprocess.py``);
 * the serving peers (``bench/peers``): TorchServe, BentoML, LitServe and KServe's ModelServer,
   each from its own environment, serving the same ONNX file with its documented configuration.

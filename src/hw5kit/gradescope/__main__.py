@@ -33,7 +33,7 @@ def _build(args: argparse.Namespace) -> int:
     print(
         f"\n{bundle.path.resolve()} is ready: {bundle.size / 2**20:.1f} MiB. Upload it on "
         "Gradescope (the assignment's Configure Autograder page, Ubuntu 22.04 base image); "
-        "README.md, section 'On Gradescope', says how."
+        "docs/ta/gradescope.md (the docs' 'On Gradescope' page) says how."
     )
     return 0
 

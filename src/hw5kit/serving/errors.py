@@ -154,7 +154,7 @@ class ModelUnavailable(ServingError):
     code = "model_unavailable"
 
 
-# ---- the reference: every code a backend answers, for the README and the tests ----------------
+# ---- the reference: every code a backend answers, for the docs and the tests ------------------
 # (status, when it happens, what the caller can do). Codes set per instance (``code=...``) are
 # listed too; tests/serving/hardening checks that every code raised in the package is here.
 ERROR_CODES: dict[str, tuple[tuple[int, ...], str]] = {

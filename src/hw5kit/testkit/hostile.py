@@ -19,7 +19,8 @@ from collections.abc import Callable
 from .badinputs import HTML, SLOW_SECONDS, small_png
 
 
-def _send(h, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+def send(h, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    """Answer ``h`` with ``status``, ``body`` and ``headers`` (Content-Length added)."""
     h.send_response(status)
     headers = dict(headers or {})
     headers.setdefault("Content-Length", str(len(body)))
@@ -49,7 +50,7 @@ def _huge(h) -> None:  # announces 3 MiB (over BACKEND_ENV's 2 MB) and sends non
 
 def _slow(h) -> None:
     h.server.stopping.wait(SLOW_SECONDS)
-    _send(h, 200, small_png(), {"Content-Type": "image/png"})
+    send(h, 200, small_png(), {"Content-Type": "image/png"})
 
 
 def _garbage(h) -> None:
@@ -64,25 +65,23 @@ def _photo(h) -> None:
     try:
         data = photo(name).path.read_bytes()
     except (KeyError, FileNotFoundError, ValueError):
-        _send(h, 404, b"no such photo")
+        send(h, 404, b"no such photo")
         return
-    _send(h, 200, data, {"Content-Type": "application/octet-stream"})
+    send(h, 200, data, {"Content-Type": "application/octet-stream"})
 
 
 HOSTILE_ROUTES: dict[str, Callable] = {
-    "/status/404": lambda h: _send(h, 404, b"not found"),
-    "/status/500": lambda h: _send(h, 500, b"oops"),
-    "/page.html": lambda h: _send(h, 200, HTML, {"Content-Type": "image/jpeg"}),
-    "/loop": lambda h: _send(h, 302, headers={"Location": "/loop"}),
-    "/to-metadata": lambda h: _send(
+    "/status/404": lambda h: send(h, 404, b"not found"),
+    "/status/500": lambda h: send(h, 500, b"oops"),
+    "/page.html": lambda h: send(h, 200, HTML, {"Content-Type": "image/jpeg"}),
+    "/loop": lambda h: send(h, 302, headers={"Location": "/loop"}),
+    "/to-metadata": lambda h: send(
         h, 302, headers={"Location": "http://169.254.169.254/computeMetadata/v1/"}
     ),
-    "/to-file": lambda h: _send(h, 302, headers={"Location": "file:///etc/passwd"}),
+    "/to-file": lambda h: send(h, 302, headers={"Location": "file:///etc/passwd"}),
     "/slow": _slow,
     "/huge": _huge,
-    "/gzip": lambda h: _send(
-        h, 200, gzip.compress(b"\0" * 2_000_000), {"Content-Encoding": "gzip"}
-    ),
+    "/gzip": lambda h: send(h, 200, gzip.compress(b"\0" * 2_000_000), {"Content-Encoding": "gzip"}),
     "/truncated": _truncated,
     "/garbage": _garbage,
 }
@@ -105,7 +104,7 @@ class HostileServer:
                 handler = _photo if path.startswith("/photos/") else HOSTILE_ROUTES.get(path)
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     if handler is None:
-                        _send(self, 404, b"not found")
+                        send(self, 404, b"not found")
                     else:
                         handler(self)
 

@@ -1,5 +1,5 @@
 """Every bad input of the catalog, sent to a live gunicorn backend: its documented 4xx JSON
-error, and the server still serving afterwards. Plus: the README's tables match the catalog."""
+error, and the server still serving afterwards. Plus: the docs' tables match the catalog."""
 
 import re
 from pathlib import Path
@@ -41,22 +41,26 @@ def test_every_code_the_package_can_answer_is_documented():
     assert used - set(ERROR_CODES) == set()
 
 
-def test_the_readme_tables_are_generated_from_the_catalog():
-    readme = (ROOT / "README.md").read_text()
-    assert badinputs.render_readme(readme) == readme, (
-        "README.md is stale: run python -m hw5kit.testkit.badinputs readme"
-    )
+ERRORS_PAGE = ROOT / "docs" / "maintainer" / "errors.md"
+
+
+def test_the_docs_tables_are_generated_from_the_catalog():
+    assert badinputs.PAGES == (ERRORS_PAGE,)
+    text = ERRORS_PAGE.read_text()
+    assert badinputs.render_page(text) == text, f"{ERRORS_PAGE} is stale: run {badinputs.COMMAND}"
+    assert badinputs.main(["docs", "--check"]) == 0
     for case in badinputs.CATALOG:
-        assert f"`{case.name}`" in readme
+        assert f"`{case.name}`" in text
 
 
-def test_the_readme_command_rewrites_a_stale_copy(tmp_path: Path):
-    copy = tmp_path / "README.md"
-    stale = (ROOT / "README.md").read_text().replace("`url_ftp`", "`url_gopher`")
+def test_the_docs_command_rewrites_a_stale_copy(tmp_path: Path):
+    copy = tmp_path / "errors.md"
+    stale = ERRORS_PAGE.read_text().replace("`url_ftp`", "`url_gopher`")
     copy.write_text(stale)
-    assert badinputs.main(["readme", "--check", "--path", str(copy)]) == 1
-    assert badinputs.main(["readme", "--path", str(copy)]) == 0
-    assert copy.read_text() == (ROOT / "README.md").read_text()
+    assert badinputs.main(["docs", "--check", "--path", str(copy)]) == 1
+    assert copy.read_text() == stale
+    assert badinputs.main(["docs", "--path", str(copy)]) == 0
+    assert copy.read_text() == ERRORS_PAGE.read_text()
 
 
 @pytest.mark.parametrize("case", badinputs.cases("v2"), ids=lambda c: c.name)
