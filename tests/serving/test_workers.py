@@ -55,6 +55,30 @@ def test_the_memory_limit_is_the_cgroup_one_or_the_machine(tmp_path):
     assert capacity.memory_limit_bytes(str(tmp_path / "nothing")) is None
 
 
+def test_the_memory_limit_is_this_process_cgroup_or_an_ancestor(tmp_path):
+    """A container without a cgroup namespace (this machine: cgroup v1, the process in
+    ``memory:/process_api/<id>``) sees the host's root at /sys/fs/cgroup: the limit is its own
+    cgroup's, or an ancestor's when smaller, never the root's alone."""
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "meminfo").write_text("MemTotal:       24683664 kB\n")
+    (tmp_path / "proc" / "self" / "cgroup").write_text(
+        "4:memory:/pod/box\n3:cpu,cpuacct:/pod/box\n0::/\n"
+    )
+    v1 = tmp_path / "sys" / "fs" / "cgroup" / "memory"
+    (v1 / "pod" / "box").mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # the root: none
+    (v1 / "pod" / "box" / "memory.limit_in_bytes").write_text(f"{2 * GIB}\n")
+    assert capacity.memory_limit_bytes(str(tmp_path)) == 2 * GIB
+    (v1 / "pod" / "memory.limit_in_bytes").write_text(f"{GIB}\n")  # a parent's is smaller
+    assert capacity.memory_limit_bytes(str(tmp_path)) == GIB
+    # cgroup v2, the process in /app.slice/run: its memory.max, ".." never leaves the mount
+    (tmp_path / "proc" / "self" / "cgroup").write_text("0::/app.slice/../run\n")
+    v2 = tmp_path / "sys" / "fs" / "cgroup"
+    (v2 / "app.slice" / "run").mkdir(parents=True)
+    (v2 / "app.slice" / "run" / "memory.max").write_text(f"{3 * GIB}\n")
+    assert capacity.memory_limit_bytes(str(tmp_path)) == 3 * GIB
+
+
 def test_each_worker_gets_its_share_and_the_instance_totals_stay():
     instance = capacity.plan(2)
     share = capacity.per_worker(instance, 2)

@@ -148,14 +148,45 @@ def share(total: int, workers: int) -> int:
     return max(1, total // max(1, workers))
 
 
+def _cgroup_limit_files(root: str) -> list[str]:
+    """The memory-limit files of this process's cgroup and of its ancestors (the effective
+    limit is the smallest of them): v2 ``memory.max`` under ``/sys/fs/cgroup`` (or its
+    ``unified`` mount beside v1 controllers), v1 ``memory.limit_in_bytes`` under
+    ``/sys/fs/cgroup/memory``, as ``/proc/self/cgroup`` names the paths; the roots last."""
+    wanted: list[tuple[str, str, str]] = []  # (mount, own path, file)
+    try:
+        with open(os.path.join(root, "proc/self/cgroup")) as handle:
+            for line in handle:
+                parts = line.rstrip("\n").split(":", 2)
+                if len(parts) != 3:
+                    continue
+                _, controllers, path = parts
+                if controllers == "":
+                    for mount in ("sys/fs/cgroup", "sys/fs/cgroup/unified"):
+                        wanted.append((mount, path, "memory.max"))
+                elif "memory" in controllers.split(","):
+                    wanted.append(("sys/fs/cgroup/memory", path, "memory.limit_in_bytes"))
+    except OSError:
+        pass
+    wanted += [("sys/fs/cgroup", "/", "memory.max"),
+               ("sys/fs/cgroup/memory", "/", "memory.limit_in_bytes")]  # fmt: skip
+    files: list[str] = []
+    for mount, path, name in wanted:
+        parts = [p for p in path.split("/") if p and p not in (".", "..")]
+        for depth in range(len(parts), -1, -1):
+            files.append(os.path.join(root, mount, *parts[:depth], name))
+    return list(dict.fromkeys(files))
+
+
 def memory_limit_bytes(root: str = "/") -> int | None:
-    """The memory this container may use: the cgroup limit (v2 ``memory.max``, v1
-    ``memory.limit_in_bytes``) or the machine's ``MemTotal`` (what a Cloud Run instance shows
-    as its memory), the smaller of those known; None when none is."""
+    """The memory this container may use: the cgroup limit of this process (v2 ``memory.max``,
+    v1 ``memory.limit_in_bytes``, its own cgroup's or an ancestor's) or the machine's
+    ``MemTotal`` (what a Cloud Run instance shows as its memory), the smallest of those known;
+    None when none is."""
     found: list[int] = []
-    for name in ("sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    for name in _cgroup_limit_files(root):
         try:
-            with open(os.path.join(root, name)) as handle:
+            with open(name) as handle:
                 raw = handle.read().strip()
         except OSError:
             continue

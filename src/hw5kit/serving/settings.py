@@ -82,11 +82,14 @@ def worker_processes(environ: Mapping[str, str] | None = None) -> int:
     return _Reader(env).integer("HW5_WORKERS", 1)
 
 
-def default_instance_workers(environ: Mapping[str, str] | None = None) -> int:
+def default_instance_workers(
+    environ: Mapping[str, str] | None = None, *, memory: int | None = None
+) -> int:
     """The worker count ``gunicorn_conf`` starts without ``HW5_WORKERS``: one per CPU as memory
     allows, each holding the models it serves (``MODEL_NAME``, else ``MODELS``, else the
     three Lite models of v2's default), after the decode budget and front buffer, which the
-    workers share (``capacity.worker_count``)."""
+    workers share (``capacity.worker_count``). ``memory``: the instance's, in bytes, instead of
+    what this machine has (``capacity.memory_limit_bytes``)."""
     env = os.environ if environ is None else environ
     reader = _Reader(env)
     named = env.get("MODEL_NAME", "").strip() or env.get("MODELS", "").strip()
@@ -97,7 +100,8 @@ def default_instance_workers(environ: Mapping[str, str] | None = None) -> int:
     # of the uploads (up to twice the buffer); the master
     front = reader.megabytes("HW5_FRONT_BUFFER_MB", 128)
     reserved = (decode or default_decode_budget(max_pixels)) + 3 * front + capacity.MASTER_BYTES
-    return capacity.worker_count(cpu_count(), models, capacity.memory_limit_bytes(), reserved)
+    memory = capacity.memory_limit_bytes() if memory is None else memory
+    return capacity.worker_count(cpu_count(), models, memory, reserved)
 
 
 def worker_capacity(environ: Mapping[str, str] | None = None) -> capacity.Capacity:
