@@ -256,3 +256,25 @@ def test_cli_help_and_bad_arguments(capsys):
         bench_main(["run", "--modes", "carrier-pigeon"])
     assert bench_main(["run", "--models", "no_such_model"]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_the_report_says_how_many_workers_ours_ran_here_and_on_cloud_run():
+    results = _results()
+    results["subjects"]["ours"]["m"].update(workers=2, workers_on_cloud_run=1)
+    text = report.report_markdown(results, [])
+    assert "(here m (random-init weights): 2 (on Cloud Run's default 2 GiB: 1))" in text
+    results["subjects"]["ours"]["m"]["workers_on_cloud_run"] = 2
+    assert "(here m (random-init weights): 2)" in report.report_markdown(results, [])
+
+
+def test_the_bench_counts_workers_with_the_deployment_default_memory():
+    from hw5kit.bench import run
+    from hw5kit.pipeline.deployment import Resources
+
+    assert Resources().memory == "2Gi" and run.CLOUD_RUN_MEMORY == 2 * 1024**3
+    lite0, resnet = run.ours_workers("efficientnet_lite0"), run.ours_workers("resnet50")
+    from hw5kit.serving.settings import cpu_count
+
+    assert lite0["workers_on_cloud_run"] == min(2, cpu_count())  # 2 fit in 2 GiB
+    assert resnet["workers_on_cloud_run"] == 1  # one ResNet-50 worker is about 1 GiB
+    assert resnet["workers"] >= resnet["workers_on_cloud_run"]

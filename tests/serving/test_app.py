@@ -2,6 +2,7 @@
 
 import io
 import threading
+import time
 
 import pytest
 
@@ -174,7 +175,8 @@ def test_readyz_is_503_until_models_are_loaded():
         gate.wait(10)
         return load_classifier(name)
 
-    settings = ServingSettings(version="v1", load="background")
+    # a prediction waits for the load at most the queue's timeout
+    settings = ServingSettings(version="v1", load="background", queue_timeout=0.3)
     registry = ModelRegistry(settings.models, loader=slow_loader)
     app = create_app(settings, registry=registry)
     c = app.test_client()
@@ -184,8 +186,18 @@ def test_readyz_is_503_until_models_are_loaded():
     r = c.post("/predict", data=upload())
     assert r.status_code == 503 and r.json["error"]["code"] == "not_ready"
     assert c.get("/healthz").status_code == 200  # alive while loading
+    # one that arrives while loading, and the load ends within its wait: answered, not refused
+    registry.load_wait = 30
+    answers = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(app.test_client().post("/predict", data=upload()))
+    )
+    waiting.start()
+    time.sleep(0.5)  # without the wait it would have had its 503 by now
     gate.set()
     assert registry.wait_ready(30)
+    waiting.join(60)
+    assert answers and answers[0].status_code == 200, answers and answers[0].json
     assert c.get("/readyz").status_code == 200
     assert c.post("/predict", data=upload()).status_code == 200
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -47,23 +46,9 @@ def guarded(tmp) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def torch_home(tmp_path_factory):
-    """Weights and ONNX export baked as the image build bakes them (so, as in the image, the
-    service never imports torch)."""
-    home = tmp_path_factory.mktemp("baked")
-    done = subprocess.run(
-        [sys.executable, "-m", "hw5kit.serving.models.weights", "bake", "efficientnet_lite0",
-         "--torch-home", str(home)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return home
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory, torch_home):
+def backend(tmp_path_factory, baked_home):
     tmp = tmp_path_factory.mktemp("production")
-    proc = stress.start_backend(tmp, torch_home, env=guarded(tmp))
+    proc = stress.start_backend(tmp, baked_home, env=guarded(tmp))
     tuning = [k for k in stress.production_env(tmp) if k.startswith("HW5_")]
     assert set(tuning) <= set(stress.KEEP), tuning
     yield proc
@@ -147,13 +132,13 @@ def test_other_worst_case_images_stay_under_1_5_gib(backend):
 
 # ---- the same through v3's gateway ------------------------------------------------------------
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, torch_home):
+def gateway(tmp_path_factory, baked_home):
     """backend_v3 (efficientnet_lite0) as its image starts it, and the gateway in front."""
     from hw5kit.pipeline import config, render
 
     tmp = tmp_path_factory.mktemp("production-gateway")
     proc = stress.start_backend(
-        tmp, torch_home, app="backend_v3",
+        tmp, baked_home, app="backend_v3",
         env={**guarded(tmp), "MODEL_NAME": "efficientnet_lite0", "MODELS": "efficientnet_lite0"},
     )  # fmt: skip
     cfg = config.load(ROOT / "deployment.yaml")

@@ -15,13 +15,18 @@ from pathlib import Path
 from .. import markdown
 from ..markdown import figure
 from . import peers_report, procstats
-from .targets import MiB, model_label, plan_of, record, targets, tuning
+from .charts import charts
+from .targets import (
+    MiB,
+    model_label,
+    plan_of,
+    record,
+    subject_title,
+    subjects_of,
+    targets,
+    tuning,
+)
 
-SUBJECT_TITLES = {
-    "reference": "reference (course setup)",
-    "ours": "ours (gunicorn)",
-    "inprocess": "in-process limit",
-}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 NOTES = [
     "- Cold start is process start to the first 200 from `/readyz` (ours) or `/hello` (the "
@@ -44,16 +49,6 @@ NOTES = [
     "CPU-bound subjects look closer together than they are. The lead's reference run is made "
     "on a quiet machine.",
 ]
-
-
-def subject_title(subject: str) -> str:
-    return SUBJECT_TITLES.get(subject) or peers_report.title(subject)
-
-
-def subjects_of(results: dict) -> list[str]:
-    """The subjects measured: the plan's, then the peers that ran."""
-    plan = results["meta"]["plan"]["subjects"]
-    return [s for s in plan if s in results["subjects"]] + peers_report.peer_names(results)
 
 
 def _ratio(a, b) -> float | None:
@@ -141,8 +136,7 @@ def startup_table(results: dict) -> str:
             )
     for model, entry in results["subjects"].get("inprocess", {}).items():
         lines.append(
-            f"| {SUBJECT_TITLES['inprocess']} | {model} | n/a "
-            f"| {entry['rss_bytes'] / MiB:.0f} | 1 |"
+            f"| {subject_title('inprocess')} | {model} | n/a | {entry['rss_bytes'] / MiB:.0f} | 1 |"
         )
     v2 = results.get("v2")
     if v2:
@@ -243,6 +237,25 @@ def _meta_lines(results: dict) -> list[str]:
     ]
 
 
+def _ours_line(results: dict) -> str:
+    """How ours ran: the workers its defaults chose per model here and on Cloud Run."""
+    counts = []
+    for model, entry in results["subjects"].get("ours", {}).items():
+        if isinstance(entry, dict) and "workers" in entry:
+            here, cloud = entry["workers"], entry.get("workers_on_cloud_run")
+            counts.append(
+                f"{model_label(results, model)}: {here}"
+                + (f" (on Cloud Run's default 2 GiB: {cloud})" if cloud not in (None, here) else "")
+            )
+    workers = "; ".join(counts) or "one per CPU as memory allows"
+    return (
+        "- **ours**: `apps/backend_v1` started as its image starts it, with the package's "
+        "defaults (`hw5kit.serving.gunicorn_conf`): gunicorn worker processes, one per CPU as "
+        f"memory allows (here {workers}), threads, OpenVINO bfloat16 where the CPU has it, "
+        "micro-batching."
+    )
+
+
 def report_markdown(results: dict, charts: list[str]) -> str:
     plan = plan_of(results)
     parts = [
@@ -256,8 +269,7 @@ def report_markdown(results: dict, charts: list[str]) -> str:
         "(`hw5kit.bench.reference`): gunicorn 2 workers x 2 threads, a model per worker, torch "
         "eager with default threads, `requests` + PIL + torchvision transforms, one image per "
         "forward pass.",
-        "- **ours**: `apps/backend_v1` under gunicorn with the package's settings "
-        "(`hw5kit.serving.gunicorn_conf`: one worker, threads; ONNX Runtime; micro-batching).",
+        _ours_line(results),
         "- **in-process limit**: our pipeline (fetch or upload bytes, decode, preprocess, "
         "batched inference, top-k) called by N threads in one process, no HTTP.",
         *(
@@ -402,97 +414,6 @@ def summary_markdown(results: dict) -> str:
         + ".",
     ]
     return "\n".join(lines)
-
-
-# ---- charts --------------------------------------------------------------------------------
-def charts(results: dict, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plan = plan_of(results)
-    combos = [(m, mode) for m in plan["models"] for mode in plan["modes"]]
-    names = []
-
-    fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.6), squeeze=False)
-    for ax, (model, mode) in zip(axes[0], combos, strict=True):
-        for subject in subjects_of(results):
-            xs, ys = [], []
-            for n in plan["concurrency"]:
-                rec = record(results, subject, model, mode, n)
-                if rec:
-                    xs.append(n)
-                    ys.append(rec["throughput"])
-            if xs:
-                ax.plot(xs, ys, marker="o", label=subject_title(subject))
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(plan["concurrency"], [str(c) for c in plan["concurrency"]])
-        ax.set_title(f"{model}\n{mode}", fontsize=9)
-        ax.set_xlabel("concurrent clients")
-        ax.set_ylabel("requests / s")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Throughput")
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=110)
-    plt.close(fig)
-    names.append("throughput.png")
-
-    fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.6), squeeze=False)
-    for ax, (model, mode) in zip(axes[0], combos, strict=True):
-        labels, p50, p99 = [], [], []
-        for subject in plan["subjects"]:
-            for n in plan["concurrency"]:
-                rec = record(results, subject, model, mode, n)
-                if rec and rec["p50_ms"] is not None:
-                    labels.append(f"{subject[:3]} c{n}")
-                    p50.append(rec["p50_ms"])
-                    p99.append(rec["p99_ms"])
-        xs = range(len(labels))
-        ax.bar(xs, p99, color="#f4b183", label="p99")
-        ax.bar(xs, p50, color="#4472c4", label="p50")
-        ax.set_xticks(list(xs), labels, rotation=60, fontsize=7)
-        ax.set_yscale("log")
-        ax.set_ylabel("ms")
-        ax.set_title(f"{model}\n{mode}", fontsize=9)
-        ax.grid(alpha=0.3, axis="y")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Latency (p50 and p99)")
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=110)
-    plt.close(fig)
-    names.append("latency.png")
-
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(combos) + 2), 3.6))
-    shown = subjects_of(results)
-    width = 0.8 / max(1, len(shown))
-    high = max(plan["concurrency"])
-    for i, subject in enumerate(shown):
-        ys = []
-        for model, mode in combos:
-            rec = record(results, subject, model, mode, high)
-            ys.append(rec["cpu_ms_per_image"] if rec and rec["cpu_ms_per_image"] else 0)
-        ax.bar(
-            [j + i * width for j in range(len(combos))],
-            ys,
-            width,
-            label=subject_title(subject),
-        )
-    ax.set_xticks(
-        [j + width * (len(shown) - 1) / 2 for j in range(len(combos))],
-        [f"{m}\n{mode}" for m, mode in combos],
-        fontsize=7,
-    )
-    ax.set_ylabel(f"CPU ms per image at c{high}")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(out / "cpu_per_image.png", dpi=110)
-    plt.close(fig)
-    names.append("cpu_per_image.png")
-    return names + peers_report.chart(results, out)
 
 
 # ---- files ---------------------------------------------------------------------------------

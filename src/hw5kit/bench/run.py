@@ -53,6 +53,9 @@ from .load import MODES, HttpClient, percentile, run_load, upload_requests, url_
 from .peers import PEERS
 
 SUBJECTS = ("reference", "ours", "inprocess")
+# the memory of a service deployed with deployment.yaml's defaults (pipeline.deployment.Resources:
+# "2Gi"; a test keeps the two equal)
+CLOUD_RUN_MEMORY = 2 * 1024**3
 
 
 @dataclass
@@ -227,6 +230,19 @@ class InProcessRunner:
         self.stderr.close()
 
 
+def ours_workers(model: str) -> dict[str, int]:
+    """How many workers ours starts with ``model`` here (its default on this machine's memory)
+    and on the default Cloud Run instance of ``deployment.yaml`` (``CLOUD_RUN_MEMORY``), which
+    can be fewer: the report gives both."""
+    from ..serving.settings import default_instance_workers
+
+    env = {"MODEL_NAME": model}
+    return {
+        "workers": default_instance_workers(env),
+        "workers_on_cloud_run": default_instance_workers(env, memory=CLOUD_RUN_MEMORY),
+    }
+
+
 def measure_model(
     model: str,
     plan: Plan,
@@ -261,6 +277,8 @@ def measure_model(
                 servers[kind] = start_server(kind, model, torch_home, workdir)
                 log(f"  ready in {servers[kind][2]:.2f} s")
                 out[kind] = {"cold_start_s": servers[kind][2], "records": []}
+                if kind == "ours":
+                    out[kind].update(ours_workers(model))
         for name, python in (peer_envs or {}).items():
             log(f"starting {name} with {model}")
             try:

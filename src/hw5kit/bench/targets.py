@@ -8,6 +8,23 @@ from __future__ import annotations
 from ..markdown import figure
 from . import peers_report, procstats
 
+SUBJECT_TITLES = {
+    "reference": "reference (course setup)",
+    "ours": "ours (gunicorn)",
+    "inprocess": "in-process limit",
+}
+
+
+def subject_title(subject: str) -> str:
+    return SUBJECT_TITLES.get(subject) or peers_report.title(subject)
+
+
+def subjects_of(results: dict) -> list[str]:
+    """The subjects measured: the plan's, then the peers that ran."""
+    plan = results["meta"]["plan"]["subjects"]
+    return [s for s in plan if s in results["subjects"]] + peers_report.peer_names(results)
+
+
 MiB = 2**20
 GB = 10**9
 

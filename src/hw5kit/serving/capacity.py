@@ -15,16 +15,45 @@ Per CPU, by default:
 
 On the 2 CPUs of the reference deployment: 8 in progress, 64 queued, 72 admitted (Cloud Run's
 ``--concurrency``), 80 threads.
+
+Those are the figures of the instance. It runs ``workers`` gunicorn processes (``worker_count``):
+one per CPU, so that request handling (HTTP, photo decoding, both under the GIL) of one process
+overlaps the forward pass of the other, but only as many as the instance's memory holds
+(``WORKER_MIB`` per worker of the model, after what the workers share), so
+resnet50 on a 2 GiB Cloud Run instance keeps one worker. ``HW5_WORKERS`` overrides the count.
+Each worker gets its share (``per_worker``) of the in-progress limit, and the serving settings
+split the decode memory budget and the front buffer the same way, so that the instance's totals
+stay those above whatever the worker count; the queue is the instance's in each worker (see
+``per_worker``), the instance's total being bounded by Cloud Run's ``--concurrency``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 SLOTS_PER_CPU = 4
 QUEUE_PER_CPU = 32
 SPARE_THREADS_PER_CPU = 4
 QUEUE_TIMEOUT = 10.0  # seconds a request may wait for a slot, from its arrival
+
+# Resident memory of one worker process with the model loaded and serving (OpenVINO bf16,
+# measured on the reference machine: RSS under load at c16, rounded up; two lite0 workers held
+# about 250 MiB each, one resnet50 worker about 900 MiB). A model not listed counts as
+# UNKNOWN_WORKER_MIB: a larger torchvision model keeps one
+# worker unless the memory is plainly there.
+WORKER_MIB = {
+    "efficientnet_lite0": 300,
+    "efficientnet_lite1": 330,
+    "efficientnet_lite2": 360,
+    "efficientnet_lite0_int8": 300,
+    "efficientnet_lite1_int8": 330,
+    "efficientnet_lite2_int8": 360,
+    "resnet50": 1000,
+}
+UNKNOWN_WORKER_MIB = 1500
+MIB = 1024 * 1024
+MASTER_BYTES = 64 * MIB  # the gunicorn master (it imports the settings, never a model)
 
 
 @dataclass(frozen=True)
@@ -93,3 +122,95 @@ def from_env(cpus: int, env) -> Capacity:
         inflight=inflight or None,
         queue=_whole(env.get("HW5_QUEUE_LENGTH")),
     )
+
+
+def per_worker(total: Capacity, workers: int) -> Capacity:
+    """One worker's share of ``total`` (an instance's capacity): the in-progress limit divided
+    (at least 1 each), threads for its requests plus its share of the spare ones.
+
+    The queue is not divided: the kernel hands connections to whichever worker accepts first,
+    and a client that keeps its connections (the gateway, a load balancer) may put most of its
+    requests on one worker (measured: with the queue divided, 92 of 192 requests at
+    concurrency 64 through the gateway got 503). So each worker may hold the whole instance's
+    ``admitted`` alone (its slots plus the rest as queue): no worker refuses what Cloud Run's
+    ``--concurrency`` (``total.admitted``, the bound on the instance's total) lets through."""
+    workers = max(1, workers)
+    if workers == 1:
+        return total
+    inflight = max(1, total.inflight // workers)
+    queue = max(0, total.admitted - inflight)
+    spare = max(1, (total.threads - total.inflight - total.queue) // workers)
+    return replace(total, inflight=inflight, queue=queue, threads=inflight + queue + spare)
+
+
+def share(total: int, workers: int) -> int:
+    """A byte budget split between ``workers`` processes (at least 1 byte each)."""
+    return max(1, total // max(1, workers))
+
+
+def _cgroup_limit_files(root: str) -> list[str]:
+    """The memory-limit files of this process's cgroup and of its ancestors (the effective
+    limit is the smallest of them): v2 ``memory.max`` under ``/sys/fs/cgroup`` (or its
+    ``unified`` mount beside v1 controllers), v1 ``memory.limit_in_bytes`` under
+    ``/sys/fs/cgroup/memory``, as ``/proc/self/cgroup`` names the paths; the roots last."""
+    wanted: list[tuple[str, str, str]] = []  # (mount, own path, file)
+    try:
+        with open(os.path.join(root, "proc/self/cgroup")) as handle:
+            for line in handle:
+                parts = line.rstrip("\n").split(":", 2)
+                if len(parts) != 3:
+                    continue
+                _, controllers, path = parts
+                if controllers == "":
+                    for mount in ("sys/fs/cgroup", "sys/fs/cgroup/unified"):
+                        wanted.append((mount, path, "memory.max"))
+                elif "memory" in controllers.split(","):
+                    wanted.append(("sys/fs/cgroup/memory", path, "memory.limit_in_bytes"))
+    except OSError:
+        pass
+    wanted += [("sys/fs/cgroup", "/", "memory.max"),
+               ("sys/fs/cgroup/memory", "/", "memory.limit_in_bytes")]  # fmt: skip
+    files: list[str] = []
+    for mount, path, name in wanted:
+        parts = [p for p in path.split("/") if p and p not in (".", "..")]
+        for depth in range(len(parts), -1, -1):
+            files.append(os.path.join(root, mount, *parts[:depth], name))
+    return list(dict.fromkeys(files))
+
+
+def memory_limit_bytes(root: str = "/") -> int | None:
+    """The memory this container may use: the cgroup limit of this process (v2 ``memory.max``,
+    v1 ``memory.limit_in_bytes``, its own cgroup's or an ancestor's) or the machine's
+    ``MemTotal`` (what a Cloud Run instance shows as its memory), the smallest of those known;
+    None when none is."""
+    found: list[int] = []
+    for name in _cgroup_limit_files(root):
+        try:
+            with open(name) as handle:
+                raw = handle.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and 0 < int(raw) < 1 << 60:  # "max" or a huge figure: no limit
+            found.append(int(raw))
+    try:
+        with open(os.path.join(root, "proc/meminfo")) as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return min(found) if found else None
+
+
+def worker_count(
+    cpus: int, models: list[str] | tuple[str, ...], memory: int | None, reserved: int
+) -> int:
+    """Worker processes for an instance: one per CPU, as many as fit in ``memory`` once
+    ``reserved`` bytes (the decode budget and front buffer, shared by all workers) are set
+    aside, each worker holding ``models`` (``WORKER_MIB``); at least one."""
+    cpus = max(1, cpus)
+    if memory is None:
+        return 1
+    each = sum(WORKER_MIB.get(name, UNKNOWN_WORKER_MIB) for name in models) * MIB
+    return max(1, min(cpus, (memory - reserved) // max(1, each)))

@@ -3,11 +3,17 @@
 Used as ``gunicorn -c python:hw5kit.serving.gunicorn_conf app:app`` (the images' command) and by
 ``apps/<service>/gunicorn.conf.py``.
 
-* One worker process holds the models once (``HW5_WORKERS``, default 1); threads serve requests
-  concurrently (model forward passes release the GIL). ``hw5kit.serving.capacity`` sizes them
-  from the CPUs: ``HW5_MAX_INFLIGHT`` predictions in progress (4 per CPU), ``HW5_QUEUE_LENGTH``
-  more waiting for a slot (32 per CPU, each at most ``HW5_QUEUE_TIMEOUT`` s), and a thread for
-  each of those plus 4 spare per CPU (``HW5_THREADS``) for health checks, metrics and 503s.
+* Worker processes: one per CPU as long as the instance's memory holds a copy of the models
+  in each (``capacity.worker_count``; ``HW5_WORKERS`` overrides), because HTTP handling and
+  photo decoding hold the GIL and one process keeps only ~1.2 of 2 cores busy. The count is put
+  in ``HW5_WORKERS`` here, in the master, so every worker knows its share.
+  Threads serve requests concurrently. ``hw5kit.serving.capacity`` sizes the instance from the
+  CPUs: ``HW5_MAX_INFLIGHT`` predictions in progress (4 per CPU), ``HW5_QUEUE_LENGTH`` more
+  waiting for a slot (32 per CPU, each at most ``HW5_QUEUE_TIMEOUT`` s), and a thread for each
+  of those plus 4 spare per CPU (``HW5_THREADS``) for health checks, metrics and 503s; each
+  worker gets its share of those, of the decode memory and of the front buffer.
+* ``HW5_INSTANCE_DIR``: a private directory made here for the workers' readiness files and the
+  instance-wide decode lock (``hw5kit.serving.instance``), removed when the master exits.
 * The worker class ``hw5kit.serving.http.worker.BufferingThreadWorker`` reads each request
   whole in its event loop before a thread sees it: slow clients hold a socket and a buffer,
   never a thread (deadlines ``HW5_READ_TIMEOUT``, ``HW5_MIN_UPLOAD_KBPS``; 408 past them).
@@ -21,19 +27,39 @@ Used as ``gunicorn -c python:hw5kit.serving.gunicorn_conf app:app`` (the images'
   JSON too, through the same worker class.
 
 Environment: ``PORT``/``SERVING_PORT`` (bind), ``HW5_BIND_HOST`` (default 0.0.0.0, as a
-container needs), ``HW5_WORKERS``, ``HW5_THREADS``, ``HW5_LOG_LEVEL``, ``HW5_LOG_FORMAT``.
+container needs), ``HW5_WORKERS`` (see ``capacity``), ``HW5_THREADS``, ``HW5_LOG_LEVEL``,
+``HW5_LOG_FORMAT``.
 """
 
 import logging
 import os
+import shutil
+import tempfile
 
 from hw5kit.serving.http.logs import log_format, logging_config
-from hw5kit.serving.settings import http_threads, serving_port
+from hw5kit.serving.instance import ENV as INSTANCE_ENV
+from hw5kit.serving.instance import Instance
+from hw5kit.serving.settings import default_instance_workers, http_threads, serving_port
 
 bind = [f"{os.environ.get('HW5_BIND_HOST', '0.0.0.0')}:{serving_port()}"]  # noqa: S104
 worker_class = "hw5kit.serving.http.worker.BufferingThreadWorker"
-workers = int(os.environ.get("HW5_WORKERS", "1"))
+if not os.environ.get("HW5_WORKERS", "").strip():
+    os.environ["HW5_WORKERS"] = str(default_instance_workers())
+workers = int(os.environ["HW5_WORKERS"])
 threads = http_threads()
+os.environ[INSTANCE_ENV] = tempfile.mkdtemp(prefix="hw5-instance-")  # mode 0700
+_instance = Instance(os.environ[INSTANCE_ENV], workers)
+
+
+def child_exit(server, worker):
+    """A worker that exited (crash, timeout, restart) is no longer ready."""
+    _instance.forget(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(_instance.directory, ignore_errors=True)
+
+
 # connections a worker holds at once (idle keep-alive and still-arriving ones included); past
 # it, the listen queue. A connection still arriving costs a socket and its buffer, not a thread.
 worker_connections = max(1000, 4 * threads)

@@ -124,9 +124,12 @@ class DecodeBudget:
 
     ``reserve(cost)`` waits until the cost fits (a decode larger than the whole budget waits
     until it runs alone), for at most ``timeout`` seconds, then raises ``Overloaded`` (503).
+
+    ``instance``: the ``instance.Instance`` whose workers share the instance's budget, this one
+    holding its share: a decode larger than the share then also runs alone in the instance.
     """
 
-    def __init__(self, limit_bytes: int, timeout: float = 10.0):
+    def __init__(self, limit_bytes: int, timeout: float = 10.0, instance=None):
         if limit_bytes < 1:
             raise ValueError("the decode budget must be positive")
         self.limit = limit_bytes
@@ -135,6 +138,13 @@ class DecodeBudget:
         self.peak = 0
         self._running = 0
         self._cond = threading.Condition()
+        self.instance = instance
+
+    def _busy(self, cost: int) -> Overloaded:
+        return Overloaded(
+            "the server is decoding other large images; retry after the Retry-After delay",
+            details={"decode_budget_bytes": self.limit, "image_bytes": cost},
+        )
 
     def _fits(self, cost: int) -> bool:
         return self.used + cost <= self.limit or self._running == 0
@@ -146,17 +156,19 @@ class DecodeBudget:
             while not self._fits(cost):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise Overloaded(
-                        "the server is decoding other large images; retry after the "
-                        "Retry-After delay",
-                        details={"decode_budget_bytes": self.limit, "image_bytes": cost},
-                    )
+                    raise self._busy(cost)
                 self._cond.wait(remaining)
             self.used += cost
             self._running += 1
             self.peak = max(self.peak, self.used)
         try:
-            yield
+            if self.instance is None:
+                yield
+            else:
+                with self.instance.decoding(cost > self.limit, deadline) as held:
+                    if not held:
+                        raise self._busy(cost)
+                    yield
         finally:
             with self._cond:
                 self.used -= cost

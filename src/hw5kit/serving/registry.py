@@ -46,6 +46,9 @@ class ModelRegistry:
         self._error: str | None = None
         self._thread: threading.Thread | None = None
         self.load_seconds: float | None = None
+        # seconds a request for a model still loading waits for it (0: NotReady at once)
+        self.load_wait = 0.0
+        self._on_ready: list[Callable[[], None]] = []
 
     # ---- start-up ------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -74,6 +77,15 @@ class ModelRegistry:
         self._models = loaded  # one assignment: readers see nothing or everything
         self.load_seconds = time.perf_counter() - start
         self._ready.set()
+        for hook in self._on_ready:
+            hook()
+
+    def on_ready(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once every model is loaded (before the next request sees them ready
+        when registered before ``start``)."""
+        self._on_ready.append(hook)
+        if self.ready:
+            hook()
 
     def start(self, *, background: bool = True) -> None:
         """Check weights now; load now (``sync``) or in a thread while /readyz says 503."""
@@ -114,6 +126,8 @@ class ModelRegistry:
 
     def get(self, name: str) -> Classifier:
         self.check(name)
+        if not self._ready.is_set() and not self._error and self.load_wait > 0:
+            self._ready.wait(self.load_wait)  # another worker answered /readyz: we are close
         if not self._ready.is_set():
             if self._error:
                 raise NotReady(f"models failed to load: {self._error}")

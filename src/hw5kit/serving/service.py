@@ -10,6 +10,7 @@ import numpy as np
 from .batching import MicroBatcher
 from .fetch import Fetcher
 from .images import DecodeBudget, decode_image
+from .instance import Instance
 from .models import Classifier, top_k
 from .registry import ModelRegistry
 from .settings import ServingSettings
@@ -36,12 +37,15 @@ class PredictionService:
         settings: ServingSettings,
         registry: ModelRegistry,
         fetcher: Fetcher | None = None,
+        instance: Instance | None = None,
     ):
         self.settings = settings
         self.registry = registry
         self.fetcher = fetcher or Fetcher(settings.fetch)
         self.decode_budget = DecodeBudget(
-            settings.decode_budget_bytes, timeout=max(1.0, settings.queue_timeout)
+            settings.decode_budget_bytes,
+            timeout=max(1.0, settings.queue_timeout),
+            instance=instance,
         )
         self.batcher = MicroBatcher(
             max_batch=settings.batch_max,

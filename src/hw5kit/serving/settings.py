@@ -23,13 +23,16 @@
 | ``HW5_MAX_INFLIGHT`` | predictions in progress at once (fetch, decode, inference) | 4 per CPU |
 | ``HW5_QUEUE_LENGTH`` | predictions waiting for a slot; past it 503 + Retry-After | 32 per CPU |
 | ``HW5_QUEUE_TIMEOUT`` | longest wait for a slot, s from arrival; past it 503 | 10 |
-| ``HW5_THREADS`` | gunicorn threads per worker | in flight + queue + 4 per CPU |
+| ``HW5_THREADS`` | gunicorn threads of the instance | in flight + queue + 4 per CPU |
+| ``HW5_WORKERS`` | gunicorn worker processes | 1 per CPU, as memory allows |
 | ``HW5_DECODE_MEMORY_MB`` | decoded pixels in flight, all decodes together | 21 B x max pixels |
 | ``HW5_READ_TIMEOUT`` | a request's headers must arrive within this, s (then 408) | 10 |
 | ``HW5_MIN_UPLOAD_KBPS`` | a body must arrive at least this fast after that, KiB/s | 32 |
 | ``HW5_FRONT_BUFFER_MB`` | request bytes held from arrival to answer, all requests | 128 |
 
-``serving/capacity.py`` derives the first four from the CPU count (``capacity.plan``).
+``serving/capacity.py`` derives the first four from the CPU count (``capacity.plan``). They,
+the decode memory and the front buffer are the instance's: with several workers, each process
+gets its share (``capacity.per_worker``, ``capacity.share``); ``gunicorn_conf`` decides the count.
 """
 
 from __future__ import annotations
@@ -72,10 +75,44 @@ def serving_capacity(environ: Mapping[str, str] | None = None) -> capacity.Capac
     return capacity.plan(cpu_count(), queue_timeout=timeout, **asked)
 
 
+def worker_processes(environ: Mapping[str, str] | None = None) -> int:
+    """``HW5_WORKERS`` (``gunicorn_conf`` sets it in the master when it is not given, so every
+    worker knows how many share the instance), else 1."""
+    env = os.environ if environ is None else environ
+    return _Reader(env).integer("HW5_WORKERS", 1)
+
+
+def default_instance_workers(
+    environ: Mapping[str, str] | None = None, *, memory: int | None = None
+) -> int:
+    """The worker count ``gunicorn_conf`` starts without ``HW5_WORKERS``: one per CPU as memory
+    allows, each holding the models it serves (``MODEL_NAME``, else ``MODELS``, else the
+    three Lite models of v2's default), after the decode budget and front buffer, which the
+    workers share (``capacity.worker_count``). ``memory``: the instance's, in bytes, instead of
+    what this machine has (``capacity.memory_limit_bytes``)."""
+    env = os.environ if environ is None else environ
+    reader = _Reader(env)
+    named = env.get("MODEL_NAME", "").strip() or env.get("MODELS", "").strip()
+    models = parse_model_list(named) if named else list(OFFLINE_MODELS)
+    max_pixels = int(reader.number("HW5_MAX_PIXELS", 40_000_000))
+    decode = reader.megabytes("HW5_DECODE_MEMORY_MB", 0, allow_zero=True)
+    # shared by the workers: the decode budget; the front buffer and the app's parsed copies
+    # of the uploads (up to twice the buffer); the master
+    front = reader.megabytes("HW5_FRONT_BUFFER_MB", 128)
+    reserved = (decode or default_decode_budget(max_pixels)) + 3 * front + capacity.MASTER_BYTES
+    memory = capacity.memory_limit_bytes() if memory is None else memory
+    return capacity.worker_count(cpu_count(), models, memory, reserved)
+
+
+def worker_capacity(environ: Mapping[str, str] | None = None) -> capacity.Capacity:
+    """One worker's share of ``serving_capacity``."""
+    return capacity.per_worker(serving_capacity(environ), worker_processes(environ))
+
+
 def http_threads(environ: Mapping[str, str] | None = None) -> int:
     """gunicorn threads per worker: every prediction in progress or queued holds one, and a
     few spare ones answer health checks, metrics and 503s at once (``capacity.plan``)."""
-    return serving_capacity(environ).threads
+    return worker_capacity(environ).threads
 
 
 def default_max_inflight(environ: Mapping[str, str] | None = None) -> int:
@@ -125,7 +162,8 @@ class ServingSettings:
     max_inflight: int = field(default_factory=default_max_inflight)  # HW5_MAX_INFLIGHT
     queue_length: int = field(default_factory=default_queue_length)  # HW5_QUEUE_LENGTH
     queue_timeout: float = capacity.QUEUE_TIMEOUT  # HW5_QUEUE_TIMEOUT
-    decode_budget: int = 0  # HW5_DECODE_MEMORY_MB in bytes; 0: default_decode_budget
+    decode_budget: int = 0  # HW5_DECODE_MEMORY_MB in bytes (this worker's share); 0: default
+    workers: int = 1  # HW5_WORKERS: processes sharing the instance's limits
 
     @property
     def decode_budget_bytes(self) -> int:
@@ -176,8 +214,11 @@ class ServingSettings:
             models = tuple(reader.models("MODEL_NAME", DEFAULT_MODEL, single=True))
             default = models[0]
         all_models = tuple(reader.models("MODELS", ",".join(models))) if version == "v3" else ()
-        plan = serving_capacity(env)
-        per_worker = max(1, cpu_count() // reader.integer("HW5_WORKERS", 1))
+        workers = worker_processes(env)
+        plan = worker_capacity(env)  # this process's share of the instance's
+        per_worker = max(1, cpu_count() // workers)
+        max_pixels = int(reader.number("HW5_MAX_PIXELS", 40_000_000))
+        decode_budget = reader.megabytes("HW5_DECODE_MEMORY_MB", 0, allow_zero=True)
         streams = reader.integer("HW5_STREAMS", 1)
         limits = FetchLimits(
             max_bytes=reader.megabytes("HW5_MAX_DOWNLOAD_MB", 20),
@@ -193,7 +234,7 @@ class ServingSettings:
             port=serving_port(env),
             secret_key=env.get("SECRET_KEY") or secrets.token_hex(32),
             max_upload_bytes=reader.megabytes("HW5_MAX_UPLOAD_MB", 20),
-            max_pixels=int(reader.number("HW5_MAX_PIXELS", 40_000_000)),
+            max_pixels=max_pixels,
             fetch=limits,
             # each gunicorn worker runs its own inference, in ``streams`` forward passes at once
             # of ``torch_threads`` each: together they fill the cores once (see ``batching``)
@@ -208,7 +249,10 @@ class ServingSettings:
             max_inflight=plan.inflight,
             queue_length=plan.queue,
             queue_timeout=plan.queue_timeout,
-            decode_budget=reader.megabytes("HW5_DECODE_MEMORY_MB", 0, allow_zero=True),
+            decode_budget=capacity.share(
+                decode_budget or default_decode_budget(max_pixels), workers
+            ),
+            workers=workers,
         )
 
 

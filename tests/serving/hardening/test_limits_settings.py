@@ -1,6 +1,7 @@
 """The overload settings and gunicorn configuration: values from the environment and CPUs."""
 
 import importlib
+import os
 import sys
 import threading
 import time
@@ -14,6 +15,7 @@ from hw5kit.serving.settings import (
     ServingSettings,
     SettingsError,
     cpu_count,
+    default_instance_workers,
     default_max_inflight,
     default_queue_length,
     http_threads,
@@ -130,12 +132,19 @@ def test_gunicorn_settings_suit_cloud_run(monkeypatch):
     monkeypatch.setenv("PORT", "9123")
     monkeypatch.setenv("SECRET_KEY", "test")  # else the module picks one into os.environ
     monkeypatch.setenv("HW5_THREADS", "12")
-    monkeypatch.delenv("HW5_WORKERS", raising=False)
+    # empty: unset for the module, which sets both; monkeypatch then restores them
+    monkeypatch.setenv("HW5_WORKERS", "")
+    monkeypatch.setenv("HW5_INSTANCE_DIR", "")
     sys.modules.pop("hw5kit.serving.gunicorn_conf", None)
     conf = importlib.import_module("hw5kit.serving.gunicorn_conf")
     try:
         assert conf.bind == ["0.0.0.0:9123"]
-        assert conf.workers == 1 and conf.threads == 12
+        # the worker count is capacity's, told to the workers; the 12 threads are the
+        # instance's, sized to its 11 admitted, which any one worker may hold (per_worker)
+        assert conf.workers == default_instance_workers() >= 1
+        assert os.environ["HW5_WORKERS"] == str(conf.workers)
+        assert conf.threads == (12 if conf.workers == 1 else 11 + 1)
+        assert os.stat(os.environ["HW5_INSTANCE_DIR"]).st_mode & 0o077 == 0  # private
         assert conf.worker_connections >= 1000  # arriving connections hold no thread
         assert conf.graceful_timeout < 10  # inside Cloud Run's SIGTERM-to-SIGKILL window
         assert conf.timeout > conf.graceful_timeout
@@ -145,4 +154,5 @@ def test_gunicorn_settings_suit_cloud_run(monkeypatch):
         assert handler["stream"] == "ext://sys.stdout"
         assert conf.logconfig_dict["formatters"]["main"]["()"].endswith("CloudLoggingFormatter")
     finally:
+        conf.on_exit(None)
         sys.modules.pop("hw5kit.serving.gunicorn_conf", None)

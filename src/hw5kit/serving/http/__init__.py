@@ -13,6 +13,7 @@ from flask import Flask, Request, request
 from flask.sessions import SecureCookieSessionInterface
 
 from ..errors import ModelUnavailable
+from ..instance import Instance
 from ..registry import ModelRegistry, settings_loader
 from ..service import PredictionService
 from ..settings import ServingSettings
@@ -57,6 +58,7 @@ class ServingState:
     service: PredictionService
     metrics: Metrics
     limiter: AdmissionQueue
+    instance: Instance | None = None  # the workers sharing this instance (gunicorn_conf)
 
 
 def create_app(
@@ -82,7 +84,12 @@ def create_app(
     elif version is not None and version != settings.version:
         raise ValueError(f"version {version!r} contradicts settings.version {settings.version!r}")
     registry = registry or ModelRegistry(settings.models, loader=settings_loader(settings))
-    service = PredictionService(settings, registry)
+    # a prediction that reaches a worker still loading waits for it rather than failing
+    registry.load_wait = settings.queue_timeout
+    instance = Instance.from_env(settings.workers)
+    service = PredictionService(
+        settings, registry, instance=instance if settings.workers > 1 else None
+    )
 
     app = Flask("hw5kit.serving")
     app.request_class = ServingRequest
@@ -103,7 +110,7 @@ def create_app(
         queue_length=settings.queue_length,
         timeout=settings.queue_timeout,
     )
-    app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter)
+    app.extensions["hw5kit"] = ServingState(settings, registry, service, metrics, limiter, instance)
     observability.install(app, metrics)
     app.register_blueprint(routes.common)
     if settings.version == "v2":
@@ -113,6 +120,8 @@ def create_app(
     handlers.register(app)
 
     if start:
+        if instance is not None:
+            registry.on_ready(instance.mark_ready)
         try:
             registry.start(background=settings.load == "background")
         except ModelUnavailable as exc:

@@ -79,9 +79,18 @@ def healthz():
 
 @common.get("/readyz")
 def readyz():
-    registry = state().registry
+    """200 once this worker's models are loaded and, under ``gunicorn_conf``, every other
+    worker's too (``instance``): whichever worker a request then reaches can serve it."""
+    st = state()
+    registry = st.registry
     body = registry.status()
-    if registry.ready:
+    ready = registry.ready
+    if st.instance is not None:
+        loaded = st.instance.ready_workers()
+        body["workers"] = {"ready": loaded, "total": st.instance.workers}
+        ready = ready and loaded >= st.instance.workers
+        body["ready"] = ready
+    if ready:
         return jsonify(body)
     response = jsonify(body)
     response.status_code = 503

@@ -41,6 +41,7 @@ from gunicorn import util
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker
 
+from ..capacity import share
 from .front import COMPLETE, HAND_OVER, RequestFrame
 from .observability import ARRIVED_KEY
 
@@ -220,7 +221,11 @@ class BufferingThreadWorker(JSONErrorThreadWorker):
     def init_process(self) -> None:
         self.read_timeout = _env_number("HW5_READ_TIMEOUT", 10.0)
         self.min_rate = _env_number("HW5_MIN_UPLOAD_KBPS", 32.0) * 1024
-        self.buffer_limit = int(_env_number("HW5_FRONT_BUFFER_MB", 128.0) * 1024 * 1024)
+        # the instance's front buffer, split between its workers (``capacity.share``)
+        workers = max(1, int(_env_number("HW5_WORKERS", 1.0)))
+        self.buffer_limit = share(
+            int(_env_number("HW5_FRONT_BUFFER_MB", 128.0) * 1024 * 1024), workers
+        )
         upload = _env_number("HW5_MAX_UPLOAD_MB", 20.0)
         self.max_body = int(_env_number("HW5_FRONT_MAX_BODY_MB", upload + 1) * 1024 * 1024)
         self.max_head = (
