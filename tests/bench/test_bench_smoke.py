@@ -69,3 +69,60 @@ def test_smoke_run_measures_every_subject_and_writes_the_report(tmp_path):
     assert "throughput at c4 >= 3x the reference" in text
     for png in ("throughput.png", "latency.png", "cpu_per_image.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every living process under ``pid`` (from /proc, following parent ids)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_terminated_run_stops_every_server_it_started(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HW5_", "GUNICORN_"))}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-u", "-m", "hw5kit.bench", "run", "--smoke", "--no-peers",
+             "--duration", "30", "--out", str(tmp_path / "report")],
+            env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 150
+        while " c1 " not in log.read_text():  # every subject is up: the first phase ran
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        started = _descendants(run.pid)
+        assert len(started) >= 4, started  # photo server, reference, ours, in-process
+        run.terminate()
+        assert run.wait(timeout=30) != 0
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in started if _alive(pid)], log.read_text()[-2000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()

@@ -404,10 +404,18 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _terminated(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.argv = argv
+    if args.command in ("run", "quant", "hop"):
+        # SIGTERM (a CI's timeout, kill, a stopped nox) ends the run as Ctrl-C does: through its
+        # finally blocks, which stop every server it started; without this they outlive it
+        signal.signal(signal.SIGTERM, _terminated)
     if args.command == "run":
         return cmd_run(args)
     if args.command == "report":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from flask import Request
 
@@ -15,6 +16,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..service import DEFAULT_TOP_K, MAX_TOP_K
+from . import multipart
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -85,6 +87,22 @@ def _model(value: object) -> str | None:
     return value.strip()
 
 
+def _form(request: Request, mimetype: str) -> tuple[Mapping[str, str], bytes | None]:
+    """(text fields, the bytes of the file 'file' or None) of a form request: a plain
+    multipart body read in memory (``multipart``), anything else by Werkzeug's parser, with its
+    limits and errors (it reads the cached body: nothing is read twice)."""
+    boundary = request.mimetype_params.get("boundary", "")
+    if mimetype == "multipart/form-data" and boundary:
+        try:
+            form = multipart.parse(request.get_data(cache=True), boundary)
+        except multipart.NotSimple:
+            pass
+        else:
+            return form.fields, form.files.get("file")
+    upload = request.files.get("file")
+    return request.form, (None if upload is None else upload.read())
+
+
 def parse_predict(
     request: Request, max_upload_bytes: int
 ) -> tuple[str | None, bytes | None, str | None, int]:
@@ -103,13 +121,13 @@ def parse_predict(
             )
         return url, None, _model(body.get("model")), _top_k(body.get("top_k"))
     if mimetype in FORM_TYPES:
-        upload = request.files.get("file")
-        url = request.form.get("url")
+        fields, upload = _form(request, mimetype)
+        url = fields.get("url")
         if upload is not None and url:
             raise BadRequest("send either an image file or a 'url', not both")
         data = None
         if upload is not None:
-            data = upload.read(max_upload_bytes + 1)
+            data = upload[: max_upload_bytes + 1]
             if len(data) > max_upload_bytes:
                 raise PayloadTooLarge(f"the upload is larger than {max_upload_bytes:,} bytes")
             if not data:
@@ -119,8 +137,8 @@ def parse_predict(
         return (
             url or None,
             data,
-            _model(request.form.get("model")),
-            _top_k(request.form.get("top_k"), form=True),
+            _model(fields.get("model")),
+            _top_k(fields.get("top_k"), form=True),
         )
     if not mimetype and not request.get_data(cache=True):
         raise MissingInput(
