@@ -1,6 +1,8 @@
 """The benchmark's parts: load generator, /proc readings, target verdicts, README update."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -164,6 +166,35 @@ def _results(ours_c16=120.0, ref_c16=30.0, inp_c16=140.0, ours_p50=12.0, inp_p50
             "processes": 2,
         },
     }
+
+
+def test_a_paused_subject_spends_no_cpu_and_resumes_children_first():
+    # a supervisor whose child burns CPU without end, as LitServe's idle workers poll
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    root = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(root.stdout.readline())
+        time.sleep(0.2)
+        stopped = procstats.pause(root.pid)
+        assert stopped[-1] == root.pid and child in stopped  # the root last
+        before = procstats.cpu_seconds(child)
+        time.sleep(0.5)
+        assert procstats.cpu_seconds(child) - before < 0.05  # paused: no CPU
+        procstats.resume(stopped, root.pid)
+        time.sleep(0.5)
+        assert procstats.cpu_seconds(child) - before > 0.2  # burning again
+        for pid in (root.pid, child):
+            with open(f"/proc/{pid}/stat") as fh:
+                assert fh.read().rsplit(")", 1)[1].split()[0] != "T"
+    finally:
+        for pid in procstats.tree(root.pid)[::-1]:
+            os.kill(pid, signal.SIGKILL)
+        root.wait(5)
 
 
 def test_targets_met_and_missed_with_margins():

@@ -132,8 +132,8 @@ def _cores(ours: dict, theirs: dict, high: int, key: str) -> str:
     busy_theirs = theirs[f"c{high}"] * theirs["cpu"] / 1000
     return (
         f" Ours spends less CPU per image but keeps {busy_ours:.1f} cores busy against "
-        f"{busy_theirs:.1f}: one gunicorn process, where decoding and the forward pass take "
-        "Python's GIL in turns (HW5_WORKERS=2 closes the gap at a cost in c1 latency and memory)."
+        f"{busy_theirs:.1f}: within a worker process, decoding and the forward pass take "
+        "Python's GIL in turns (the workers ours started are in the subjects' list)."
     )
 
 

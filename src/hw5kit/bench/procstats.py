@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +85,36 @@ def sample(pid: int) -> TreeSample:
         rss=sum(rss_bytes(p) for p in pids),
         processes=len(pids),
     )
+
+
+def pause(pid: int) -> list[int]:
+    """Stop (SIGSTOP) ``pid`` and every process under it; the pids stopped, for ``resume``.
+
+    The bench pauses the subjects whose turn it is not: one that spends CPU while idle (LitServe's
+    inference workers poll their queues: about a quarter of a core, measured) would otherwise
+    take it from the subject being measured. Each subject is then measured as if it ran alone.
+    """
+    stopped = []
+    for p in reversed(tree(pid)):  # descendants first, the root (a supervisor) last
+        try:
+            os.kill(p, signal.SIGSTOP)
+            stopped.append(p)
+        except OSError:
+            pass
+    return stopped
+
+
+def resume(pids: list[int], root: int, settle: float = 0.05) -> None:
+    """Continue what ``pause`` stopped: the children, then (after ``settle`` s, in which a
+    gunicorn worker writes its heartbeat) ``root``, so that a supervisor that resumes never
+    finds its workers' heartbeats from before the pause and kills them."""
+    for p in pids:
+        if p != root:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGCONT)
+    time.sleep(settle)
+    with contextlib.suppress(OSError):
+        os.kill(root, signal.SIGCONT)
 
 
 def load_average() -> tuple[float, float, float]:

@@ -231,7 +231,8 @@ def _meta_lines(results: dict) -> list[str]:
         f"- Load average (1, 5, 15 min): before {before}; after {after}",
         f"- Each phase: {plan['warmup']:g} s warm-up, then {plan['duration']:g} s measured "
         f"(at most {plan['max_requests']} requests), closed loop, concurrency "
-        f"{', '.join(map(str, plan['concurrency']))}; the subjects take turns phase by phase; "
+        f"{', '.join(map(str, plan['concurrency']))}; the subjects take turns phase by phase "
+        "(the others paused); "
         f"photos: {', '.join(plan['photos'])}",
         f"- Our settings: {settings}",
     ]

@@ -11,9 +11,11 @@ Subjects, each in processes of its own on 127.0.0.1:
 * the serving peers (``bench/peers``): TorchServe, BentoML, LitServe and KServe's ModelServer,
   each from its own environment, serving the same ONNX file with its documented configuration.
 
-For each model the three subjects run side by side and are measured phase by phase in turn
+For each model the subjects run side by side and are measured phase by phase in turn
 (same mode and concurrency back to back, the order rotating), so that a shared machine's
-changing load hits them alike. Weights are prepared the way the image build does it:
+changing load hits them alike; the servers whose turn it is not are paused (SIGSTOP), so that
+none spends CPU the one measured needs (LitServe's idle workers poll their queues: a quarter of a
+core, measured). Weights are prepared the way the image build does it:
 ``weights bake`` into a temporary ``TORCH_HOME`` (Lite weights copied from their packages, ONNX
 exports made there). torchvision models get random-init weights written under the file name
 torchvision expects, so the run needs no network; their predictions mean nothing and the report
@@ -256,7 +258,8 @@ def measure_model(
 
     Interleaving (reference, ours, in-process for one phase, then the next phase, the order
     rotating) means a change in the machine's load hits every subject alike, which keeps the
-    ratios honest on a shared machine.
+    ratios honest on a shared machine. The servers whose turn it is not are paused
+    (``procstats.pause``): each is measured as if it ran alone.
     """
     from . import peers as peer_subjects
 
@@ -268,6 +271,7 @@ def measure_model(
         for name in peer_envs or {}
     }
     servers: dict[str, tuple[procs.Process, str, float]] = {}
+    paused: dict[str, list[int]] = {}  # the servers whose turn it is not (procstats.pause)
     runner: InProcessRunner | None = None
     out: dict[str, dict] = {}
     try:
@@ -312,6 +316,11 @@ def measure_model(
         phases = [(mode, n) for mode in plan.modes for n in plan.concurrency]
         for i, (mode, n) in enumerate(phases):
             for kind in order[i % len(order) :] + order[: i % len(order)]:
+                for other, (proc, _, _) in servers.items():
+                    if other != kind and other not in paused:
+                        paused[other] = procstats.pause(proc.pid)
+                if kind in paused:
+                    procstats.resume(paused.pop(kind), servers[kind][0].pid)
                 if kind == "inprocess":
                     assert runner is not None
                     rec = runner.phase(mode, n)
@@ -338,6 +347,8 @@ def measure_model(
                     f"p50 {rec['p50_ms'] or 0:7.1f} ms, p99 {rec['p99_ms'] or 0:7.1f} ms, "
                     f"{rec['cpu_ms_per_image'] or 0:5.1f} CPU ms/img, errors {rec['errors']}"
                 )
+        for kind in list(paused):
+            procstats.resume(paused.pop(kind), servers[kind][0].pid)
         for kind, (proc, _, _) in servers.items():
             sample = procstats.sample(proc.pid)
             out[kind].update(rss_bytes=sample.rss, processes=sample.processes)
@@ -347,6 +358,8 @@ def measure_model(
     finally:
         if runner is not None:
             runner.kill()
+        for kind in list(paused):  # a stopped process would not see SIGTERM
+            procstats.resume(paused.pop(kind), servers[kind][0].pid, settle=0)
         for proc, _, _ in servers.values():
             proc.stop()
     return out
