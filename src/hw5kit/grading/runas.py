@@ -27,7 +27,6 @@ import ctypes
 import os
 import random
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -208,7 +207,6 @@ class Tracker:
         self.identity = identity
         self.others: set[str] = set()
         self.hiding: dict[int, float] = {}  # pid -> since when it hides its files
-        self.stopped: set[int] = set()  # hiding processes this tracker stopped (SIGSTOP)
 
     def pids(self) -> list[int]:
         found = []
@@ -228,11 +226,8 @@ class Tracker:
     def held(self) -> Held:
         """Bytes of deleted files the identity's processes keep open (anywhere). A process
         whose files cannot be read and whose ``/proc/PID/fd`` the kernel gives to root (what it
-        does to a non-dumpable process) is stopped (SIGSTOP) the first time it is seen so, and
-        counted as hidden once it has been so for ``HIDING_AFTER`` seconds. A process is so for
-        a few milliseconds during an ``execve``: one that shows its files again is let go on
-        (SIGCONT). Stopping it at once keeps a hidden writer from writing for the whole grace
-        period: what it holds past the limit is what it wrote within one look (10 ms)."""
+        does to a non-dumpable process) is counted as hidden once it has been so for
+        ``HIDING_AFTER`` seconds (a process is so for a few milliseconds during an ``execve``)."""
         held = Held()
         seen: set[tuple[int, int]] = set()
         now = time.monotonic()
@@ -254,13 +249,6 @@ class Tracker:
                 with contextlib.suppress(OSError):
                     if os.stat(f"/proc/{pid}/fd").st_uid != self.identity.uid:
                         hiding[pid] = self.hiding.get(pid, now)  # non-dumpable
-                        if pid not in self.stopped:
-                            os.kill(pid, signal.SIGSTOP)
-                            self.stopped.add(pid)
-        for pid in self.stopped - hiding.keys():  # shows its files again, or ended
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGCONT)
-        self.stopped &= hiding.keys()
         self.hiding = hiding
         held.hidden = sum(1 for since in hiding.values() if now - since >= HIDING_AFTER)
         return held
