@@ -184,6 +184,16 @@ def test_the_default_serves_from_every_worker_once_all_are_ready(tmp_path, baked
         assert body["workers"] == {"ready": expected, "total": expected}
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             assert list(pool.map(lambda _: predict(url), range(32))) == [200] * 32
+        # /metrics sums the workers, whichever takes the scrape (each scrape on a new connection)
+        for _ in range(6):
+            text = requests.get(f"{url}/metrics", timeout=10, headers={"Connection": "close"}).text
+            answered = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("hw5_http_requests_total{") and 'route="/predict"' in line
+                and 'status="200"' in line
+            )  # fmt: skip
+            assert answered == 48, text[-2000:]
         # the master's private directory: one ready file per worker
         (private,) = private_tmp.glob("hw5-instance-*")
         assert private.stat().st_mode & 0o077 == 0

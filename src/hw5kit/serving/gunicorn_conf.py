@@ -36,9 +36,8 @@ import os
 import shutil
 import tempfile
 
-from hw5kit.serving.http.logs import log_format, logging_config
 from hw5kit.serving.instance import ENV as INSTANCE_ENV
-from hw5kit.serving.instance import Instance
+from hw5kit.serving.instance import METRICS_ENV, Instance
 from hw5kit.serving.settings import default_instance_workers, http_threads, serving_port
 
 bind = [f"{os.environ.get('HW5_BIND_HOST', '0.0.0.0')}:{serving_port()}"]  # noqa: S104
@@ -49,11 +48,27 @@ workers = int(os.environ["HW5_WORKERS"])
 threads = http_threads()
 os.environ[INSTANCE_ENV] = tempfile.mkdtemp(prefix="hw5-instance-")  # mode 0700
 _instance = Instance(os.environ[INSTANCE_ENV], workers)
+if workers > 1:
+    # the workers' metrics in files there, summed at each scrape (observability.Metrics):
+    # without it /metrics would answer with the counters of whichever worker took the scrape.
+    # Always this instance's own folder: one inherited from elsewhere may be gone or shared.
+    os.environ[METRICS_ENV] = os.path.join(_instance.directory, "metrics")
+    os.mkdir(os.environ[METRICS_ENV], 0o700)
+else:
+    os.environ.pop(METRICS_ENV, None)  # one process: its own counters are the instance's
+
+# only now: this imports prometheus_client (through the http package), which reads METRICS_ENV
+# once, at import, and the workers inherit it
+from hw5kit.serving.http.logs import log_format, logging_config  # noqa: E402
 
 
 def child_exit(server, worker):
     """A worker that exited (crash, timeout, restart) is no longer ready."""
     _instance.forget(worker.pid)
+    if os.environ.get(METRICS_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # its live gauges no longer count
 
 
 def on_exit(server):

@@ -25,6 +25,9 @@ from collections.abc import Iterator, Mapping
 from ..procs import pid_alive
 
 ENV = "HW5_INSTANCE_DIR"
+# prometheus_client's multiprocess mode: set by the gunicorn master before any worker imports the
+# library, which reads it once, at import (observability.Metrics sums the workers' files)
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _POLL = 0.005  # seconds between attempts at a busy lock
 
 

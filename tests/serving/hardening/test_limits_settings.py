@@ -135,6 +135,7 @@ def test_gunicorn_settings_suit_cloud_run(monkeypatch):
     # empty: unset for the module, which sets both; monkeypatch then restores them
     monkeypatch.setenv("HW5_WORKERS", "")
     monkeypatch.setenv("HW5_INSTANCE_DIR", "")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # set by the module with several workers
     sys.modules.pop("hw5kit.serving.gunicorn_conf", None)
     conf = importlib.import_module("hw5kit.serving.gunicorn_conf")
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -31,11 +32,13 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 from ..errors import Overloaded
+from ..instance import METRICS_ENV
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # when the request had fully arrived (time.monotonic()), stamped by the buffering front
@@ -71,11 +74,20 @@ class _RegistryCollector:
 
 
 class Metrics:
+    """The backend's Prometheus metrics. With several gunicorn workers (``gunicorn_conf`` then
+    sets ``PROMETHEUS_MULTIPROC_DIR``) each worker writes its counters, histograms and gauges to
+    files there, and a scrape, whichever worker takes it, sums them over the workers (gauges
+    of the workers alive: ``livesum``); the process figures and model readiness are those of
+    the worker that answers."""
+
     def __init__(self, model_registry) -> None:
+        self.model_registry = model_registry
+        self.multiprocess = bool(os.environ.get(METRICS_ENV))
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu, fds
         self.registry.register(_RegistryCollector(model_registry))
         reg = self.registry
+        live = {"multiprocess_mode": "livesum"}  # ignored in a single process
         self.requests = Counter(
             "hw5_http_requests",
             "HTTP requests answered, by route, method, model and status",
@@ -96,25 +108,31 @@ class Metrics:
             registry=reg,
         )
         self.in_flight = Gauge(
-            "hw5_http_requests_in_flight", "Requests being handled right now", registry=reg
+            "hw5_http_requests_in_flight", "Requests being handled right now", registry=reg, **live
         )
         self.predictions_in_flight = Gauge(
             "hw5_predictions_in_flight",
             "Predictions holding one of the limited slots (fetch, decode, inference)",
             registry=reg,
+            **live,
         )
         self.predictions_limit = Gauge(
             "hw5_predictions_max_in_flight",
             "The limit on predictions in flight; past it requests wait in the queue",
             registry=reg,
+            **live,
         )
         self.queued = Gauge(
-            "hw5_predictions_queued", "Predictions waiting for a slot right now", registry=reg
+            "hw5_predictions_queued",
+            "Predictions waiting for a slot right now",
+            registry=reg,
+            **live,
         )
         self.queue_limit = Gauge(
             "hw5_predictions_max_queued",
             "The admission queue's length; past it requests get 503 + Retry-After",
             registry=reg,
+            multiprocess_mode="max",
         )
         self.queue_wait = Histogram(
             "hw5_prediction_queue_wait_seconds",
@@ -131,7 +149,13 @@ class Metrics:
         )
 
     def exposition(self) -> Response:
-        return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)
+        registry = self.registry
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            ProcessCollector(registry=registry)
+            registry.register(_RegistryCollector(self.model_registry))
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     def observe_prediction(self, answer: dict) -> None:
         timing = answer.get("timing_ms") or {}
