@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from hw5kit.bench import procstats
 from hw5kit.photos import photo
 from hw5kit.serving.models import runtime
 
@@ -71,26 +72,6 @@ def test_smoke_run_measures_every_subject_and_writes_the_report(tmp_path):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every living process under ``pid`` (from /proc, following parent ids)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -114,7 +95,7 @@ def test_a_terminated_run_stops_every_server_it_started(tmp_path):
         while " c1 " not in log.read_text():  # every subject is up: the first phase ran
             assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
-        started = _descendants(run.pid)
+        started = set(procstats.tree(run.pid)) - {run.pid}
         assert len(started) >= 4, started  # photo server, reference, ours, in-process
         run.terminate()
         assert run.wait(timeout=30) != 0
