@@ -81,7 +81,6 @@ class Metrics:
     the worker that answers."""
 
     def __init__(self, model_registry) -> None:
-        self.model_registry = model_registry
         self.multiprocess = bool(os.environ.get(METRICS_ENV))
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu, fds
@@ -148,14 +147,17 @@ class Metrics:
             registry=reg,
         )
 
-    def exposition(self) -> Response:
-        registry = self.registry
+        # what a scrape reads: with several workers, their files summed (read at each collect)
+        # plus this worker's process figures and readiness
+        self.exposed = self.registry
         if self.multiprocess:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            ProcessCollector(registry=registry)
-            registry.register(_RegistryCollector(self.model_registry))
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed)
+            ProcessCollector(registry=self.exposed)
+            self.exposed.register(_RegistryCollector(model_registry))
+
+    def exposition(self) -> Response:
+        return Response(generate_latest(self.exposed), mimetype=CONTENT_TYPE_LATEST)
 
     def observe_prediction(self, answer: dict) -> None:
         timing = answer.get("timing_ms") or {}
